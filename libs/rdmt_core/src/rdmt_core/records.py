@@ -1,0 +1,150 @@
+"""Plain records passed between monitors, evaluators, the store and the outputs.
+
+No I/O here: these are the nouns of the pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+import numpy as np
+
+from .blockstats import ScaleValues
+
+
+class Status(StrEnum):
+    """Outcome of one evaluation, ordered by severity for summaries."""
+
+    PASS = "pass"
+    INCOMPLETE = "incomplete"
+    CAUTION = "caution"
+    FAIL = "fail"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+
+_SEVERITY = {Status.PASS: 0, Status.INCOMPLETE: 1, Status.CAUTION: 2, Status.FAIL: 3}
+
+
+def worst(statuses: list[Status] | set[Status]) -> Status:
+    """The most severe status of ``statuses`` (pass when empty)."""
+    return max(statuses, key=lambda s: s.severity, default=Status.PASS)
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """What a monitored file is, independent of where it is stored.
+
+    ``kind`` is the reference type (``DARK``) for reference files and the model
+    type (``ImageModel``) for Level-2 images; ``file_time`` is ``meta.useafter``
+    for reference files and ``meta.exposure.start_time`` for images (UTC).
+    """
+
+    source: str
+    kind: str
+    detector: str
+    file_time: datetime
+    exposure_type: str = ""
+
+    @property
+    def file_key(self) -> str:
+        """Stable key of the file's content: kind, detector and time."""
+        return f"{self.kind}/{self.detector}/{self.file_time.strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3]}"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """Name, unit and meaning of a metric.
+
+    ``extensive`` metrics (pixel counts) grow with the area they cover; absolute
+    limits given for the detector are scaled to smaller cells by pixel count.
+    Intensive metrics (rates, percentiles) use the same limit at every scale.
+    """
+
+    name: str
+    unit: str
+    description: str
+    extensive: bool = False
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric's values at the three scales."""
+
+    spec: MetricSpec
+    values: ScaleValues
+
+
+@dataclass(frozen=True)
+class EvaluationBlock:
+    """One evaluator's verdicts on one metric at one scale, one entry per cell."""
+
+    evaluator: str
+    metric: str
+    scale: str
+    cells: np.ndarray
+    status: np.ndarray  # of Status values (str)
+    reference: np.ndarray  # float64, NaN where no reference value applies
+    reason: np.ndarray  # of str
+    threshold: float = float("nan")  # the configured limit or tolerance this block used, for reports
+
+    def __post_init__(self) -> None:
+        n = len(self.cells)
+        if not (len(self.status) == len(self.reference) == len(self.reason) == n):
+            raise ValueError("evaluation block columns differ in length")
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """Everything one monitor found in one file: the unit the store writes and the outputs show."""
+
+    identity: FileIdentity
+    monitor: str
+    monitor_title: str
+    run_id: str
+    release: str
+    metrics: list[Metric]
+    evaluations: list[EvaluationBlock]
+    notes: dict[str, str]
+
+    def statuses(self, scale: str | None = None) -> list[Status]:
+        """Every status in the result (optionally at one scale)."""
+        out: list[Status] = []
+        for block in self.evaluations:
+            if scale is None or block.scale == scale:
+                out.extend(Status(s) for s in block.status)
+        return out
+
+    @property
+    def status(self) -> Status:
+        """Worst status over all evaluations."""
+        return worst(set(self.statuses()))
+
+
+@dataclass(frozen=True)
+class InputProblem:
+    """A file that could not be monitored (``skipped`` when no monitor handles its kind)."""
+
+    source: str
+    reason: str
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class DeliverySummary:
+    """One run of the pipeline over a set of files: what the overview page and the notification show."""
+
+    run_id: str
+    release: str
+    results: list[FileResult]
+    problems: list[InputProblem]
+    output_dir: str
+    overview_path: str | None = None
+
+    @property
+    def failed_results(self) -> list[FileResult]:
+        return [r for r in self.results if r.status == Status.FAIL]
