@@ -64,6 +64,11 @@ class Monitor:
         raise KeyError(f"monitor {cls.name!r} has no metric {metric!r}")
 
     @classmethod
+    def example_arrays(cls, side: int, seed: int) -> dict[str, np.ndarray]:
+        """Realistic synthetic arrays this monitor accepts (used by the registry test and benchmarks)."""
+        raise NotImplementedError
+
+    @classmethod
     def compute(cls, arrays: dict[str, np.ndarray], options: BaseModel) -> MonitorResult:
         """Pure: arrays (as declared in ``arrays``) and validated options in, metrics out."""
         raise NotImplementedError

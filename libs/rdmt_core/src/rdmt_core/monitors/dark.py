@@ -146,6 +146,13 @@ class DarkMonitor(Monitor):
     metric_specs = METRICS
 
     @classmethod
+    def example_arrays(cls, side: int, seed: int) -> dict[str, np.ndarray]:
+        from ..synthetic import dark_arrays
+
+        dark_slope, _, dq = dark_arrays("WFI01", side, delivery_seed=seed)
+        return {"dark_slope": dark_slope, "dq": dq}
+
+    @classmethod
     def compute(cls, arrays: dict[str, np.ndarray], options: BaseModel) -> MonitorResult:
         assert isinstance(options, DarkOptions)
         return dark_metrics(arrays["dark_slope"], arrays["dq"], options)

@@ -1,0 +1,31 @@
+# RDMT developer commands. Each target sets up the environment it needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench lint clean
+
+$(STAMP): libs/rdmt_core/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e 'libs/rdmt_core[dev]'
+	touch $(STAMP)
+
+## demo: set up, then monitor two synthetic full-size dark deliveries (WFI01..WFI18) on the embedded store
+demo: $(STAMP)
+	$(BIN)/rdmt demo --output demo-output
+
+## test: set up, then run the test suite
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## bench: speed and memory of the dark monitor on a full-size file
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_dark.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check libs tests benchmarks
+
+clean:
+	rm -rf $(VENV) demo-output bench-output .pytest_cache

@@ -1,0 +1,171 @@
+"""The ``rdmt`` command line: run monitors, query the store, show a metric's history, run the demo.
+
+Exit status of ``rdmt run``: 0 when every file was processed, 1 when any file
+failed or was skipped, 2 for a usage, configuration or store error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from .config import load_config
+from .errors import RdmtError
+from .records import Status
+
+EXIT_OK, EXIT_FILES, EXIT_SETUP = 0, 1, 2
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _fail(message: str) -> None:
+    click.echo(f"rdmt: error: {message}", err=True)
+    sys.exit(EXIT_SETUP)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.version_option(package_name="rdmt-core")
+def main(verbose: bool) -> None:
+    """RDMT: data-quality monitoring of Roman WFI reference files and images."""
+    _setup_logging(verbose)
+
+
+def _config(config_file: str | None, store: str | None, output: str | None, **extra: object):
+    try:
+        return load_config(config_file, store_url=store, output_dir=output, **extra)
+    except RdmtError as exc:
+        _fail(str(exc))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file overriding the defaults.")
+@click.option("--store", help="Store URL: chdb:///path (default chdb://rdmt-output/store) or clickhouse://...")
+@click.option("--output", help="Directory for ECSV files and reports (default rdmt-output).")
+@click.option("--run-id", help="Run identifier; re-running a file with the same id changes nothing.")
+@click.option("--release", help="Release name stored with the results (default live).")
+@click.option("--store-results/--no-store", "store_results", default=None, help="Write to the store.")
+@click.option("--ecsv/--no-ecsv", default=None, help="Write ECSV files.")
+@click.option("--report/--no-report", default=None, help="Write reports.")
+@click.option("--notify/--no-notify", default=None, help="Send the grouped notification.")
+def run(paths, config_file, store, output, run_id, release, store_results, ecsv, report, notify) -> None:
+    """Monitor ASDF files and directories (PATH...)."""
+    switches = {"store": store_results, "ecsv": ecsv, "report": report, "notify": notify}
+    config = _config(
+        config_file, store, output, release=release, outputs={k: v for k, v in switches.items() if v is not None}
+    )
+    code = run_and_report(config, list(paths), run_id)
+    sys.exit(code)
+
+
+def run_and_report(config, paths: list[str], run_id: str | None) -> int:
+    """Run the embedded pipeline and print one line per file plus a summary; return the exit status."""
+    from .pipeline import EmbeddedPipeline
+
+    try:
+        pipeline = EmbeddedPipeline(config, run_id=run_id)
+    except RdmtError as exc:
+        _fail(str(exc))
+    with pipeline:
+        summary, outcomes = pipeline.run(paths, progress=sys.stderr.isatty())
+    for outcome in outcomes:
+        if outcome.problem is not None:
+            word = "skipped" if outcome.problem.skipped else "FAILED"
+            click.echo(f"{word}: {outcome.problem.source}: {outcome.problem.reason}", err=True)
+            continue
+        for result, stored in zip(outcome.results, outcome.stored or [False] * len(outcome.results), strict=True):
+            fails = sum(1 for s in result.statuses() if s == Status.FAIL)
+            note = "" if stored or not config.outputs.store else " (already stored)"
+            click.echo(
+                f"{result.status.value.upper():10s} {result.identity.detector} {result.identity.kind} "
+                f"{result.identity.file_time:%Y-%m-%dT%H:%M:%S} {result.monitor}: {fails} failing values{note}"
+            )
+    failed = [r for r in summary.results if r.status == Status.FAIL]
+    n_ok = sum(1 for o in outcomes if o.problem is None)
+    click.echo(f"\nrun {summary.run_id}: {n_ok} of {len(outcomes)} files processed, {len(failed)} with failures")
+    if config.outputs.store:
+        click.echo(f"store:    {config.store_url}")
+    if config.outputs.ecsv or config.outputs.report:
+        click.echo(f"outputs:  {Path(config.output_dir).resolve()}")
+    if summary.overview_path:
+        click.echo(f"overview: {Path(summary.overview_path).resolve()}")
+    for result in failed:
+        evaluators = sorted({b.evaluator for b in result.evaluations if (b.status == Status.FAIL.value).any()})
+        click.echo(f"  failed: {result.identity.detector} {result.monitor} ({', '.join(evaluators)})")
+    return EXIT_OK if n_ok == len(outcomes) and outcomes else EXIT_FILES
+
+
+def _open_store(store: str | None, config_file: str | None):
+    from .store import open_store
+
+    config = _config(config_file, store, None)
+    try:
+        return open_store(config.store_url)
+    except RdmtError as exc:
+        _fail(str(exc))
+
+
+def _print_frame(frame, fmt: str) -> None:
+    if fmt == "csv":
+        click.echo(frame.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(frame.to_json(orient="records", date_format="iso", lines=True), nl=False)
+    else:
+        click.echo(frame.to_string(index=False) if len(frame) else "(no rows)")
+
+
+@main.command()
+@click.argument("query")
+@click.option("--store", help="Store URL (default from the config).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+def sql(query, store, config_file, fmt) -> None:
+    """Run a SQL query on the store (tables rdmt.metrics, rdmt.evaluations, rdmt.files)."""
+    with _open_store(store, config_file) as db:
+        try:
+            frame = db.sql(query)
+        except RdmtError as exc:
+            _fail(str(exc))
+        _print_frame(frame, fmt)
+
+
+@main.command()
+@click.option("--monitor", required=True)
+@click.option("--metric", required=True)
+@click.option("--detector", required=True)
+@click.option("--scale", type=click.Choice(["detector", "amplifier", "superpixel"]), default="detector")
+@click.option("--release", help="Only this release.")
+@click.option("--store", help="Store URL (default from the config).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+def history(monitor, metric, detector, scale, release, store, config_file, fmt) -> None:
+    """A metric's values over deliveries for one detector, with the worst status of each."""
+    from .monitors import get_monitor
+
+    try:
+        get_monitor(monitor).spec(metric)
+    except (RdmtError, KeyError) as exc:
+        _fail(str(exc).strip('"'))
+    with _open_store(store, config_file) as db:
+        _print_frame(db.metric_history(monitor, metric, detector.upper(), scale, release), fmt)
+
+
+@main.command()
+@click.option("--output", default="demo-output", show_default=True, help="Where the store and reports go.")
+@click.option("--size", default=4096, show_default=True, help="Detector side in pixels (divisible by 32).")
+@click.option("--keep-inputs", is_flag=True, help="Keep the synthetic input files.")
+def demo(output: str, size: int, keep_inputs: bool) -> None:
+    """Generate two synthetic dark deliveries for WFI01..WFI18 and monitor both."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(Path(output), size, keep_inputs))

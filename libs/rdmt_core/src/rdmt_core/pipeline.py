@@ -1,0 +1,195 @@
+"""The embedded pipeline: files in; metrics, evaluations, store rows, files and a notification out.
+
+One process, no servers: for each file, recognise its kind, run every enabled
+monitor registered for it, evaluate against the store's history, write the
+store (all-or-nothing per file and monitor), ECSV and report; at the end, the
+delivery overview and one grouped notification. A bad file is reported with
+its reason and the run goes on with the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .config import RdmtConfig
+from .data_access import RomanInput, open_roman
+from .errors import InputError, RdmtError, UnsupportedInput
+from .evaluators import History, evaluate_metrics
+from .geometry import geometry_for
+from .monitors import Monitor, monitors_for, registered_monitors
+from .records import DeliverySummary, FileResult, InputProblem
+from .store import Store, open_store
+
+log = logging.getLogger("rdmt.pipeline")
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def discover(paths: Iterable[str | Path]) -> list[str]:
+    """Files to process: each file path as given, ``*.asdf`` files under each directory (sorted)."""
+    found: list[str] = []
+    for path in paths:
+        text = str(path)
+        if os.path.isdir(text):
+            found.extend(str(p) for p in sorted(Path(text).rglob("*.asdf")) if p.is_file())
+        else:
+            found.append(text)
+    return found
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one input file."""
+
+    source: str
+    results: list[FileResult] = field(default_factory=list)
+    stored: list[bool] = field(default_factory=list)
+    problem: InputProblem | None = None
+    outputs: list[Path] = field(default_factory=list)
+
+
+class EmbeddedPipeline:
+    """Runs monitors on files with an optional store and file outputs.
+
+    Parameters
+    ----------
+    config : RdmtConfig
+        Validated configuration (outputs, store URL, monitors, evaluators).
+    run_id : str, optional
+        Identifier of this run; re-running with the same id is idempotent.
+    store : Store, optional
+        An open store to use instead of opening ``config.store_url``.
+    """
+
+    def __init__(self, config: RdmtConfig, run_id: str | None = None, store: Store | None = None) -> None:
+        self.config = config
+        self.run_id = run_id or new_run_id()
+        self.output_dir = Path(config.output_dir)
+        self._owns_store = store is None and config.outputs.store
+        self.store = open_store(config.store_url) if self._owns_store else store
+
+    def close(self) -> None:
+        if self._owns_store and self.store is not None:
+            self.store.close()
+
+    def __enter__(self) -> EmbeddedPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def enabled_monitors(self, kind: str) -> list[type[Monitor]]:
+        return [m for m in monitors_for(kind) if self.config.monitor(m.name).enabled]
+
+    def process(self, source: str) -> FileOutcome:
+        """Process one file; input problems are caught and returned, never raised."""
+        outcome = FileOutcome(source)
+        try:
+            with open_roman(source) as roman:
+                monitors = self.enabled_monitors(roman.kind)
+                if not monitors:
+                    known = ", ".join(sorted(registered_monitors()))
+                    raise UnsupportedInput(source, f"no enabled monitor handles kind {roman.kind!r} (monitors: {known})")
+                results = [self.evaluate(roman, monitor) for monitor in monitors]
+            for result in results:
+                outcome.stored.append(self.store.write(result) if self.store and self.config.outputs.store else False)
+                outcome.outputs.extend(self.write_outputs(result))
+                outcome.results.append(result)
+        except UnsupportedInput as exc:
+            outcome.problem = InputProblem(source, exc.reason, skipped=True)
+        except InputError as exc:
+            outcome.problem = InputProblem(source, exc.reason)
+        except RdmtError as exc:
+            outcome.problem = InputProblem(source, str(exc))
+        except OSError as exc:
+            outcome.problem = InputProblem(source, f"cannot write outputs ({exc})")
+        return outcome
+
+    def evaluate(self, roman: RomanInput, monitor: type[Monitor]) -> FileResult:
+        """Read the monitor's arrays, compute its metrics and evaluate them."""
+        identity = roman.identity
+        arrays = roman.read_arrays(monitor.arrays)
+        first = next(iter(arrays.values()))
+        try:
+            geometry = geometry_for(first.shape, monitor.border)
+        except ValueError as exc:
+            raise InputError(
+                roman.uri,
+                f"array '{next(iter(arrays))}' {exc}; a WFI detector is 4096x4096 "
+                f"(reduced sizes must be square with a side divisible by 32)",
+            ) from exc
+        options = self.config.options_for(monitor.name, identity.detector)
+        computed = monitor.compute(arrays, options)
+        del arrays
+        evaluators = self.config.evaluators_for(monitor.name, identity.detector)
+        history = History()
+        if self.store is not None and self.config.outputs.store:
+            window = max(evaluators.trend.window, 1)
+            history = self.store.history(
+                monitor.name, identity.detector, self.config.release, identity.file_time, identity.file_key, window
+            )
+        blocks = evaluate_metrics(computed.metrics, evaluators, history, geometry.pixels_per_cell())
+        return FileResult(
+            identity=identity,
+            monitor=monitor.name,
+            monitor_title=monitor.title,
+            run_id=self.run_id,
+            release=self.config.release,
+            metrics=computed.metrics,
+            evaluations=blocks,
+            notes=computed.notes,
+        )
+
+    def write_outputs(self, result: FileResult) -> list[Path]:
+        written: list[Path] = []
+        if self.config.outputs.ecsv:
+            from .outputs import write_ecsv
+
+            written.append(write_ecsv(result, self.output_dir / "ecsv"))
+        if self.config.outputs.report:
+            from .outputs import write_report
+
+            written.append(write_report(result, self.output_dir / "reports").html)
+        return written
+
+    def run(
+        self, paths: Sequence[str | Path], progress: bool = False, on_file: Callable[[FileOutcome], None] | None = None
+    ) -> tuple[DeliverySummary, list[FileOutcome]]:
+        """Process every file under ``paths``, then write the overview and notify once."""
+        files = discover(paths)
+        outcomes: list[FileOutcome] = []
+        iterator: Iterable[str] = files
+        if progress and len(files) > 1:
+            from tqdm import tqdm
+
+            iterator = tqdm(files, unit="file", desc="rdmt", leave=False)
+        for source in iterator:
+            outcome = self.process(source)
+            outcomes.append(outcome)
+            if on_file is not None:
+                on_file(outcome)
+        summary = DeliverySummary(
+            run_id=self.run_id,
+            release=self.config.release,
+            results=[r for o in outcomes for r in o.results],
+            problems=[o.problem for o in outcomes if o.problem is not None],
+            output_dir=str(self.output_dir),
+        )
+        if self.config.outputs.report and summary.results:
+            from .outputs import write_overview
+
+            overview = write_overview(summary, self.output_dir / "reports")
+            summary = DeliverySummary(**{**summary.__dict__, "overview_path": str(overview)})
+        if self.config.outputs.notify and (summary.results or summary.problems):
+            from .notify import notify_delivery
+
+            notify_delivery(summary, self.config.notify)
+        return summary, outcomes

@@ -1,0 +1,153 @@
+"""Connections to the two ClickHouse engines RDMT can store into.
+
+* ``chdb:///abs/path`` or ``chdb://relative/path`` (or a bare path): chDB, the
+  in-process ClickHouse engine, persisting to a local directory. The default.
+* ``clickhouse://user:password@host:8123/database`` (``clickhouses://`` for
+  HTTPS): a ClickHouse server through clickhouse-connect (``pip install
+  rdmt-core[server]``).
+
+Both expose the same four operations, so the SQL in :mod:`rdmt_core.store` is
+written once. chDB holds one database directory per process: a second store at
+a different path must wait until the first is closed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+
+from ..errors import StoreError
+
+
+class Backend(Protocol):
+    database: str
+
+    def execute(self, sql: str) -> None: ...
+    def query(self, sql: str) -> pd.DataFrame: ...
+    def insert(self, table: str, frame: pd.DataFrame) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class StoreURL:
+    scheme: str  # "chdb" or "clickhouse"
+    path: str = ""
+    host: str = ""
+    port: int = 8123
+    username: str = "default"
+    password: str = ""
+    database: str = "rdmt"
+    secure: bool = False
+
+    @property
+    def display(self) -> str:
+        """The URL without its password, for messages."""
+        if self.scheme == "chdb":
+            return f"chdb://{self.path}"
+        scheme = "clickhouses" if self.secure else "clickhouse"
+        return f"{scheme}://{self.username}@{self.host}:{self.port}/{self.database}"
+
+
+def parse_store_url(url: str) -> StoreURL:
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file") or len(parsed.scheme) == 1:
+        return StoreURL("chdb", path=unquote(parsed.path if parsed.scheme == "file" else url))
+    if parsed.scheme == "chdb":
+        path = unquote(parsed.netloc + parsed.path)
+        if not path:
+            raise StoreError(f"store {url}: chdb URL has no path (use chdb:///abs/dir or chdb://rel/dir)")
+        return StoreURL("chdb", path=path)
+    if parsed.scheme in ("clickhouse", "clickhouses"):
+        if not parsed.hostname:
+            raise StoreError(f"store {url.split('@')[-1]}: no host in ClickHouse URL")
+        secure = parsed.scheme == "clickhouses"
+        return StoreURL(
+            "clickhouse",
+            host=parsed.hostname,
+            port=parsed.port or (8443 if secure else 8123),
+            username=unquote(parsed.username or "default"),
+            password=unquote(parsed.password or ""),
+            database=(parsed.path.strip("/") or "rdmt"),
+            secure=secure,
+        )
+    raise StoreError(f"store {url}: unknown scheme '{parsed.scheme}' (use chdb:// or clickhouse://)")
+
+
+class ChdbBackend:
+    """chDB session on a local directory."""
+
+    def __init__(self, path: str, database: str = "rdmt") -> None:
+        from chdb import session  # imported here: chDB loads a large native library
+
+        self.database = database
+        self.path = os.path.abspath(path)
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            self._session = session.Session(self.path)
+        except Exception as exc:
+            raise StoreError(f"store chdb://{path}: cannot open ({_short(exc)})") from exc
+
+    def execute(self, sql: str) -> None:
+        self._session.query(sql)
+
+    def query(self, sql: str) -> pd.DataFrame:
+        return self._session.query(sql, "DataFrame")
+
+    def insert(self, table: str, frame: pd.DataFrame) -> None:
+        columns = ", ".join(frame.columns)
+        self._session.query(f"INSERT INTO {self.database}.{table} ({columns}) SELECT {columns} FROM Python(frame)")
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class ClickHouseServerBackend:
+    """A ClickHouse server through clickhouse-connect."""
+
+    def __init__(self, url: StoreURL) -> None:
+        try:
+            import clickhouse_connect
+        except ImportError as exc:  # pragma: no cover - depends on the installation
+            raise StoreError(
+                f"store {url.display}: clickhouse-connect is not installed (pip install 'rdmt-core[server]')"
+            ) from exc
+        self.database = url.database
+        try:
+            self._client = clickhouse_connect.get_client(
+                host=url.host,
+                port=url.port,
+                username=url.username,
+                password=url.password,
+                secure=url.secure,
+                connect_timeout=10,
+            )
+        except Exception as exc:
+            raise StoreError(f"store {url.display}: cannot reach ({_short(exc)})") from exc
+
+    def execute(self, sql: str) -> None:
+        self._client.command(sql)
+
+    def query(self, sql: str) -> pd.DataFrame:
+        return self._client.query_df(sql)
+
+    def insert(self, table: str, frame: pd.DataFrame) -> None:
+        self._client.insert_df(f"{self.database}.{table}", frame)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def connect(url: str) -> tuple[Backend, StoreURL]:
+    parsed = parse_store_url(url)
+    if parsed.scheme == "chdb":
+        return ChdbBackend(parsed.path, parsed.database), parsed
+    return ClickHouseServerBackend(parsed), parsed
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__

@@ -1,0 +1,68 @@
+-- RDMT store schema: one DDL for chDB and ClickHouse server. {db} is the database.
+-- The three tables are the public SQL interface (docs/store.md).
+
+CREATE DATABASE IF NOT EXISTS {db};
+
+CREATE TABLE IF NOT EXISTS {db}.metrics
+(
+    run_id     String                    COMMENT 'Identifier of the run that computed the value',
+    release    LowCardinality(String)    COMMENT 'Release name (live, or a reprocessing release)',
+    monitor    LowCardinality(String)    COMMENT 'Monitor name, e.g. dark',
+    detector   LowCardinality(String)    COMMENT 'WFI01..WFI18',
+    kind       LowCardinality(String)    COMMENT 'Reference type (DARK) or Level-2 model type',
+    file_key   String                    COMMENT 'kind/detector/file_time: identity of the file content',
+    file_time  DateTime64(3, 'UTC')      COMMENT 'meta.useafter (reference files) or exposure start (images)',
+    source     String                    COMMENT 'Path or URI the file was read from',
+    metric     LowCardinality(String)    COMMENT 'Metric name, e.g. dark_rate_mean',
+    unit       LowCardinality(String)    COMMENT 'Unit of value',
+    scale      Enum8('detector' = 1, 'amplifier' = 2, 'superpixel' = 3),
+    cell       UInt16                    COMMENT '0 (detector), 1..32 (amplifier), 0..1023 (super-pixel, row-major)',
+    value      Float64                   COMMENT 'NaN when the cell has no finite pixel',
+    stored_at  DateTime64(3, 'UTC')      COMMENT 'When the row was written'
+)
+ENGINE = ReplacingMergeTree(stored_at)
+ORDER BY (monitor, detector, metric, scale, cell, release, file_key, run_id);
+
+CREATE TABLE IF NOT EXISTS {db}.evaluations
+(
+    run_id     String,
+    release    LowCardinality(String),
+    monitor    LowCardinality(String),
+    detector   LowCardinality(String),
+    kind       LowCardinality(String),
+    file_key   String,
+    file_time  DateTime64(3, 'UTC'),
+    source     String,
+    metric     LowCardinality(String),
+    scale      Enum8('detector' = 1, 'amplifier' = 2, 'superpixel' = 3),
+    cell       UInt16,
+    evaluator  LowCardinality(String)    COMMENT 'mission, soc, change or trend',
+    status     Enum8('pass' = 1, 'incomplete' = 2, 'caution' = 3, 'fail' = 4),
+    reference  Nullable(Float64)         COMMENT 'Limit (mission, soc), previous value (change) or history median (trend)',
+    threshold  Nullable(Float64)         COMMENT 'Configured limit, tolerance or z limit',
+    reason     String,
+    stored_at  DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(stored_at)
+ORDER BY (monitor, detector, metric, scale, cell, evaluator, release, file_key, run_id);
+
+CREATE TABLE IF NOT EXISTS {db}.files
+(
+    run_id        String,
+    release       LowCardinality(String),
+    monitor       LowCardinality(String),
+    detector      LowCardinality(String),
+    kind          LowCardinality(String),
+    file_key      String,
+    file_time     DateTime64(3, 'UTC'),
+    source        String,
+    exposure_type LowCardinality(String),
+    n_metrics     UInt32                 COMMENT 'Rows written to metrics for this file and monitor',
+    n_evaluations UInt32                 COMMENT 'Rows written to evaluations',
+    n_fail        UInt32,
+    n_caution     UInt32,
+    status        Enum8('pass' = 1, 'incomplete' = 2, 'caution' = 3, 'fail' = 4) COMMENT 'Worst status',
+    stored_at     DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(stored_at)
+ORDER BY (monitor, detector, release, file_key, run_id);
