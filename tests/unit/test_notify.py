@@ -320,13 +320,20 @@ def test_email_misconfiguration_is_a_warning(
     assert box.messages == [] and expected in caplog.text
 
 
-def test_webhook_that_is_not_http_is_refused_without_echoing_it(
-    failing: DeliverySummary, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (f"file:///tmp/{WEBHOOK_TOKEN}", "not an http(s) URL"),
+        # http.client quotes a URL with a space in its error message
+        (f"http://127.0.0.1:9/services/{WEBHOOK_TOKEN} x", "InvalidURL (details withheld"),
+    ],
+)
+def test_bad_webhook_is_refused_without_echoing_it(
+    failing: DeliverySummary, caplog: pytest.LogCaptureFixture, url: str, expected: str
 ) -> None:
-    env = {"RDMT_SLACK_WEBHOOK_URL": f"file:///tmp/{WEBHOOK_TOKEN}"}
-    assert notify_delivery(failing, notify_config(), env=env) == ["log"]
-    assert "not an http(s) URL" in caplog.text
-    assert_no_secret(caplog, WEBHOOK_TOKEN)
+    assert notify_delivery(failing, notify_config(), env={"RDMT_SLACK_WEBHOOK_URL": url}) == ["log"]
+    assert expected in caplog.text
+    assert_no_secret(caplog, WEBHOOK_TOKEN, "s3cr3t")
 
 
 def test_no_webhook_variable_means_no_slack(failing: DeliverySummary, webhook: Webhook) -> None:

@@ -112,7 +112,8 @@ def distribution_at_scales(frame: np.ndarray, qs: Sequence[float]) -> Distributi
     _check_frame(frame)
     values = np.asarray(frame, dtype=np.float32) if frame.dtype != np.float64 else frame
     finite = np.isfinite(values)
-    if not finite.all():
+    n_bad = finite.size - np.count_nonzero(finite)
+    if n_bad and np.count_nonzero(np.isnan(values)) != n_bad:  # infinities: treat like NaN
         values = np.where(finite, values, np.nan)
 
     by_cell = superpixel_rows(values)
@@ -125,7 +126,9 @@ def distribution_at_scales(frame: np.ndarray, qs: Sequence[float]) -> Distributi
     median = pct_sp[-1]
     shift = np.nan_to_num(median).astype(by_cell.dtype)[:, None]
     deviation = np.subtract(by_cell, shift, out=by_cell)
-    np.nan_to_num(deviation, copy=False, nan=0.0)
+    width = deviation.shape[1]
+    for row in np.nonzero(n_cell < width)[0]:  # NaNs sit at the end of each sorted row
+        deviation[row, n_cell[row] :] = 0.0
     s1 = deviation.sum(axis=1, dtype=np.float64)
     s2 = np.einsum("ij,ij->i", deviation, deviation, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -139,8 +142,11 @@ def distribution_at_scales(frame: np.ndarray, qs: Sequence[float]) -> Distributi
     n_amp, mean_amp, m2_amp = _combine(n_cell, mean_sp, m2_sp, amp_groups, N_AMPLIFIERS)
     n_det, mean_det, m2_det = _combine(n_cell, mean_sp, m2_sp, np.zeros(N_SUPERPIXELS, dtype=int), 1)
 
-    pct_amp = _percentiles_for_rows(amplifier_rows(values), n_amp, qs)
-    pct_det = _percentiles_for_rows(values.reshape(1, -1).copy(), n_det, qs)
+    by_amp = amplifier_rows(values)
+    by_amp.sort(axis=1)
+    pct_amp = _percentiles_of_sorted(by_amp, n_amp, qs)
+    pct_det = _percentiles_of_sorted_union(by_amp, n_amp, qs)
+    del by_amp
 
     with np.errstate(invalid="ignore", divide="ignore"):
         std_sp = np.sqrt(m2_sp / n_cell)
@@ -156,9 +162,61 @@ def distribution_at_scales(frame: np.ndarray, qs: Sequence[float]) -> Distributi
     )
 
 
-def _percentiles_for_rows(rows: np.ndarray, n_valid: np.ndarray, qs: Sequence[float]) -> np.ndarray:
-    rows.sort(axis=1)
-    return _percentiles_of_sorted(rows, n_valid, qs)
+def _sortable(values: np.ndarray) -> np.ndarray:
+    """Map floats to unsigned integers with the same order (IEEE-754 sign-magnitude trick)."""
+    utype = np.uint32 if values.dtype.itemsize == 4 else np.uint64
+    bits = values.view(utype)
+    sign = utype(1) << utype(8 * values.dtype.itemsize - 1)
+    return np.where(bits & sign, ~bits, bits | sign)
+
+
+def _from_sortable(key: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    utype = key.dtype.type
+    sign = utype(1) << utype(8 * np.dtype(dtype).itemsize - 1)
+    return np.where(key & sign, key & ~sign, ~key).view(dtype)
+
+
+def _order_statistic_of_union(rows: np.ndarray, counts: np.ndarray, rank: int) -> float:
+    """The ``rank``-th smallest (0-based) finite value of the union of rows sorted with NaNs last.
+
+    Bisection over the ordered integer image of the floats; each step counts with one
+    ``searchsorted`` per row, so the union is never sorted or copied. Exact.
+    """
+    filled = np.nonzero(counts > 0)[0]
+    low = _sortable(rows[filled, 0].min(keepdims=True))[0]
+    high = _sortable(rows[filled, counts[filled] - 1].max(keepdims=True))[0]
+    while low < high:
+        middle = low + (high - low) // 2
+        value = _from_sortable(np.array([middle]), rows.dtype)[0]
+        count = sum(int(np.searchsorted(rows[r], value, side="right")) for r in filled)
+        if count >= rank + 1:
+            high = middle
+        else:
+            low = middle + 1
+    return float(_from_sortable(np.array([low]), rows.dtype)[0])
+
+
+def _percentiles_of_sorted_union(rows: np.ndarray, counts: np.ndarray, qs: Sequence[float]) -> np.ndarray:
+    """Percentiles of all values of rows sorted with NaNs last (shape (len(qs), 1))."""
+    out = np.full((len(qs), 1), np.nan)
+    n_valid = int(counts.sum())
+    if n_valid == 0:
+        return out
+    cache: dict[int, float] = {}
+
+    def stat(rank: int) -> float:
+        if rank not in cache:
+            cache[rank] = _order_statistic_of_union(rows, counts, rank)
+        return cache[rank]
+
+    for i, q in enumerate(qs):
+        position = (q / 100.0) * (n_valid - 1)
+        lo = int(np.floor(position))
+        hi = min(lo + 1, n_valid - 1)
+        frac = position - lo
+        below, above = stat(lo), stat(hi)
+        out[i, 0] = above - (above - below) * (1 - frac) if frac >= 0.5 else below + (above - below) * frac
+    return out
 
 
 def _combine(

@@ -136,7 +136,7 @@ class RomanInput:
             if raw is None:
                 raise InputError(self.uri, f"missing array '{name}'")
             try:
-                array = np.array(raw, copy=True)
+                array = np.asarray(raw)  # asdf decompresses the block here: no second copy
             except Exception as exc:  # asdf raises several types for truncated or corrupt blocks
                 raise InputError(self.uri, f"cannot read array '{name}' ({type(exc).__name__}: {exc})") from exc
             if array.dtype.kind not in spec.kinds:

@@ -34,7 +34,8 @@ def cell_positions(block: EvaluationBlock) -> np.ndarray:
     inside = positions < len(scale_cells)
     if not (inside.all() and np.array_equal(scale_cells[positions], block.cells)):
         raise ValueError(
-            f"evaluation block {block.evaluator}/{block.metric}/{block.scale} has cells outside the {block.scale} scale"
+            f"evaluation block {block.evaluator}/{block.metric}/{block.scale} "
+            f"has cells outside the {block.scale} scale"
         )
     return positions
 
@@ -67,6 +68,21 @@ def worst_severity(blocks: Iterable[EvaluationBlock], scale: str) -> np.ndarray:
     for block in blocks:
         positions = cell_positions(block)
         np.maximum.at(out, positions, severities(block.status))
+    return out
+
+
+def aligned_verdicts(
+    blocks: Iterable[EvaluationBlock], scale: str
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(evaluator, status, reason) of each block, on every cell of ``scale`` ("" where no verdict)."""
+    out = []
+    for block in blocks:
+        status = np.full(len(cells(scale)), "", dtype=object)
+        reason = np.full(len(cells(scale)), "", dtype=object)
+        positions = cell_positions(block)
+        status[positions] = block.status
+        reason[positions] = block.reason
+        out.append((block.evaluator, status, reason))
     return out
 
 

@@ -1,0 +1,202 @@
+"""PNG figures of the reports: a metric's super-pixel map and the delivery's failure mosaic.
+
+Matplotlib's object-oriented API on the Agg canvas only (``matplotlib.figure.Figure``,
+never ``pyplot``), so figures can be drawn from several threads at once and
+leave no global state behind. Axes are placed by hand rather than by a layout
+engine, and the maps of one report reuse one figure, which keeps a map to a
+few hundredths of a second.
+
+Super-pixel ``cell = 32 * row + col`` is drawn at column ``col`` and row
+``row`` with ``origin="lower"``: array row 0 at the bottom, as the detector
+frame is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib as mpl
+import numpy as np
+from matplotlib.collections import PolyCollection
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from ..geometry import GRID, N_SUPERPIXELS
+from ..records import Status
+from .html import STATUS_LINE
+
+_MISSING = "#d9d9d9"
+_MAP_COLOURS = mpl.colormaps["viridis"].with_extremes(under="#000000", over="#ff4fd8", bad=_MISSING)
+_FAILURE_COLOURS = mpl.colormaps["Reds"].with_extremes(bad=_MISSING)
+_UNIT_SQUARE = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])
+
+
+def colour_range(values: np.ndarray, count: bool) -> tuple[float, float]:
+    """Colour limits of a map: the full range for counts, the 1st to 99th percentile otherwise.
+
+    Always returns ``low < high`` (a constant or empty map gets a small range around its value).
+    """
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    low, high = (finite.min(), finite.max()) if count else np.percentile(finite, [1.0, 99.0])
+    if high <= low:
+        low, high = finite.min(), finite.max()
+    if high <= low:
+        pad = 0.5 if count or low == 0 else abs(low) * 0.05
+        low, high = low - pad, high + pad
+    return float(low), float(high)
+
+
+def _outline(cells: np.ndarray, colour: str, width: float) -> PolyCollection:
+    centres = np.stack([cells % GRID, cells // GRID], axis=1).astype(float)
+    return PolyCollection(
+        _UNIT_SQUARE[None, :, :] + centres[:, None, :], facecolors="none", edgecolors=colour, linewidths=width
+    )
+
+
+class _MapCanvas:
+    """One figure with a map and its colour bar, redrawn for each metric of one flavour (rate or count)."""
+
+    def __init__(self, count: bool) -> None:
+        self.count = count
+        self.figure = Figure(figsize=(5.6, 4.8), dpi=100)
+        self.axes = self.figure.add_axes((0.11, 0.16, 0.66, 0.74))
+        self.image = self.axes.imshow(
+            np.zeros((GRID, GRID)),
+            origin="lower",
+            interpolation="nearest",
+            cmap=_MAP_COLOURS,
+            norm=Normalize(0, 1),
+        )
+        # Rates use a robust (percentile) range, so values beyond it exist: show them as extensions.
+        self.bar = self.figure.colorbar(
+            self.image,
+            cax=self.figure.add_axes((0.81, 0.16, 0.035, 0.74)),
+            extend="neither" if count else "both",
+            ticks=MaxNLocator(integer=True) if count else MaxNLocator(6),
+        )
+        self.axes.set_xlabel("super-pixel column (amplifier - 1)")
+        self.axes.set_ylabel("super-pixel row")
+        self.axes.set_xticks(range(0, GRID, 8))
+        self.axes.set_yticks(range(0, GRID, 8))
+        self.legend = self.figure.text(0.11, 0.025, "", fontsize=8)
+        self.outlines: list[PolyCollection] = []
+
+    def draw(self, values: np.ndarray, severity: np.ndarray, path: Path, title: str, unit: str) -> None:
+        self.image.set_data(values.reshape(GRID, GRID))
+        self.image.set_clim(*colour_range(values, self.count))
+        self.bar.set_label(unit)
+        self.axes.set_title(title, fontsize=11)
+        for outline in self.outlines:
+            outline.remove()
+        self.outlines = []
+        legend = []
+        for status, width in ((Status.CAUTION, 1.0), (Status.FAIL, 1.6)):
+            flagged = np.flatnonzero(severity == status.severity)
+            if flagged.size:
+                self.outlines.append(self.axes.add_collection(_outline(flagged, STATUS_LINE[status], width)))
+            legend.append(f"{status.value}: {flagged.size}")
+        self.legend.set_text(f"outlined super-pixels ({', '.join(legend)}); red: fail, amber: caution")
+        self.figure.savefig(path, pil_kwargs={"compress_level": 1})
+
+
+class SuperpixelMaps:
+    """Draws super-pixel maps, reusing one figure per flavour (rate, count) across metrics.
+
+    Reusing the figure saves building axes and ticks for every map. An instance is not
+    thread-safe; use one per thread (each report makes its own).
+    """
+
+    def __init__(self) -> None:
+        self._canvases: dict[bool, _MapCanvas] = {}
+
+    def draw(
+        self, values: np.ndarray, severity: np.ndarray, path: Path, *, title: str, unit: str, count: bool
+    ) -> None:
+        """Draw a metric's 32x32 super-pixel map to ``path`` (PNG).
+
+        Parameters
+        ----------
+        values : ndarray
+            The 1,024 super-pixel values, cell ``32 * row + col``; NaN is drawn grey.
+        severity : ndarray
+            Worst ``Status.severity`` of each super-pixel over evaluators; failing cells are
+            outlined in red, caution cells in amber.
+        path : Path
+            PNG file to write.
+        title : str
+            Axes title (metric and detector).
+        unit : str
+            Colour-bar label.
+        count : bool
+            True for pixel counts: full linear range and integer ticks. Otherwise the colour
+            range is the 1st to 99th percentile and values beyond it take the extension colours
+            (black below, pink above).
+        """
+        if values.shape != (N_SUPERPIXELS,) or severity.shape != (N_SUPERPIXELS,):
+            raise ValueError(
+                f"expected {N_SUPERPIXELS} super-pixel values and severities, got {values.shape}"
+            )
+        if count not in self._canvases:
+            self._canvases[count] = _MapCanvas(count)
+        self._canvases[count].draw(values, severity, path, title, unit)
+
+
+def failure_mosaic(
+    failures: Mapping[str, np.ndarray | None], layout: Sequence[Sequence[str]], path: Path, *, title: str
+) -> None:
+    """Draw every detector's map of failing evaluations per super-pixel, in a schematic focal-plane layout.
+
+    Parameters
+    ----------
+    failures : mapping
+        Detector name to its 1,024 failing-evaluation counts, or None when the delivery has no file
+        for it (drawn grey, "no file").
+    layout : sequence of sequences
+        Columns of detector names, left to right; each column is drawn top to bottom.
+    path : Path
+        PNG file to write.
+    title : str
+        Figure title.
+    """
+    n_columns, n_rows = len(layout), max(len(column) for column in layout)
+    counts = [c for c in failures.values() if c is not None]
+    high = max(1, max((int(c.max()) for c in counts), default=0))
+    norm = Normalize(0, high)
+    figure = Figure(figsize=(1.75 * n_columns + 1.2, 1.95 * n_rows + 0.6), dpi=100)
+    figure.suptitle(title, fontsize=12)
+    width, height = 0.84 / n_columns, 0.86 / n_rows
+    image = None
+    for i, column in enumerate(layout):
+        for j, detector in enumerate(column):
+            axes = figure.add_axes((0.02 + i * width, 0.9 - (j + 1) * height, width * 0.9, height * 0.8))
+            axes.set_xticks([])
+            axes.set_yticks([])
+            counts_of = failures.get(detector)
+            if counts_of is None:
+                axes.set_facecolor(_MISSING)
+                axes.text(0.5, 0.5, "no file", ha="center", va="center", transform=axes.transAxes, fontsize=9)
+                axes.set_title(detector, fontsize=9, color="#616161")
+                continue
+            image = axes.imshow(
+                counts_of.reshape(GRID, GRID),
+                origin="lower",
+                interpolation="nearest",
+                cmap=_FAILURE_COLOURS,
+                norm=norm,
+            )
+            n_failing = int(np.count_nonzero(counts_of))
+            colour = STATUS_LINE[Status.FAIL] if n_failing else "#212121"
+            axes.set_title(f"{detector}: {n_failing} failing SP", fontsize=9, color=colour)
+            for spine in axes.spines.values():
+                spine.set_edgecolor(colour)
+                spine.set_linewidth(1.6 if n_failing else 0.6)
+    if image is not None:
+        bar = figure.colorbar(
+            image, cax=figure.add_axes((0.89, 0.12, 0.02, 0.7)), ticks=MaxNLocator(integer=True)
+        )
+        bar.set_label("failing evaluations per super-pixel")
+    figure.savefig(path, pil_kwargs={"compress_level": 1})

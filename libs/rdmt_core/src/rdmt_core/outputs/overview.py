@@ -1,0 +1,153 @@
+"""The overview page of one delivery (run): every detector at a glance.
+
+A table of the 18 WFI detectors (WFI01..WFI18, always all of them; "no file"
+where the delivery had none) against the evaluators, with the worst status and
+the number of failing values, and links to each file's report; the input
+problems (failed and skipped files); and a mosaic of failing evaluations per
+super-pixel for every detector. Written as Markdown and HTML, with the mosaic
+as PNG. This module arranges the content only; :mod:`.document` renders it and
+:mod:`.figures` draws the mosaic.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..evaluators import EVALUATORS
+from ..records import DeliverySummary, FileResult, Status, worst
+from .document import Block, Bullets, Heading, Image, Inline, Paragraph, Span, Table, write_document
+from .figures import failure_mosaic
+from .names import file_stem, overview_stem
+from .verdicts import evaluator_names, failing_per_superpixel, status_counts
+
+DETECTORS = tuple(f"WFI{i:02d}" for i in range(1, 19))
+# Schematic WFI focal plane for the mosaic: six columns of three detectors, left to right,
+# each column top to bottom. It groups detectors in numbering order; it is not the true
+# on-sky arrangement of the arrays.
+FOCAL_PLANE_COLUMNS = tuple(DETECTORS[i : i + 3] for i in range(0, len(DETECTORS), 3))
+
+
+def _file_links(results: list[FileResult], directory: Path, report_directory: Path) -> list[str | Span]:
+    """A link per result to its HTML report, relative to ``directory`` (plain text if not written)."""
+    parts: list[str | Span] = []
+    for result in results:
+        identity = result.identity
+        label = f"{result.monitor} {identity.kind} {identity.file_time.isoformat(timespec='seconds')}"
+        report = report_directory / f"{file_stem(result)}.html"
+        link = Path(os.path.relpath(report, directory)).as_posix() if report.exists() else None
+        parts += [*(["; "] if parts else []), Span(label, link=link)]
+    return parts
+
+
+def _detector_row(
+    detector: str, results: list[FileResult], evaluators: list[str], directory: Path, report_directory: Path
+) -> list[Inline]:
+    if not results:
+        return [detector, Span("no file", status=Status.INCOMPLETE), *(["no file"] * len(evaluators)), "-"]
+    counts = status_counts(results)
+    cells: list[Inline] = []
+    for evaluator in evaluators:
+        tally = counts.get(evaluator)
+        if not tally:
+            cells.append("-")
+            continue
+        status = worst({s for s, n in tally.items() if n})
+        cells.append(Span(f"{status.value} ({tally.get(Status.FAIL, 0):,} failing)", status=status))
+    overall = worst({r.status for r in results})
+    return [
+        detector,
+        Span(overall.value, status=overall),
+        *cells,
+        _file_links(results, directory, report_directory),
+    ]
+
+
+def _problems(summary: DeliverySummary) -> list[Block]:
+    failed = [p for p in summary.problems if not p.skipped]
+    skipped = [p for p in summary.problems if p.skipped]
+    if not summary.problems:
+        return [Paragraph("None: every input file was monitored.")]
+    blocks: list[Block] = []
+    for label, problems in (("Failed", failed), ("Skipped", skipped)):
+        if problems:
+            blocks += [
+                Paragraph(f"{label} ({len(problems)}):"),
+                Bullets([f"{p.source}: {p.reason}" for p in problems]),
+            ]
+    return blocks
+
+
+def write_overview(summary: DeliverySummary, directory: Path, report_directory: Path | None = None) -> Path:
+    """Write the delivery's overview as ``overview_<run_id>.html``, ``.md`` and ``.png`` (the mosaic).
+
+    The mosaic places the detectors schematically, six columns of three: (WFI01, WFI02, WFI03)
+    in the left column from top to bottom, then (WFI04, WFI05, WFI06), ..., (WFI16, WFI17, WFI18)
+    on the right. Each detector shows, per super-pixel, the number of failing evaluations over
+    all its files, metrics and evaluators.
+
+    Parameters
+    ----------
+    summary : DeliverySummary
+        The run: its results and input problems.
+    directory : Path
+        Output directory; created when missing. Existing files of the same names are replaced.
+    report_directory : Path, optional
+        Where the files' reports and ECSV tables were written (default: ``directory``). Links
+        are relative to ``directory`` and only made to files that exist.
+
+    Returns
+    -------
+    Path
+        The HTML page (the Markdown page sits next to it).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    report_directory = directory if report_directory is None else Path(report_directory)
+    by_detector: dict[str, list[FileResult]] = {d: [] for d in DETECTORS}
+    for result in summary.results:
+        by_detector.setdefault(result.identity.detector, []).append(result)
+    evaluators = [*EVALUATORS, *(e for e in evaluator_names(summary.results) if e not in EVALUATORS)]
+
+    stem = overview_stem(summary.run_id)
+    mosaic = directory / f"{stem}.png"
+    failure_mosaic(
+        {d: failing_per_superpixel(rs) if rs else None for d, rs in by_detector.items()},
+        FOCAL_PLANE_COLUMNS,
+        mosaic,
+        title=f"Failing evaluations per super-pixel, run {summary.run_id}",
+    )
+
+    overall = worst({r.status for r in summary.results})
+    n_missing = sum(1 for d in DETECTORS if not by_detector[d])
+    blocks: list[Block] = [
+        Bullets(
+            [
+                f"Run id: {summary.run_id}",
+                f"Release: {summary.release}",
+                f"Results (file and monitor): {len(summary.results)}, failing: {len(summary.failed_results)}",
+                f"Detectors without a file: {n_missing} of {len(DETECTORS)}",
+                f"Input problems: {len(summary.problems)}",
+            ]
+        ),
+        Paragraph(["Overall status: ", Span(overall.value.upper(), status=overall)]),
+        Heading("Detectors"),
+        Table(
+            ["Detector", "Overall", *evaluators, "Files"],
+            [_detector_row(d, rs, evaluators, directory, report_directory) for d, rs in by_detector.items()],
+            caption="Worst status of each evaluator over all values (detector, amplifiers, super-pixels) of "
+            "the detector's files, with the number of failing values.",
+        ),
+        Heading("Input problems"),
+        *_problems(summary),
+        Heading("Failing super-pixels"),
+        Image(
+            mosaic.name,
+            "Mosaic of failing evaluations per super-pixel for WFI01..WFI18",
+            "Schematic layout: six columns of three detectors, WFI01-WFI03 in the left column (top to "
+            "bottom) to WFI16-WFI18 on the right; each map is 32x32 super-pixels, row 0 at the bottom.",
+        ),
+    ]
+    html = directory / f"{stem}.html"
+    write_document(f"RDMT delivery overview: run {summary.run_id}", blocks, directory / f"{stem}.md", html)
+    return html

@@ -1,0 +1,154 @@
+"""The rdmt command line on real files: main job, SQL, history, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import asdf
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from roman_datamodels import datamodels as dm
+
+from rdmt_core.cli import main
+from rdmt_core.synthetic import dark_model
+
+from ..conftest import USEAFTER_1
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _quiet(tmp_path: Path, store_url: str) -> list[str]:
+    return ["--store", store_url, "--output", str(tmp_path / "out"), "--no-notify"]
+
+
+def test_run_stores_reports_and_queries(tmp_path, store_url, two_deliveries):
+    first, second = two_deliveries
+    code, out, err = _run("run", *_quiet(tmp_path, store_url), "--run-id", "r1", str(first[0].parent))
+    assert code == 0, err
+    assert "3 of 3 files processed" in out
+    code, out, err = _run("run", *_quiet(tmp_path, store_url), "--run-id", "r2", str(second[0].parent))
+    assert code == 0, err
+    assert "failed: WFI07 dark" in out and "overview:" in out
+    reports = list((tmp_path / "out" / "reports").glob("*.html"))
+    assert len(reports) == 3 * 2 + 2  # a report per file and an overview per delivery
+    assert len(list((tmp_path / "out" / "ecsv").glob("*.ecsv"))) == 6
+
+    code, out, _ = _run("sql", "--store", store_url, "--format", "json",
+                        "SELECT detector, count() AS n FROM rdmt.metrics GROUP BY detector ORDER BY detector")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert rows == [{"detector": d, "n": 2 * 9 * 1057} for d in ("WFI01", "WFI07", "WFI12")]
+
+    code, out, _ = _run("history", "--store", store_url, "--monitor", "dark", "--metric", "n_hot_pixels",
+                        "--detector", "WFI07", "--scale", "superpixel", "--format", "csv")
+    lines = out.strip().splitlines()
+    assert code == 0 and len(lines) == 1 + 2 * 1024
+    cluster = [line for line in lines if ",340," in line]
+    assert cluster[-1].split(",")[4] == "256.0" and cluster[-1].endswith("fail,r2")
+
+
+def test_rerun_with_same_run_id_is_idempotent(tmp_path, store_url, two_deliveries):
+    first, _ = two_deliveries
+    args = ["run", *_quiet(tmp_path, store_url), "--run-id", "same", "--no-report", "--no-ecsv", str(first[0])]
+    assert _run(*args)[0] == 0
+    code, out, _ = _run(*args)
+    assert code == 0 and "already stored" in out
+    _, out, _ = _run("sql", "--store", store_url, "--format", "csv", "SELECT count() FROM rdmt.metrics")
+    assert out.strip().splitlines()[-1] == str(9 * 1057)
+
+
+@pytest.fixture
+def bad_inputs(tmp_path: Path, two_deliveries) -> dict[str, Path]:
+    good = two_deliveries[0][0]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    files = {"good": good}
+    files["missing"] = bad / "missing.asdf"
+    files["not_asdf"] = bad / "notes.asdf"
+    files["not_asdf"].write_text("this is not ASDF\n")
+    files["no_roman"] = bad / "plain.asdf"
+    asdf.AsdfFile({"data": np.arange(4)}).write_to(files["no_roman"])
+    files["unsupported"] = bad / "image.asdf"
+    image = dm.ImageModel.create_fake_data(shape=(64, 64))
+    image.save(files["unsupported"])
+    files["truncated"] = bad / "truncated.asdf"
+    shutil.copy(good, files["truncated"])
+    with open(files["truncated"], "r+b") as handle:
+        handle.truncate(files["truncated"].stat().st_size * 2 // 3)
+    files["wrong_shape"] = bad / "wrong_shape.asdf"
+    model = dark_model("WFI02", USEAFTER_1, side=100)
+    model.save(files["wrong_shape"])
+    files["wrong_dtype"] = bad / "wrong_dtype.asdf"
+    with asdf.open(good, lazy_load=False) as af:
+        tree = af.tree
+        tree["roman"]["dq"] = np.array(tree["roman"]["dq"]).astype(np.float32)
+        out = asdf.AsdfFile()
+        out.tree = {"roman": tree["roman"]}
+        with asdf.config_context() as cfg:
+            cfg.validate_on_write = False
+            out.write_to(files["wrong_dtype"])
+    return files
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("missing", "file not found"),
+        ("not_asdf", "not a readable ASDF file"),
+        ("no_roman", "no Roman metadata"),
+        ("unsupported", "no enabled monitor handles kind 'ImageModel'"),
+        ("truncated", "cannot read array 'dark_slope'"),
+        ("wrong_shape", "side divisible by 32"),
+        ("wrong_dtype", "array 'dq' has dtype float32"),
+    ],
+)
+def test_each_bad_input_is_named_and_the_rest_is_processed(tmp_path, store_url, bad_inputs, name, expected):
+    args = ["run", *_quiet(tmp_path, store_url), "--run-id", "bad", str(bad_inputs[name]), str(bad_inputs["good"])]
+    code, out, err = _run(*args)
+    assert code == 1
+    line = next(line for line in err.splitlines() if str(bad_inputs[name]) in line)
+    assert expected in line
+    assert line.startswith("skipped:" if name == "unsupported" else "FAILED:")
+    assert "1 of 2 files processed" in out
+    _, sql_out, _ = _run("sql", "--store", store_url, "--format", "csv",
+                         "SELECT DISTINCT source FROM rdmt.metrics UNION ALL SELECT DISTINCT source FROM rdmt.evaluations")
+    assert set(sql_out.split()) == {f'"{bad_inputs["good"]}"'}  # nothing partial from the bad file
+
+
+def test_invalid_config_file_exits_2_naming_key_and_value(tmp_path, store_url, two_deliveries):
+    config = tmp_path / "bad.yaml"
+    config.write_text("monitors:\n  dark:\n    evaluators:\n      soc: {caution_fraction: 7}\n")
+    code, _, err = _run("run", "--config", str(config), *_quiet(tmp_path, store_url), str(two_deliveries[0][0]))
+    assert code == 2
+    assert str(config) in err and "monitors.dark.evaluators.soc.caution_fraction" in err and "7" in err
+
+
+def test_unreachable_store_exits_2(tmp_path, two_deliveries):
+    code, _, err = _run("run", "--store", "clickhouse://u:pw@127.0.0.1:9/rdmt", "--output", str(tmp_path),
+                        str(two_deliveries[0][0]))
+    assert code == 2 and "cannot reach" in err and "pw@" not in err
+
+
+def test_unknown_metric_in_history(store_url):
+    code, _, err = _run("history", "--store", store_url, "--monitor", "dark", "--metric", "nope", "--detector", "WFI01")
+    assert code == 2 and "no metric 'nope'" in err
+    code, _, err = _run("history", "--store", store_url, "--monitor", "bias", "--metric", "x", "--detector", "WFI01")
+    assert code == 2 and "unknown monitor 'bias'" in err
+
+
+def test_rdmt_is_a_real_command(tmp_path, store_url, two_deliveries):
+    rdmt = Path(sys.executable).with_name("rdmt")
+    proc = subprocess.run(
+        [str(rdmt), "run", *_quiet(tmp_path, store_url), "--no-report", str(two_deliveries[0][0]), "/no/such.asdf"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 1
+    assert "FAILED: /no/such.asdf: file not found" in proc.stderr
+    assert "1 of 2 files processed" in proc.stdout
