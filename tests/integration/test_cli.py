@@ -12,10 +12,9 @@ import asdf
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from roman_datamodels import datamodels as dm
-
 from rdmt_core.cli import main
 from rdmt_core.synthetic import dark_model
+from roman_datamodels import datamodels as dm
 
 from ..conftest import USEAFTER_1
 
@@ -41,13 +40,32 @@ def test_run_stores_reports_and_queries(tmp_path, store_url, two_deliveries):
     assert len(reports) == 3 * 2 + 2  # a report per file and an overview per delivery
     assert len(list((tmp_path / "out" / "ecsv").glob("*.ecsv"))) == 6
 
-    code, out, _ = _run("sql", "--store", store_url, "--format", "json",
-                        "SELECT detector, count() AS n FROM rdmt.metrics GROUP BY detector ORDER BY detector")
+    code, out, _ = _run(
+        "sql",
+        "--store",
+        store_url,
+        "--format",
+        "json",
+        "SELECT detector, count() AS n FROM rdmt.metrics GROUP BY detector ORDER BY detector",
+    )
     rows = [json.loads(line) for line in out.splitlines()]
     assert rows == [{"detector": d, "n": 2 * 9 * 1057} for d in ("WFI01", "WFI07", "WFI12")]
 
-    code, out, _ = _run("history", "--store", store_url, "--monitor", "dark", "--metric", "n_hot_pixels",
-                        "--detector", "WFI07", "--scale", "superpixel", "--format", "csv")
+    code, out, _ = _run(
+        "history",
+        "--store",
+        store_url,
+        "--monitor",
+        "dark",
+        "--metric",
+        "n_hot_pixels",
+        "--detector",
+        "WFI07",
+        "--scale",
+        "superpixel",
+        "--format",
+        "csv",
+    )
     lines = out.strip().splitlines()
     assert code == 0 and len(lines) == 1 + 2 * 1024
     cluster = [line for line in lines if ",340," in line]
@@ -56,7 +74,15 @@ def test_run_stores_reports_and_queries(tmp_path, store_url, two_deliveries):
 
 def test_rerun_with_same_run_id_is_idempotent(tmp_path, store_url, two_deliveries):
     first, _ = two_deliveries
-    args = ["run", *_quiet(tmp_path, store_url), "--run-id", "same", "--no-report", "--no-ecsv", str(first[0])]
+    args = [
+        "run",
+        *_quiet(tmp_path, store_url),
+        "--run-id",
+        "same",
+        "--no-report",
+        "--no-ecsv",
+        str(first[0]),
+    ]
     assert _run(*args)[0] == 0
     code, out, _ = _run(*args)
     assert code == 0 and "already stored" in out
@@ -83,17 +109,27 @@ def bad_inputs(tmp_path: Path, two_deliveries) -> dict[str, Path]:
     with open(files["truncated"], "r+b") as handle:
         handle.truncate(files["truncated"].stat().st_size * 2 // 3)
     files["wrong_shape"] = bad / "wrong_shape.asdf"
-    model = dark_model("WFI02", USEAFTER_1, side=100)
+    model = dark_model("WFI02", USEAFTER_1, side=64)
+    model.dark_slope = np.full((100, 100), 0.005, dtype=np.float32)
+    model.dark_slope_error = np.zeros((100, 100), dtype=np.float32)
+    model.dq = np.zeros((100, 100), dtype=np.uint32)
     model.save(files["wrong_shape"])
     files["wrong_dtype"] = bad / "wrong_dtype.asdf"
-    with asdf.open(good, lazy_load=False) as af:
-        tree = af.tree
-        tree["roman"]["dq"] = np.array(tree["roman"]["dq"]).astype(np.float32)
-        out = asdf.AsdfFile()
-        out.tree = {"roman": tree["roman"]}
-        with asdf.config_context() as cfg:
-            cfg.validate_on_write = False
-            out.write_to(files["wrong_dtype"])
+    # an untagged Roman-like tree, so the schema cannot stop the wrong dtype from being written
+    meta = {
+        "reftype": "DARK",
+        "instrument": {"name": "WFI", "detector": "WFI02"},
+        "useafter": "2026-01-01T00:00:00",
+    }
+    asdf.AsdfFile(
+        {
+            "roman": {
+                "meta": meta,
+                "dark_slope": np.zeros((64, 64), np.float32),
+                "dq": np.zeros((64, 64), np.float32),
+            }
+        }
+    ).write_to(files["wrong_dtype"])
     return files
 
 
@@ -110,44 +146,79 @@ def bad_inputs(tmp_path: Path, two_deliveries) -> dict[str, Path]:
     ],
 )
 def test_each_bad_input_is_named_and_the_rest_is_processed(tmp_path, store_url, bad_inputs, name, expected):
-    args = ["run", *_quiet(tmp_path, store_url), "--run-id", "bad", str(bad_inputs[name]), str(bad_inputs["good"])]
+    args = [
+        "run",
+        *_quiet(tmp_path, store_url),
+        "--run-id",
+        "bad",
+        str(bad_inputs[name]),
+        str(bad_inputs["good"]),
+    ]
     code, out, err = _run(*args)
     assert code == 1
     line = next(line for line in err.splitlines() if str(bad_inputs[name]) in line)
     assert expected in line
     assert line.startswith("skipped:" if name == "unsupported" else "FAILED:")
     assert "1 of 2 files processed" in out
-    _, sql_out, _ = _run("sql", "--store", store_url, "--format", "csv",
-                         "SELECT DISTINCT source FROM rdmt.metrics UNION ALL SELECT DISTINCT source FROM rdmt.evaluations")
-    assert set(sql_out.split()) == {f'"{bad_inputs["good"]}"'}  # nothing partial from the bad file
+    _, sql_out, _ = _run(
+        "sql",
+        "--store",
+        store_url,
+        "--format",
+        "csv",
+        "SELECT DISTINCT source FROM rdmt.metrics UNION ALL SELECT DISTINCT source FROM rdmt.evaluations",
+    )
+    assert set(sql_out.split()[1:]) == {str(bad_inputs["good"])}  # nothing partial from the bad file
 
 
 def test_invalid_config_file_exits_2_naming_key_and_value(tmp_path, store_url, two_deliveries):
     config = tmp_path / "bad.yaml"
     config.write_text("monitors:\n  dark:\n    evaluators:\n      soc: {caution_fraction: 7}\n")
-    code, _, err = _run("run", "--config", str(config), *_quiet(tmp_path, store_url), str(two_deliveries[0][0]))
+    code, _, err = _run(
+        "run", "--config", str(config), *_quiet(tmp_path, store_url), str(two_deliveries[0][0])
+    )
     assert code == 2
     assert str(config) in err and "monitors.dark.evaluators.soc.caution_fraction" in err and "7" in err
 
 
 def test_unreachable_store_exits_2(tmp_path, two_deliveries):
-    code, _, err = _run("run", "--store", "clickhouse://u:pw@127.0.0.1:9/rdmt", "--output", str(tmp_path),
-                        str(two_deliveries[0][0]))
+    code, _, err = _run(
+        "run",
+        "--store",
+        "clickhouse://u:pw@127.0.0.1:9/rdmt",
+        "--output",
+        str(tmp_path),
+        str(two_deliveries[0][0]),
+    )
     assert code == 2 and "cannot reach" in err and "pw@" not in err
 
 
 def test_unknown_metric_in_history(store_url):
-    code, _, err = _run("history", "--store", store_url, "--monitor", "dark", "--metric", "nope", "--detector", "WFI01")
+    code, _, err = _run(
+        "history", "--store", store_url, "--monitor", "dark", "--metric", "nope", "--detector", "WFI01"
+    )
     assert code == 2 and "no metric 'nope'" in err
-    code, _, err = _run("history", "--store", store_url, "--monitor", "bias", "--metric", "x", "--detector", "WFI01")
+    code, _, err = _run(
+        "history", "--store", store_url, "--monitor", "bias", "--metric", "x", "--detector", "WFI01"
+    )
     assert code == 2 and "unknown monitor 'bias'" in err
 
 
 def test_rdmt_is_a_real_command(tmp_path, store_url, two_deliveries):
     rdmt = Path(sys.executable).with_name("rdmt")
     proc = subprocess.run(
-        [str(rdmt), "run", *_quiet(tmp_path, store_url), "--no-report", str(two_deliveries[0][0]), "/no/such.asdf"],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            str(rdmt),
+            "run",
+            *_quiet(tmp_path, store_url),
+            "--no-report",
+            str(two_deliveries[0][0]),
+            "/no/such.asdf",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 1
     assert "FAILED: /no/such.asdf: file not found" in proc.stderr

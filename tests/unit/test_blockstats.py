@@ -6,7 +6,6 @@ import warnings
 
 import numpy as np
 import pytest
-
 from rdmt_core.blockstats import amplifier_rows, count_at_scales, distribution_at_scales, superpixel_rows
 from rdmt_core.geometry import amplifier_of, geometry_for, superpixel_of, to_frame
 
@@ -39,8 +38,12 @@ def test_distribution_matches_numpy_at_every_scale(side):
         ("amplifier", amplifier_rows(frame)),
         ("detector", frame.reshape(1, -1)),
     ):
-        np.testing.assert_allclose(got.mean.at(scale), _direct(rows, lambda r: np.nanmean(r, axis=1)), rtol=1e-6)
-        np.testing.assert_allclose(got.std.at(scale), _direct(rows, lambda r: np.nanstd(r, axis=1)), rtol=1e-5)
+        np.testing.assert_allclose(
+            got.mean.at(scale), _direct(rows, lambda r: np.nanmean(r, axis=1)), rtol=1e-6
+        )
+        np.testing.assert_allclose(
+            got.std.at(scale), _direct(rows, lambda r: np.nanstd(r, axis=1)), rtol=1e-5
+        )
         for q in QS:
             expected = _direct(rows, lambda r, q=q: np.nanpercentile(r, q, axis=1))
             np.testing.assert_allclose(got.percentiles[q].at(scale), expected, rtol=1e-6)

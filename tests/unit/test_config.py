@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from rdmt_core.config import load_config
 from rdmt_core.errors import ConfigError
 
@@ -49,7 +48,10 @@ monitors:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("monitors: {dark: {evaluators: {change: {tolerance: lots}}}}", "monitors.dark.evaluators.change.tolerance"),
+        (
+            "monitors: {dark: {evaluators: {change: {tolerance: lots}}}}",
+            "monitors.dark.evaluators.change.tolerance",
+        ),
         ("monitors: {dark: {evaluators: {change: {tolerance: lots}}}}", "'lots'"),
         ("outputs: {stroe: true}", "outputs.stroe"),
         ("monitors: {darkk: {}}", "unknown monitor 'darkk'"),

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from roman_datamodels import dqflags
-
 from rdmt_core.geometry import N_AMPLIFIERS, N_SUPERPIXELS
 from rdmt_core.monitors import Monitor, get_monitor, monitors_for, registered_monitors
 from rdmt_core.monitors.dark import DarkOptions, dark_metrics
 from rdmt_core.synthetic import dark_arrays
+from roman_datamodels import dqflags
 
 
 def _values(result) -> dict:
@@ -38,7 +37,11 @@ def test_pixel_classes_from_dq_when_the_file_sets_them():
     dq[3, 3] = dqflags.pixel.WARM
     result = dark_metrics(rate, dq, DarkOptions())
     got = _values(result)
-    assert (got["n_dead_pixels"].detector, got["n_hot_pixels"].detector, got["n_warm_pixels"].detector) == (1, 1, 1)
+    assert (got["n_dead_pixels"].detector, got["n_hot_pixels"].detector, got["n_warm_pixels"].detector) == (
+        1,
+        1,
+        1,
+    )
     assert "DQ" in result.notes["pixel classes"]
     forced = _values(dark_metrics(rate, dq, DarkOptions(pixel_classes_from="thresholds")))
     assert forced["n_hot_pixels"].detector == 1 and forced["n_dead_pixels"].detector == 0
@@ -77,6 +80,6 @@ def test_every_registered_monitor_gives_1057_values_per_metric(name):
 def test_registry_rejects_a_duplicate_name():
     with pytest.raises(TypeError, match="already registered"):
 
-        class AnotherDark(Monitor):  # noqa: F841
+        class AnotherDark(Monitor):
             name = "dark"
             reftypes = frozenset({"DARK"})

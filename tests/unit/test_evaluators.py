@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from rdmt_core.blockstats import ScaleValues
-from rdmt_core.config import ChangeEvaluatorConfig, EvaluatorsConfig, ScaleLimit, TrendEvaluatorConfig, load_config
+from rdmt_core.config import (
+    ChangeEvaluatorConfig,
+    EvaluatorsConfig,
+    ScaleLimit,
+    TrendEvaluatorConfig,
+    load_config,
+)
 from rdmt_core.evaluators import (
     History,
     evaluate_absolute,
@@ -69,7 +74,9 @@ def test_trend_is_quiet_until_enough_history_then_flags_outliers():
     assert set(status) == {"incomplete"} and "4 of 5 deliveries" in reason[1]
     history = 1.0 + 0.01 * rng.standard_normal((8, 3))
     mad_sigma = 1.4826 * np.median(np.abs(history[:, 0] - np.median(history[:, 0])))
-    values = np.median(history, axis=0) + np.array([0.0, 4.0, 100.0]) * np.array([mad_sigma, mad_sigma, mad_sigma])
+    values = np.median(history, axis=0) + np.array([0.0, 4.0, 100.0]) * np.array(
+        [mad_sigma, mad_sigma, mad_sigma]
+    )
     status, reason, reference = evaluate_trend(values, history, config, 0.0)
     assert status[0] == "pass" and status[2] == "fail"
     np.testing.assert_allclose(reference, np.median(history, axis=0))
@@ -78,16 +85,16 @@ def test_trend_is_quiet_until_enough_history_then_flags_outliers():
 
 def test_evaluate_metrics_covers_every_metric_scale_and_evaluator():
     config = load_config().evaluators_for("dark", "WFI01")
-    metrics = [
-        Metric(spec, ScaleValues(0.005, np.full(32, 0.005), np.full(1024, 0.005))) for spec in METRICS
-    ]
+    metrics = [Metric(spec, ScaleValues(0.005, np.full(32, 0.005), np.full(1024, 0.005))) for spec in METRICS]
     blocks = evaluate_metrics(metrics, config, History(), PIXELS)
     keys = {(b.evaluator, b.metric, b.scale) for b in blocks}
     # dark_rate_std has no absolute limit by default: change and trend only
     assert ("mission", "dark_rate_std", "detector") not in keys
     assert ("change", "dark_rate_std", "superpixel") in keys
     assert len(keys) == len(blocks) == 3 * (8 * 4 + 2)
-    mission = next(b for b in blocks if (b.evaluator, b.metric, b.scale) == ("mission", "n_hot_pixels", "superpixel"))
+    mission = next(
+        b for b in blocks if (b.evaluator, b.metric, b.scale) == ("mission", "n_hot_pixels", "superpixel")
+    )
     assert mission.threshold == pytest.approx(1_000_000 / 1024)
 
 

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-
 from rdmt_core.config import load_config
 from rdmt_core.errors import StoreError
 from rdmt_core.evaluators import evaluate_metrics
@@ -43,7 +42,9 @@ def test_round_trip_of_metrics_and_evaluations(store_url):
         np.testing.assert_allclose(mean.value.to_numpy(), result.metrics[0].values.superpixel)
         amps = rows[(rows.metric == "n_hot_pixels") & (rows.scale == "amplifier")]
         assert sorted(amps.cell) == list(range(1, 33))
-        evaluations = store.sql("SELECT count() AS n, countIf(status = 'fail') AS fails FROM rdmt.evaluations")
+        evaluations = store.sql(
+            "SELECT count() AS n, countIf(status = 'fail') AS fails FROM rdmt.evaluations"
+        )
         assert evaluations.n[0] == sum(len(b.cells) for b in result.evaluations)
         files = store.sql("SELECT file_key, n_metrics, toString(status) AS status FROM rdmt.files")
         assert files.file_key[0] == "DARK/WFI05/2026-03-01T00:00:00.000" and files.n_metrics[0] == 9 * 1057
@@ -63,8 +64,15 @@ def test_rewriting_the_same_file_and_run_changes_nothing(store_url):
 
 def test_a_failed_write_leaves_nothing(store_url):
     result = _result()
-    bad = EvaluationBlock("mission", "dark_rate_mean", "detector", np.array([0]), np.array(["bogus"], dtype=object),
-                          np.array([1.0]), np.array(["x"], dtype=object))
+    bad = EvaluationBlock(
+        "mission",
+        "dark_rate_mean",
+        "detector",
+        np.array([0]),
+        np.array(["bogus"], dtype=object),
+        np.array([1.0]),
+        np.array(["x"], dtype=object),
+    )
     broken = dataclasses.replace(result, evaluations=[*result.evaluations, bad])
     with open_store(store_url) as store:
         with pytest.raises(StoreError, match=r"writing /data/WFI05_1.asdf failed"):
@@ -80,15 +88,24 @@ def test_history_returns_earlier_committed_deliveries_oldest_first(store_url):
             store.write(_result(when=datetime(2026, month, 1, tzinfo=UTC), seed=seed))
         store.write(_result(detector="WFI06", when=datetime(2026, 2, 15, tzinfo=UTC)))
         current = _result(when=datetime(2026, 3, 1, tzinfo=UTC), seed=3)
-        history = store.history("dark", "WFI05", "live", current.identity.file_time, current.identity.file_key, 10)
+        history = store.history(
+            "dark", "WFI05", "live", current.identity.file_time, current.identity.file_key, 10
+        )
         grid = history.values[("dark_rate_mean", "superpixel")]
         assert grid.shape == (2, 1024)  # March itself is excluded, WFI06 is another detector
         january = _result(when=datetime(2026, 1, 1, tzinfo=UTC), seed=1).metrics[0].values
         np.testing.assert_allclose(grid[0], january.superpixel)
-        np.testing.assert_allclose(history.previous("dark_rate_mean", "amplifier"),
-                                   _result(when=datetime(2026, 2, 1, tzinfo=UTC), seed=2).metrics[0].values.amplifier)
+        np.testing.assert_allclose(
+            history.previous("dark_rate_mean", "amplifier"),
+            _result(when=datetime(2026, 2, 1, tzinfo=UTC), seed=2).metrics[0].values.amplifier,
+        )
         frame = store.metric_history("dark", "dark_rate_mean", "WFI05")
-        assert list(frame.file_time.dt.month) == [1, 2, 3] and set(frame.status) <= {"pass", "incomplete", "caution", "fail"}
+        assert list(frame.file_time.dt.month) == [1, 2, 3] and set(frame.status) <= {
+            "pass",
+            "incomplete",
+            "caution",
+            "fail",
+        }
 
 
 def test_store_urls():

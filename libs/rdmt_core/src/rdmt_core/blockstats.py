@@ -69,7 +69,7 @@ def _percentiles_of_sorted(sorted_rows: np.ndarray, n_valid: np.ndarray, qs: Seq
 
     Returns an array of shape (len(qs), n_rows); NaN where a row has no valid value.
     """
-    n_rows, width = sorted_rows.shape
+    n_rows = sorted_rows.shape[0]
     out = np.full((len(qs), n_rows), np.nan)
     has = n_valid > 0
     rows = np.nonzero(has)[0]
@@ -156,9 +156,7 @@ def distribution_at_scales(frame: np.ndarray, qs: Sequence[float]) -> Distributi
         count=ScaleValues(float(n_det[0]), n_amp.astype(np.float64), n_cell.astype(np.float64)),
         mean=ScaleValues(float(mean_det[0]), mean_amp, mean_sp),
         std=ScaleValues(float(std_det[0]), std_amp, np.where(n_cell > 0, std_sp, np.nan)),
-        percentiles={
-            q: ScaleValues(float(pct_det[i, 0]), pct_amp[i], pct_sp[i]) for i, q in enumerate(qs)
-        },
+        percentiles={q: ScaleValues(float(pct_det[i, 0]), pct_amp[i], pct_sp[i]) for i, q in enumerate(qs)},
     )
 
 

@@ -49,8 +49,12 @@ def _config(config_file: str | None, store: str | None, output: str | None, **ex
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file overriding the defaults.")
-@click.option("--store", help="Store URL: chdb:///path (default chdb://rdmt-output/store) or clickhouse://...")
+@click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False), help="YAML file overriding the defaults."
+)
+@click.option(
+    "--store", help="Store URL: chdb:///path (default chdb://rdmt-output/store) or clickhouse://..."
+)
 @click.option("--output", help="Directory for ECSV files and reports (default rdmt-output).")
 @click.option("--run-id", help="Run identifier; re-running a file with the same id changes nothing.")
 @click.option("--release", help="Release name stored with the results (default live).")
@@ -62,7 +66,11 @@ def run(paths, config_file, store, output, run_id, release, store_results, ecsv,
     """Monitor ASDF files and directories (PATH...)."""
     switches = {"store": store_results, "ecsv": ecsv, "report": report, "notify": notify}
     config = _config(
-        config_file, store, output, release=release, outputs={k: v for k, v in switches.items() if v is not None}
+        config_file,
+        store,
+        output,
+        release=release,
+        outputs={k: v for k, v in switches.items() if v is not None},
     )
     code = run_and_report(config, list(paths), run_id)
     sys.exit(code)
@@ -83,7 +91,9 @@ def run_and_report(config, paths: list[str], run_id: str | None) -> int:
             word = "skipped" if outcome.problem.skipped else "FAILED"
             click.echo(f"{word}: {outcome.problem.source}: {outcome.problem.reason}", err=True)
             continue
-        for result, stored in zip(outcome.results, outcome.stored or [False] * len(outcome.results), strict=True):
+        for result, stored in zip(
+            outcome.results, outcome.stored or [False] * len(outcome.results), strict=True
+        ):
             fails = sum(1 for s in result.statuses() if s == Status.FAIL)
             note = "" if stored or not config.outputs.store else " (already stored)"
             click.echo(
@@ -92,7 +102,9 @@ def run_and_report(config, paths: list[str], run_id: str | None) -> int:
             )
     failed = [r for r in summary.results if r.status == Status.FAIL]
     n_ok = sum(1 for o in outcomes if o.problem is None)
-    click.echo(f"\nrun {summary.run_id}: {n_ok} of {len(outcomes)} files processed, {len(failed)} with failures")
+    click.echo(
+        f"\nrun {summary.run_id}: {n_ok} of {len(outcomes)} files processed, {len(failed)} with failures"
+    )
     if config.outputs.store:
         click.echo(f"store:    {config.store_url}")
     if config.outputs.ecsv or config.outputs.report:
@@ -100,7 +112,9 @@ def run_and_report(config, paths: list[str], run_id: str | None) -> int:
     if summary.overview_path:
         click.echo(f"overview: {Path(summary.overview_path).resolve()}")
     for result in failed:
-        evaluators = sorted({b.evaluator for b in result.evaluations if (b.status == Status.FAIL.value).any()})
+        evaluators = sorted(
+            {b.evaluator for b in result.evaluations if (b.status == Status.FAIL.value).any()}
+        )
         click.echo(f"  failed: {result.identity.detector} {result.monitor} ({', '.join(evaluators)})")
     return EXIT_OK if n_ok == len(outcomes) and outcomes else EXIT_FILES
 

@@ -62,7 +62,9 @@ class ChangeEvaluatorConfig(_Strict):
 
     enabled: bool = True
     tolerance: float = Field(0.11, gt=0, description="Largest allowed |new - previous| / |previous|.")
-    caution_fraction: float = Field(0.8, gt=0, le=1, description="Caution above this fraction of the tolerance.")
+    caution_fraction: float = Field(
+        0.8, gt=0, le=1, description="Caution above this fraction of the tolerance."
+    )
     min_abs_change: dict[str, float] = Field(
         default_factory=dict,
         description="Per metric, an absolute change at or below which the change passes whatever its ratio.",
@@ -78,7 +80,9 @@ class TrendEvaluatorConfig(_Strict):
     caution_z: float = Field(3.0, gt=0, description="Caution when |z| exceeds this.")
     fail_z: float = Field(5.0, gt=0, description="Fail when |z| exceeds this.")
     min_sigma_fraction: float = Field(
-        0.01, ge=0, description="Floor of the robust sigma as a fraction of |median| (a flat history is not noise-free)."
+        0.01,
+        ge=0,
+        description="Floor of the robust sigma as a fraction of |median| (a flat history is not noise-free).",
     )
     min_abs_change: dict[str, float] = Field(
         default_factory=dict, description="Per metric, a deviation at or below which the trend passes."
@@ -125,24 +129,30 @@ class SmtpConfig(_Strict):
     sender: str
     recipients: list[str]
     username: str | None = None
-    password_env: str = Field("RDMT_SMTP_PASSWORD", description="Environment variable holding the SMTP password.")
+    password_env: str = Field(
+        "RDMT_SMTP_PASSWORD", description="Environment variable holding the SMTP password."
+    )
     starttls: bool = False
     timeout_s: float = 10.0
 
 
 class NotifyConfig(_Strict):
     slack_webhook_env: str = Field(
-        "RDMT_SLACK_WEBHOOK_URL", description="Environment variable holding a Slack-compatible incoming-webhook URL."
+        "RDMT_SLACK_WEBHOOK_URL",
+        description="Environment variable holding a Slack-compatible incoming-webhook URL.",
     )
     smtp: SmtpConfig | None = None
     report_base_url: str | None = Field(
-        None, description="Public URL of the output directory; links in notifications use it instead of paths."
+        None,
+        description="Public URL of the output directory; links in notifications use it instead of paths.",
     )
     timeout_s: float = 10.0
 
 
 class RdmtConfig(_Strict):
-    store_url: str = Field("chdb://rdmt-output/store", description="chdb:///path or clickhouse://user:pw@host:8123/db")
+    store_url: str = Field(
+        "chdb://rdmt-output/store", description="chdb:///path or clickhouse://user:pw@host:8123/db"
+    )
     output_dir: Path = Field(Path("rdmt-output"), description="Where ECSV files and reports go.")
     release: str = Field("live", description="Release name stored with every result.")
     outputs: OutputsConfig = OutputsConfig()

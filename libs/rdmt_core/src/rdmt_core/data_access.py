@@ -120,7 +120,9 @@ class RomanInput:
             exposure_type=str(_get(exposure, "type") or "") if exposure is not None else "",
         )
 
-    def read_arrays(self, specs: Mapping[str, ArraySpec], shape: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
+    def read_arrays(
+        self, specs: Mapping[str, ArraySpec], shape: tuple[int, ...] | None = None
+    ) -> dict[str, np.ndarray]:
         """Read the named arrays into memory and check them.
 
         Parameters
@@ -138,7 +140,9 @@ class RomanInput:
             try:
                 array = np.asarray(raw)  # asdf decompresses the block here: no second copy
             except Exception as exc:  # asdf raises several types for truncated or corrupt blocks
-                raise InputError(self.uri, f"cannot read array '{name}' ({type(exc).__name__}: {exc})") from exc
+                raise InputError(
+                    self.uri, f"cannot read array '{name}' ({type(exc).__name__}: {exc})"
+                ) from exc
             if array.dtype.kind not in spec.kinds:
                 raise InputError(
                     self.uri, f"array '{name}' has dtype {array.dtype}, expected kind '{spec.kinds}'"
@@ -147,7 +151,9 @@ class RomanInput:
                 raise InputError(self.uri, f"array '{name}' has shape {array.shape}, expected {spec.ndim}-D")
             expected = shape if shape is not None else (next(iter(arrays.values())).shape if arrays else None)
             if expected is not None and array.shape != tuple(expected):
-                raise InputError(self.uri, f"array '{name}' has shape {array.shape}, expected {tuple(expected)}")
+                raise InputError(
+                    self.uri, f"array '{name}' has shape {array.shape}, expected {tuple(expected)}"
+                )
             arrays[name] = array
         return arrays
 
@@ -170,7 +176,9 @@ def open_roman(uri: str | Path) -> Iterator[RomanInput]:
     uri = str(uri)
     opener = _OPENERS.get(_scheme(uri))
     if opener is None:
-        raise InputError(uri, f"no opener for scheme '{_scheme(uri)}://' (known: {sorted(s for s in _OPENERS if s)})")
+        raise InputError(
+            uri, f"no opener for scheme '{_scheme(uri)}://' (known: {sorted(s for s in _OPENERS if s)})"
+        )
     target = opener(uri)
     try:
         handle = asdf.open(target, lazy_load=True, memmap=False)

@@ -24,7 +24,10 @@ DELIVERIES = (
     (
         "demo-delivery-2",
         datetime(2026, 11, 1),
-        {"WFI07": Anomaly(hot_cluster=HotCluster(row=1300, col=2600, side=96)), "WFI12": Anomaly(dark_scale=1.4)},
+        {
+            "WFI07": Anomaly(hot_cluster=HotCluster(row=1300, col=2600, side=96)),
+            "WFI12": Anomaly(dark_scale=1.4),
+        },
     ),
 )
 
@@ -37,7 +40,9 @@ def run_demo(output: Path, size: int, keep_inputs: bool) -> int:
     worst = 0
     try:
         for seed, (run_id, useafter, anomalies) in enumerate(DELIVERIES, start=1):
-            click.echo(f"\n== {run_id}: generating 18 synthetic {size}x{size} dark files (useafter {useafter:%Y-%m-%d})")
+            click.echo(
+                f"\n== {run_id}: generating 18 synthetic {size}x{size} dark files (useafter {useafter:%Y-%m-%d})"
+            )
             start = time.perf_counter()
             directory = scratch / run_id
             write_dark_delivery(directory, useafter, side=size, delivery_seed=seed, anomalies=anomalies)

@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import AbsoluteEvaluatorConfig, ChangeEvaluatorConfig, EvaluatorsConfig, ScaleLimit, TrendEvaluatorConfig
+from .config import (
+    AbsoluteEvaluatorConfig,
+    ChangeEvaluatorConfig,
+    EvaluatorsConfig,
+    ScaleLimit,
+    TrendEvaluatorConfig,
+)
 from .geometry import SCALES, cells
 from .records import EvaluationBlock, Metric, MetricSpec, Status
 
@@ -190,16 +196,22 @@ def evaluate_metrics(
                 blocks.extend(_absolute_block(name, absolute, spec, scale, values, cell_ids, pixels))
             if config.change.enabled:
                 min_abs = config.change.min_abs_change.get(spec.name, 0.0)
-                status, reason, ref = evaluate_change(values, history.previous(spec.name, scale), config.change, min_abs)
+                status, reason, ref = evaluate_change(
+                    values, history.previous(spec.name, scale), config.change, min_abs
+                )
                 blocks.append(
-                    EvaluationBlock("change", spec.name, scale, cell_ids, status, ref, reason, config.change.tolerance)
+                    EvaluationBlock(
+                        "change", spec.name, scale, cell_ids, status, ref, reason, config.change.tolerance
+                    )
                 )
             if config.trend.enabled:
                 min_abs = config.trend.min_abs_change.get(spec.name, 0.0)
                 window = history.window(spec.name, scale, config.trend.window)
                 status, reason, ref = evaluate_trend(values, window, config.trend, min_abs)
                 blocks.append(
-                    EvaluationBlock("trend", spec.name, scale, cell_ids, status, ref, reason, config.trend.fail_z)
+                    EvaluationBlock(
+                        "trend", spec.name, scale, cell_ids, status, ref, reason, config.trend.fail_z
+                    )
                 )
     return blocks
 

@@ -97,10 +97,14 @@ class EmbeddedPipeline:
                 monitors = self.enabled_monitors(roman.kind)
                 if not monitors:
                     known = ", ".join(sorted(registered_monitors()))
-                    raise UnsupportedInput(source, f"no enabled monitor handles kind {roman.kind!r} (monitors: {known})")
+                    raise UnsupportedInput(
+                        source, f"no enabled monitor handles kind {roman.kind!r} (monitors: {known})"
+                    )
                 results = [self.evaluate(roman, monitor) for monitor in monitors]
             for result in results:
-                outcome.stored.append(self.store.write(result) if self.store and self.config.outputs.store else False)
+                outcome.stored.append(
+                    self.store.write(result) if self.store and self.config.outputs.store else False
+                )
                 outcome.outputs.extend(self.write_outputs(result))
                 outcome.results.append(result)
         except UnsupportedInput as exc:
@@ -134,7 +138,12 @@ class EmbeddedPipeline:
         if self.store is not None and self.config.outputs.store:
             window = max(evaluators.trend.window, 1)
             history = self.store.history(
-                monitor.name, identity.detector, self.config.release, identity.file_time, identity.file_key, window
+                monitor.name,
+                identity.detector,
+                self.config.release,
+                identity.file_time,
+                identity.file_key,
+                window,
             )
         blocks = evaluate_metrics(computed.metrics, evaluators, history, geometry.pixels_per_cell())
         return FileResult(
@@ -161,7 +170,10 @@ class EmbeddedPipeline:
         return written
 
     def run(
-        self, paths: Sequence[str | Path], progress: bool = False, on_file: Callable[[FileOutcome], None] | None = None
+        self,
+        paths: Sequence[str | Path],
+        progress: bool = False,
+        on_file: Callable[[FileOutcome], None] | None = None,
     ) -> tuple[DeliverySummary, list[FileOutcome]]:
         """Process every file under ``paths``, then write the overview and notify once."""
         files = discover(paths)

@@ -94,7 +94,11 @@ def dark_arrays(
 
 
 def dark_model(
-    detector: str, useafter: datetime, side: int = 4096, delivery_seed: int = 0, anomaly: Anomaly | None = None
+    detector: str,
+    useafter: datetime,
+    side: int = 4096,
+    delivery_seed: int = 0,
+    anomaly: Anomaly | None = None,
 ) -> dm.DarkRefModel:
     """A complete DarkRefModel for ``detector`` with synthetic arrays."""
     model = dm.DarkRefModel.create_fake_data(shape=(side, side))

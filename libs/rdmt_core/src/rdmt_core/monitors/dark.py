@@ -41,7 +41,8 @@ class DarkOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     pixel_classes_from: Literal["auto", "dq", "thresholds"] = Field(
-        "auto", description="Source of dead/hot/warm classes: DQ flags if the file sets any (auto), or always one."
+        "auto",
+        description="Source of dead/hot/warm classes: DQ flags if the file sets any (auto), or always one.",
     )
     dead_below: float = Field(1.0e-3, description="Dark rate (DN/s) below which a finite pixel is dead.")
     warm_from: float = Field(0.02, description="Dark rate (DN/s) from which a pixel is warm.")

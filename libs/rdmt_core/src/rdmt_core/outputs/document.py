@@ -164,9 +164,7 @@ def _html_block(block: Block) -> str:
     if isinstance(block, Table):
         head = "".join(f"<th>{escape(h)}</th>" for h in block.header)
         rows = "\n".join(
-            "<tr>"
-            + "".join(_html_cell(cell, "td", i in block.numeric) for i, cell in enumerate(row))
-            + "</tr>"
+            "<tr>" + "".join(_html_cell(cell, "td", i in block.numeric) for i, cell in enumerate(row)) + "</tr>"
             for row in block.rows
         )
         caption = f"<caption>{escape(block.caption)}</caption>" if block.caption else ""

@@ -88,9 +88,7 @@ def metrics_table(result: FileResult) -> Table:
                 continue
             start = offsets.get((block.metric, block.scale))
             if start is None:
-                raise ValueError(
-                    f"{evaluator} evaluated metric {block.metric!r}, which the result does not hold"
-                )
+                raise ValueError(f"{evaluator} evaluated metric {block.metric!r}, which the result does not hold")
             rows = start + cell_positions(block)
             status[rows] = block.status
             reference[rows] = block.reference

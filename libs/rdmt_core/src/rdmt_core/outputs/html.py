@@ -40,8 +40,7 @@ def status_class(status: Status) -> str:
 
 def _status_rules() -> str:
     return "\n".join(
-        f".{status_class(s)} {{ background: {STATUS_BACKGROUND[s]}; color: {STATUS_TEXT[s]}; }}"
-        for s in Status
+        f".{status_class(s)} {{ background: {STATUS_BACKGROUND[s]}; color: {STATUS_TEXT[s]}; }}" for s in Status
     )
 
 

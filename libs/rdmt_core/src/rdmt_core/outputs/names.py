@@ -28,9 +28,7 @@ def compact_time(result: FileResult) -> str:
 def file_stem(result: FileResult) -> str:
     """Stem of every output of one file and monitor, e.g. ``WFI07_dark_DARK_20260201T000000``."""
     identity = result.identity
-    return "_".join(
-        _safe(part) for part in (identity.detector, result.monitor, identity.kind, compact_time(result))
-    )
+    return "_".join(_safe(part) for part in (identity.detector, result.monitor, identity.kind, compact_time(result)))
 
 
 def figure_name(result: FileResult, metric: str) -> str:

@@ -69,9 +69,7 @@ def _verdicts_text(verdicts: Verdicts, position: int, severity: int) -> str:
     status = status_of(severity)
     if status is None:
         return "not evaluated"
-    at_worst = [
-        (name, reason[position]) for name, state, reason in verdicts if state[position] == status.value
-    ]
+    at_worst = [(name, reason[position]) for name, state, reason in verdicts if state[position] == status.value]
     if status in _FLAGGED:
         return f"{status.value}: " + "; ".join(f"{name}: {reason}" for name, reason in at_worst)
     if status == Status.INCOMPLETE:
@@ -178,8 +176,7 @@ def _amplifier_blocks(metric: Metric, blocks: list[EvaluationBlock]) -> list[Blo
             ["Amp", "Value"] * (N_AMPLIFIERS // _AMP_ROWS),
             rows,
             numeric=frozenset(range(1, 2 * (N_AMPLIFIERS // _AMP_ROWS), 2)),
-            caption=f"{metric.spec.name} per amplifier ({metric.spec.unit}); "
-            "amplifiers at caution or fail are marked.",
+            caption=f"{metric.spec.name} per amplifier ({metric.spec.unit}); amplifiers at caution or fail are marked.",
         )
     ]
     if flagged:

@@ -34,8 +34,7 @@ def cell_positions(block: EvaluationBlock) -> np.ndarray:
     inside = positions < len(scale_cells)
     if not (inside.all() and np.array_equal(scale_cells[positions], block.cells)):
         raise ValueError(
-            f"evaluation block {block.evaluator}/{block.metric}/{block.scale} "
-            f"has cells outside the {block.scale} scale"
+            f"evaluation block {block.evaluator}/{block.metric}/{block.scale} has cells outside the {block.scale} scale"
         )
     return positions
 
@@ -71,9 +70,7 @@ def worst_severity(blocks: Iterable[EvaluationBlock], scale: str) -> np.ndarray:
     return out
 
 
-def aligned_verdicts(
-    blocks: Iterable[EvaluationBlock], scale: str
-) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def aligned_verdicts(blocks: Iterable[EvaluationBlock], scale: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(evaluator, status, reason) of each block, on every cell of ``scale`` ("" where no verdict)."""
     out = []
     for block in blocks:

@@ -69,7 +69,9 @@ class Store:
         )
 
     def is_committed(self, result: FileResult) -> bool:
-        frame = self.backend.query(f"SELECT count() AS n FROM {self.db}.files WHERE {self._where_file(result)}")
+        frame = self.backend.query(
+            f"SELECT count() AS n FROM {self.db}.files WHERE {self._where_file(result)}"
+        )
         return int(frame["n"].iloc[0]) > 0
 
     def write(self, result: FileResult) -> bool:
@@ -91,13 +93,17 @@ class Store:
         except StoreError:
             raise
         except Exception as exc:
-            raise StoreError(f"store {self.url.display}: writing {result.identity.source} failed ({exc})") from exc
+            raise StoreError(
+                f"store {self.url.display}: writing {result.identity.source} failed ({exc})"
+            ) from exc
         return True
 
     def _delete_uncommitted(self, result: FileResult) -> None:
         where = self._where_file(result)
         for table in ("metrics", "evaluations"):
-            if int(self.backend.query(f"SELECT count() AS n FROM {self.db}.{table} WHERE {where}")["n"].iloc[0]):
+            if int(
+                self.backend.query(f"SELECT count() AS n FROM {self.db}.{table} WHERE {where}")["n"].iloc[0]
+            ):
                 self.backend.execute(f"DELETE FROM {self.db}.{table} WHERE {where}")
 
     # -- reading -----------------------------------------------------------------------------
@@ -122,7 +128,9 @@ class Store:
         if files.empty:
             return History()
         files = files.iloc[::-1].reset_index(drop=True)  # oldest first
-        pairs = ", ".join(f"({quote(k)}, {quote(r)})" for k, r in zip(files.file_key, files.run_id, strict=True))
+        pairs = ", ".join(
+            f"({quote(k)}, {quote(r)})" for k, r in zip(files.file_key, files.run_id, strict=True)
+        )
         rows = self.backend.query(
             f"SELECT file_key, metric, toString(scale) AS scale, cell, value FROM {self.db}.metrics "
             f"WHERE monitor = {quote(monitor)} AND detector = {quote(detector)} AND release = {quote(release)} "
@@ -233,7 +241,9 @@ def evaluations_frame(result: FileResult, stored_at: pd.Timestamp) -> pd.DataFra
     return frame
 
 
-def files_frame(result: FileResult, n_metrics: int, evaluations: pd.DataFrame, stored_at: pd.Timestamp) -> pd.DataFrame:
+def files_frame(
+    result: FileResult, n_metrics: int, evaluations: pd.DataFrame, stored_at: pd.Timestamp
+) -> pd.DataFrame:
     statuses = evaluations["status"]
     frame = pd.DataFrame(_identity_columns(result, 1, stored_at))
     frame["exposure_type"] = [result.identity.exposure_type]

@@ -99,7 +99,9 @@ class ChdbBackend:
 
     def insert(self, table: str, frame: pd.DataFrame) -> None:
         columns = ", ".join(frame.columns)
-        self._session.query(f"INSERT INTO {self.database}.{table} ({columns}) SELECT {columns} FROM Python(frame)")
+        self._session.query(
+            f"INSERT INTO {self.database}.{table} ({columns}) SELECT {columns} FROM Python(frame)"
+        )
 
     def close(self) -> None:
         self._session.close()
