@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+
 from rdmt_core.config import load_config
 from rdmt_core.synthetic import Anomaly, HotCluster, write_dark_delivery
 

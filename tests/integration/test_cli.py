@@ -12,9 +12,10 @@ import asdf
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from roman_datamodels import datamodels as dm
+
 from rdmt_core.cli import main
 from rdmt_core.synthetic import dark_model
-from roman_datamodels import datamodels as dm
 
 from ..conftest import USEAFTER_1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from rdmt_core.config import load_config
 from rdmt_core.errors import ConfigError
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from rdmt_core.blockstats import ScaleValues
 from rdmt_core.config import (
     ChangeEvaluatorConfig,

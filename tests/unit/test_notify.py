@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+
 from rdmt_core.config import NotifyConfig, SmtpConfig, load_config
 from rdmt_core.evaluators import History, evaluate_metrics
 from rdmt_core.geometry import geometry_for

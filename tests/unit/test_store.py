@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+
 from rdmt_core.config import load_config
 from rdmt_core.errors import StoreError
 from rdmt_core.evaluators import evaluate_metrics

@@ -89,7 +89,7 @@ _MD_SPECIAL = re.compile(r"([\\`*\[\]<>|])")
 
 
 def _md_text(text: str) -> str:
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    return _MD_SPECIAL.sub(r"\\\1", re.sub(r"\s+", " ", str(text)))
 
 
 def _md_inline(content: Inline) -> str:
