@@ -164,7 +164,10 @@ class RdmtConfig(_Strict):
     def _known_monitors(cls, value: dict[str, MonitorConfig]) -> dict[str, MonitorConfig]:
         for name, monitor in value.items():
             options_model = get_monitor(name).options_model  # ConfigError for unknown names
-            options_model.model_validate(monitor.options)
+            try:
+                options_model.model_validate(monitor.options)
+            except ValidationError as exc:
+                raise ValueError(f"{name}.options: {_describe(exc)}") from None
             for detector, override in monitor.detectors.items():
                 try:
                     options_model.model_validate(deep_merge(monitor.options, override.options))
@@ -172,7 +175,7 @@ class RdmtConfig(_Strict):
                         deep_merge(monitor.evaluators.model_dump(), override.evaluators)
                     )
                 except ValidationError as exc:
-                    raise ValueError(f"detectors.{detector}: {_describe(exc)}") from None
+                    raise ValueError(f"{name}.detectors.{detector}: {_describe(exc)}") from None
         return value
 
     def monitor(self, name: str) -> MonitorConfig:
@@ -226,7 +229,11 @@ def _describe(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors():
         where = ".".join(str(p) for p in error["loc"]) or "(top level)"
-        parts.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
+        if error["type"] == "value_error":  # our own validators name the key and value themselves
+            parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+            continue
+        got = repr(error.get("input"))
+        parts.append(f"{where}: {error['msg']} (got {got if len(got) <= 80 else got[:77] + '...'})")
     return "; ".join(parts)
 
 

@@ -8,7 +8,7 @@ Pixel classes (``n_dead_pixels``, ``n_hot_pixels``, ``n_warm_pixels``):
 * from the DQ array when the file sets any of the DEAD, HOT or WARM flags
   (``roman_datamodels.dqflags.pixel``): a pixel is in a class when its flag is
   set, whatever its rate;
-* otherwise from the dark rate of finite pixels: dead when
+* otherwise from the dark rate of non-NaN pixels (+inf counts as hot): dead when
   ``rate < dead_below``, warm when ``warm_from <= rate < hot_from``, hot when
   ``rate >= hot_from`` (so warm and hot never overlap).
 

@@ -93,7 +93,7 @@ def write_overview(summary: DeliverySummary, directory: Path, report_directory: 
     directory : Path
         Output directory; created when missing. Existing files of the same names are replaced.
     report_directory : Path, optional
-        Where the files' reports and ECSV tables were written (default: ``directory``). Links
+        Where the files' HTML reports were written (default: ``directory``). Links
         are relative to ``directory`` and only made to files that exist.
 
     Returns
@@ -130,7 +130,11 @@ def write_overview(summary: DeliverySummary, directory: Path, report_directory: 
                 f"Input problems: {len(summary.problems)}",
             ]
         ),
-        Paragraph(["Overall status: ", Span(overall.value.upper(), status=overall)]),
+        Paragraph(
+            ["Overall status: ", Span(overall.value.upper(), status=overall)]
+            if summary.results
+            else "Overall status: no file was monitored."
+        ),
         Heading("Detectors"),
         Table(
             ["Detector", "Overall", *evaluators, "Files"],

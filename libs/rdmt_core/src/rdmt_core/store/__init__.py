@@ -109,7 +109,7 @@ class Store:
     # -- reading -----------------------------------------------------------------------------
 
     def sql(self, query: str) -> pd.DataFrame:
-        """Run any query (the public SQL interface). Table names may omit the database."""
+        """Run any query (the public SQL interface); name tables with their database, e.g. ``rdmt.metrics``."""
         try:
             return self.backend.query(query)
         except Exception as exc:
