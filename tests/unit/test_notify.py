@@ -16,12 +16,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from rdmt_core.config import NotifyConfig, SmtpConfig, load_config
-from rdmt_core.evaluators import History, evaluate_metrics
-from rdmt_core.geometry import geometry_for
-from rdmt_core.monitors.dark import DarkMonitor, DarkOptions, dark_metrics
+from rdmt_core.config import NotifyConfig, SmtpConfig
 from rdmt_core.notify import format_notification, notify_delivery
-from rdmt_core.records import DeliverySummary, FileIdentity, FileResult, InputProblem, Status
+from rdmt_core.records import DeliverySummary, FileResult, InputProblem, Status
+
+from .. import builders
 
 DETECTORS = [f"WFI{i:02d}" for i in range(1, 19)]
 FAILING = ["WFI03", "WFI11"]
@@ -39,18 +38,7 @@ def dark_result(detector: str, seed: int) -> FileResult:
         dark_slope[64:80, 96:112] = 1.0
     if detector == "WFI11":
         dark_slope += np.float32(0.6)
-    dq = np.zeros(dark_slope.shape, dtype=np.uint32)
-    computed = dark_metrics(dark_slope, dq, DarkOptions())
-    evaluations = evaluate_metrics(
-        computed.metrics,
-        load_config().evaluators_for("dark", detector),
-        History(),
-        geometry_for(dark_slope.shape).pixels_per_cell(),
-    )
-    identity = FileIdentity(f"/data/dark_{seed}.asdf", "DARK", detector, datetime(2026, 3, 1, 12, tzinfo=UTC))
-    return FileResult(
-        identity, "dark", DarkMonitor.title, "run-42", "live", computed.metrics, evaluations, computed.notes
-    )
+    return builders.dark_result(dark_slope, detector, f"/data/dark_{seed}.asdf", datetime(2026, 3, 1, 12, tzinfo=UTC))
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +129,13 @@ def mailbox() -> Iterator[tuple[Mailbox, int]]:
 
 
 def smtp_config(port: int, **kwargs: object) -> SmtpConfig:
-    settings = {"host": "127.0.0.1", "port": port, "sender": "rdmt@stsci.example",
-                "recipients": ["wfi-team@stsci.example", "soc@stsci.example"], "timeout_s": 5.0}
+    settings = {
+        "host": "127.0.0.1",
+        "port": port,
+        "sender": "rdmt@stsci.example",
+        "recipients": ["wfi-team@stsci.example", "soc@stsci.example"],
+        "timeout_s": 5.0,
+    }
     return SmtpConfig(**(settings | kwargs))
 
 
@@ -273,9 +266,7 @@ def test_http_500_is_logged_without_the_url_and_email_still_goes(
     assert_no_secret(caplog, WEBHOOK_TOKEN, webhook.url)
 
 
-def test_closed_ports_fail_both_channels_quietly(
-    failing: DeliverySummary, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_closed_ports_fail_both_channels_quietly(failing: DeliverySummary, caplog: pytest.LogCaptureFixture) -> None:
     port = free_port()  # nothing listens there any more
     url = f"http://127.0.0.1:{port}/services/{WEBHOOK_TOKEN}"
     env = {"RDMT_SLACK_WEBHOOK_URL": url, "RDMT_SMTP_PASSWORD": PASSWORD}

@@ -9,6 +9,7 @@ Super-pixel 0 is all NaN.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import datetime
 from pathlib import Path
@@ -18,13 +19,12 @@ import pytest
 from astropy.table import Table
 from PIL import Image
 
-from rdmt_core.config import load_config
-from rdmt_core.evaluators import History, evaluate_metrics
-from rdmt_core.geometry import GRID, SCALES, geometry_for
-from rdmt_core.monitors.dark import DarkOptions, dark_metrics
+from rdmt_core.geometry import GRID, SCALES
 from rdmt_core.outputs import ReportPaths, write_ecsv, write_overview, write_report
 from rdmt_core.outputs.html import STATUS_LINE
-from rdmt_core.records import DeliverySummary, FileIdentity, FileResult, InputProblem, Status
+from rdmt_core.records import DeliverySummary, FileResult, InputProblem, Status
+
+from .. import builders
 
 SIDE = 256
 HOT_ROWS, HOT_COLS = slice(64, 96), slice(128, 160)
@@ -41,24 +41,8 @@ def dark_result(detector: str, seed: int, hot: bool, run_id: str = "run-42") -> 
     if hot:
         dark_slope[HOT_ROWS, HOT_COLS] = 2.0
     dark_slope[:8, :8] = np.nan  # super-pixel 0 has no finite pixel
-    dq = np.zeros((SIDE, SIDE), dtype=np.uint32)
-    computed = dark_metrics(dark_slope, dq, DarkOptions())
-    evaluations = evaluate_metrics(
-        computed.metrics,
-        load_config().evaluators_for("dark", detector),
-        History(),
-        geometry_for(dark_slope.shape).pixels_per_cell(),
-    )
-    return FileResult(
-        identity=FileIdentity(f"/deliveries/2026-02/{detector}_dark.asdf", "DARK", detector, FILE_TIME),
-        monitor="dark",
-        monitor_title="Dark reference file",
-        run_id=run_id,
-        release="live",
-        metrics=computed.metrics,
-        evaluations=evaluations,
-        notes={**computed.notes, "comment": NOTE},
-    )
+    result = builders.dark_result(dark_slope, detector, f"/deliveries/2026-02/{detector}_dark.asdf", FILE_TIME, run_id)
+    return dataclasses.replace(result, notes={**result.notes, "comment": NOTE})
 
 
 @pytest.fixture(scope="module")

@@ -8,29 +8,17 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from rdmt_core.config import load_config
 from rdmt_core.errors import StoreError
-from rdmt_core.evaluators import evaluate_metrics
-from rdmt_core.geometry import Geometry
-from rdmt_core.monitors.dark import DarkOptions, dark_metrics
-from rdmt_core.records import EvaluationBlock, FileIdentity, FileResult
+from rdmt_core.records import EvaluationBlock
 from rdmt_core.store import open_store, parse_store_url
 from rdmt_core.synthetic import dark_arrays
 
+from .. import builders
 
-def _result(detector="WFI05", when=datetime(2026, 3, 1, tzinfo=UTC), run_id="run-a", seed=1, history=None):
+
+def _result(detector="WFI05", when=datetime(2026, 3, 1, tzinfo=UTC), run_id="run-a", seed=1):
     rate, _, dq = dark_arrays(detector, side=256, delivery_seed=seed)
-    computed = dark_metrics(rate, dq, DarkOptions())
-    from rdmt_core.evaluators import History
-
-    blocks = evaluate_metrics(
-        computed.metrics,
-        load_config().evaluators_for("dark", detector),
-        history or History(),
-        Geometry(256).pixels_per_cell(),
-    )
-    identity = FileIdentity(f"/data/{detector}_{seed}.asdf", "DARK", detector, when)
-    return FileResult(identity, "dark", "Dark", run_id, "live", computed.metrics, blocks, computed.notes)
+    return builders.dark_result(rate, detector, f"/data/{detector}_{seed}.asdf", when, run_id, dq=dq)
 
 
 def test_round_trip_of_metrics_and_evaluations(store_url):
@@ -43,9 +31,7 @@ def test_round_trip_of_metrics_and_evaluations(store_url):
         np.testing.assert_allclose(mean.value.to_numpy(), result.metrics[0].values.superpixel)
         amps = rows[(rows.metric == "n_hot_pixels") & (rows.scale == "amplifier")]
         assert sorted(amps.cell) == list(range(1, 33))
-        evaluations = store.sql(
-            "SELECT count() AS n, countIf(status = 'fail') AS fails FROM rdmt.evaluations"
-        )
+        evaluations = store.sql("SELECT count() AS n, countIf(status = 'fail') AS fails FROM rdmt.evaluations")
         assert evaluations.n[0] == sum(len(b.cells) for b in result.evaluations)
         files = store.sql("SELECT file_key, n_metrics, toString(status) AS status FROM rdmt.files")
         assert files.file_key[0] == "DARK/WFI05/2026-03-01T00:00:00.000" and files.n_metrics[0] == 9 * 1057
@@ -89,9 +75,7 @@ def test_history_returns_earlier_committed_deliveries_oldest_first(store_url):
             store.write(_result(when=datetime(2026, month, 1, tzinfo=UTC), seed=seed))
         store.write(_result(detector="WFI06", when=datetime(2026, 2, 15, tzinfo=UTC)))
         current = _result(when=datetime(2026, 3, 1, tzinfo=UTC), seed=3)
-        history = store.history(
-            "dark", "WFI05", "live", current.identity.file_time, current.identity.file_key, 10
-        )
+        history = store.history("dark", "WFI05", "live", current.identity.file_time, current.identity.file_key, 10)
         grid = history.values[("dark_rate_mean", "superpixel")]
         assert grid.shape == (2, 1024)  # March itself is excluded, WFI06 is another detector
         january = _result(when=datetime(2026, 1, 1, tzinfo=UTC), seed=1).metrics[0].values

@@ -20,10 +20,10 @@ from pathlib import Path
 from .config import RdmtConfig
 from .data_access import RomanInput, open_roman
 from .errors import InputError, RdmtError, UnsupportedInput
-from .evaluators import History, evaluate_metrics
-from .geometry import geometry_for
+from .evaluators import History
 from .monitors import Monitor, monitors_for, registered_monitors
 from .records import DeliverySummary, FileResult, InputProblem
+from .results import file_result
 from .store import Store, open_store
 
 log = logging.getLogger("rdmt.pipeline")
@@ -102,9 +102,7 @@ class EmbeddedPipeline:
                     )
                 results = [self.evaluate(roman, monitor) for monitor in monitors]
             for result in results:
-                outcome.stored.append(
-                    self.store.write(result) if self.store and self.config.outputs.store else False
-                )
+                outcome.stored.append(self.store.write(result) if self.store and self.config.outputs.store else False)
                 outcome.outputs.extend(self.write_outputs(result))
                 outcome.results.append(result)
         except UnsupportedInput as exc:
@@ -118,44 +116,16 @@ class EmbeddedPipeline:
         return outcome
 
     def evaluate(self, roman: RomanInput, monitor: type[Monitor]) -> FileResult:
-        """Read the monitor's arrays, compute its metrics and evaluate them."""
+        """Read the monitor's arrays, compute its metrics and evaluate them against the store's history."""
         identity = roman.identity
         arrays = roman.read_arrays(monitor.arrays)
-        first = next(iter(arrays.values()))
-        try:
-            geometry = geometry_for(first.shape, monitor.border)
-        except ValueError as exc:
-            raise InputError(
-                roman.uri,
-                f"array '{next(iter(arrays))}' {exc}; a WFI detector is 4096x4096 "
-                f"(reduced sizes must be square with a side divisible by 32)",
-            ) from exc
-        options = self.config.options_for(monitor.name, identity.detector)
-        computed = monitor.compute(arrays, options)
-        del arrays
-        evaluators = self.config.evaluators_for(monitor.name, identity.detector)
         history = History()
         if self.store is not None and self.config.outputs.store:
-            window = max(evaluators.trend.window, 1)
+            window = self.config.evaluators_for(monitor.name, identity.detector).trend.window
             history = self.store.history(
-                monitor.name,
-                identity.detector,
-                self.config.release,
-                identity.file_time,
-                identity.file_key,
-                window,
+                monitor.name, identity.detector, self.config.release, identity.file_time, identity.file_key, window
             )
-        blocks = evaluate_metrics(computed.metrics, evaluators, history, geometry.pixels_per_cell())
-        return FileResult(
-            identity=identity,
-            monitor=monitor.name,
-            monitor_title=monitor.title,
-            run_id=self.run_id,
-            release=self.config.release,
-            metrics=computed.metrics,
-            evaluations=blocks,
-            notes=computed.notes,
-        )
+        return file_result(monitor, arrays, identity, self.config, history, self.run_id)
 
     def write_outputs(self, result: FileResult) -> list[Path]:
         written: list[Path] = []

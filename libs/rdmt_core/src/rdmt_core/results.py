@@ -1,0 +1,56 @@
+"""From a monitor's arrays to a complete :class:`FileResult`: metrics, then evaluations.
+
+Pure: arrays, identity, configuration and history in; a result out. The
+embedded pipeline, and later the streaming services, feed it from their own
+sources of arrays and history.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import RdmtConfig
+from .errors import InputError
+from .evaluators import History, evaluate_metrics
+from .geometry import geometry_for
+from .monitors import Monitor
+from .records import FileIdentity, FileResult
+
+
+def file_result(
+    monitor: type[Monitor],
+    arrays: dict[str, np.ndarray],
+    identity: FileIdentity,
+    config: RdmtConfig,
+    history: History,
+    run_id: str,
+) -> FileResult:
+    """Compute ``monitor``'s metrics on ``arrays`` and evaluate them against ``history``.
+
+    Raises
+    ------
+    InputError
+        When the arrays do not split into the three scales (not square, side not divisible by 32).
+    """
+    name, first = next(iter(arrays.items()))
+    try:
+        geometry = geometry_for(first.shape, monitor.border)
+    except ValueError as exc:
+        raise InputError(
+            identity.source,
+            f"array '{name}' {exc}; a WFI detector is 4096x4096 "
+            f"(reduced sizes must be square with a side divisible by 32)",
+        ) from exc
+    computed = monitor.compute(arrays, config.options_for(monitor.name, identity.detector))
+    evaluators = config.evaluators_for(monitor.name, identity.detector)
+    blocks = evaluate_metrics(computed.metrics, evaluators, history, geometry.pixels_per_cell())
+    return FileResult(
+        identity=identity,
+        monitor=monitor.name,
+        monitor_title=monitor.title,
+        run_id=run_id,
+        release=config.release,
+        metrics=computed.metrics,
+        evaluations=blocks,
+        notes=computed.notes,
+    )
