@@ -108,3 +108,29 @@ def test_unreachable_server_is_a_clear_error():
     with pytest.raises(StoreError) as info:
         open_store("clickhouse://rdmt:s3cret@127.0.0.1:9/qa")
     assert "127.0.0.1:9" in str(info.value) and "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("clickhous://bob:S3cretPW@h/x", "unknown scheme"),
+        ("clickhouse://bob:S3cretPW@h:8x23/db", "port is not a number"),
+        ("clickhouse://bob:S3cretPW@h:8123/my-db;DROP", "database name"),
+    ],
+)
+def test_bad_store_urls_never_repeat_the_password(url, message):
+    with pytest.raises(StoreError, match=message) as info:
+        parse_store_url(url)
+    assert "S3cretPW" not in str(info.value) and "bob:***@" in str(info.value)
+
+
+def test_store_url_repr_hides_the_password():
+    assert "s3cret" not in repr(parse_store_url("clickhouse://rdmt:s3cret@db:8123/qa"))
+
+
+def test_a_file_without_evaluations_is_stored(store_url):
+    result = dataclasses.replace(_result(), evaluations=[])
+    with open_store(store_url) as store:
+        assert store.write(result)
+        files = store.sql("SELECT n_metrics, n_evaluations, toString(status) AS status FROM rdmt.files")
+        assert (files.n_metrics[0], files.n_evaluations[0], files.status[0]) == (9 * 1057, 0, "pass")

@@ -118,12 +118,12 @@ def distribution_at_scales(frame: np.ndarray, qs: Sequence[float]) -> Distributi
 
     by_cell = superpixel_rows(values)
     by_cell.sort(axis=1)  # NaNs last; by_cell is our own copy
-    n_cell = superpixel_rows(finite).sum(axis=1, dtype=np.int64)
+    n_cell = count_at_scales(finite).superpixel.astype(np.int64)
 
-    all_qs = [*qs, 50.0]
+    all_qs = list(qs) if 50.0 in qs else [*qs, 50.0]
     pct_sp = _percentiles_of_sorted(by_cell, n_cell, all_qs)
     # Per-cell moments around the cell median, which keeps the float64 sums well conditioned.
-    median = pct_sp[-1]
+    median = pct_sp[all_qs.index(50.0)]
     shift = np.nan_to_num(median).astype(by_cell.dtype)[:, None]
     deviation = np.subtract(by_cell, shift, out=by_cell)
     width = deviation.shape[1]

@@ -15,6 +15,7 @@ import click
 from .config import load_config
 from .errors import RdmtError
 from .records import Status
+from .store.backends import parse_store_url
 
 EXIT_OK, EXIT_FILES, EXIT_SETUP = 0, 1, 2
 
@@ -49,12 +50,8 @@ def _config(config_file: str | None, store: str | None, output: str | None, **ex
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option(
-    "--config", "config_file", type=click.Path(dir_okay=False), help="YAML file overriding the defaults."
-)
-@click.option(
-    "--store", help="Store URL: chdb:///path (default chdb://rdmt-output/store) or clickhouse://..."
-)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file overriding the defaults.")
+@click.option("--store", help="Store URL: chdb:///path (default chdb://rdmt-output/store) or clickhouse://...")
 @click.option("--output", help="Directory for ECSV files and reports (default rdmt-output).")
 @click.option("--run-id", help="Run identifier; re-running a file with the same id changes nothing.")
 @click.option("--release", help="Release name stored with the results (default live).")
@@ -91,30 +88,24 @@ def run_and_report(config, paths: list[str], run_id: str | None) -> int:
             word = "skipped" if outcome.problem.skipped else "FAILED"
             click.echo(f"{word}: {outcome.problem.source}: {outcome.problem.reason}", err=True)
             continue
-        for result, stored in zip(
-            outcome.results, outcome.stored or [False] * len(outcome.results), strict=True
-        ):
-            fails = sum(1 for s in result.statuses() if s == Status.FAIL)
+        for result, stored in zip(outcome.results, outcome.stored, strict=True):
+            fails = result.count(Status.FAIL)
             note = "" if stored or not config.outputs.store else " (already stored)"
             click.echo(
                 f"{result.status.value.upper():10s} {result.identity.detector} {result.identity.kind} "
                 f"{result.identity.file_time:%Y-%m-%dT%H:%M:%S} {result.monitor}: {fails} failing values{note}"
             )
-    failed = [r for r in summary.results if r.status == Status.FAIL]
+    failed = summary.failed_results
     n_ok = sum(1 for o in outcomes if o.problem is None)
-    click.echo(
-        f"\nrun {summary.run_id}: {n_ok} of {len(outcomes)} files processed, {len(failed)} with failures"
-    )
+    click.echo(f"\nrun {summary.run_id}: {n_ok} of {len(outcomes)} files processed, {len(failed)} with failures")
     if config.outputs.store:
-        click.echo(f"store:    {config.store_url}")
+        click.echo(f"store:    {parse_store_url(config.store_url).display}")
     if config.outputs.ecsv or config.outputs.report:
         click.echo(f"outputs:  {Path(config.output_dir).resolve()}")
     if summary.overview_path:
         click.echo(f"overview: {Path(summary.overview_path).resolve()}")
     for result in failed:
-        evaluators = sorted(
-            {b.evaluator for b in result.evaluations if (b.status == Status.FAIL.value).any()}
-        )
+        evaluators = sorted({b.evaluator for b in result.evaluations if (b.status == Status.FAIL.value).any()})
         click.echo(f"  failed: {result.identity.detector} {result.monitor} ({', '.join(evaluators)})")
     return EXIT_OK if n_ok == len(outcomes) and outcomes else EXIT_FILES
 

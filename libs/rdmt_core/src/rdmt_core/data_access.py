@@ -90,10 +90,6 @@ class RomanInput:
         self.identity = self._identity()
 
     @property
-    def is_reference_file(self) -> bool:
-        return bool(self.reftype)
-
-    @property
     def kind(self) -> str:
         """``meta.reftype`` for reference files, the model type for everything else."""
         return self.reftype or self.model_type
@@ -120,17 +116,13 @@ class RomanInput:
             exposure_type=str(_get(exposure, "type") or "") if exposure is not None else "",
         )
 
-    def read_arrays(
-        self, specs: Mapping[str, ArraySpec], shape: tuple[int, ...] | None = None
-    ) -> dict[str, np.ndarray]:
-        """Read the named arrays into memory and check them.
+    def read_arrays(self, specs: Mapping[str, ArraySpec]) -> dict[str, np.ndarray]:
+        """Read the named arrays into memory and check their dtype, dimensions and common shape.
 
         Parameters
         ----------
         specs : mapping
-            Array name to :class:`ArraySpec`.
-        shape : tuple, optional
-            Shape every array must have; by default they must all share the first one's shape.
+            Array name to :class:`ArraySpec`; every array must have the first one's shape.
         """
         arrays: dict[str, np.ndarray] = {}
         for name, spec in specs.items():
@@ -140,20 +132,14 @@ class RomanInput:
             try:
                 array = np.asarray(raw)  # asdf decompresses the block here: no second copy
             except Exception as exc:  # asdf raises several types for truncated or corrupt blocks
-                raise InputError(
-                    self.uri, f"cannot read array '{name}' ({type(exc).__name__}: {exc})"
-                ) from exc
+                raise InputError(self.uri, f"cannot read array '{name}' ({type(exc).__name__}: {exc})") from exc
             if array.dtype.kind not in spec.kinds:
-                raise InputError(
-                    self.uri, f"array '{name}' has dtype {array.dtype}, expected kind '{spec.kinds}'"
-                )
+                raise InputError(self.uri, f"array '{name}' has dtype {array.dtype}, expected kind '{spec.kinds}'")
             if array.ndim != spec.ndim:
                 raise InputError(self.uri, f"array '{name}' has shape {array.shape}, expected {spec.ndim}-D")
-            expected = shape if shape is not None else (next(iter(arrays.values())).shape if arrays else None)
-            if expected is not None and array.shape != tuple(expected):
-                raise InputError(
-                    self.uri, f"array '{name}' has shape {array.shape}, expected {tuple(expected)}"
-                )
+            expected = next(iter(arrays.values())).shape if arrays else array.shape
+            if array.shape != expected:
+                raise InputError(self.uri, f"array '{name}' has shape {array.shape}, expected {expected}")
             arrays[name] = array
         return arrays
 
@@ -176,25 +162,25 @@ def open_roman(uri: str | Path) -> Iterator[RomanInput]:
     uri = str(uri)
     opener = _OPENERS.get(_scheme(uri))
     if opener is None:
-        raise InputError(
-            uri, f"no opener for scheme '{_scheme(uri)}://' (known: {sorted(s for s in _OPENERS if s)})"
-        )
+        raise InputError(uri, f"no opener for scheme '{_scheme(uri)}://' (known: {sorted(s for s in _OPENERS if s)})")
     target = opener(uri)
     try:
-        handle = asdf.open(target, lazy_load=True, memmap=False)
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(uri, f"not a readable ASDF file ({type(exc).__name__}: {_first_line(exc)})") from exc
-    try:
-        roman = RomanInput(uri, handle)
-    except Exception:
-        handle.close()
-        raise
-    try:
-        yield roman
+        try:
+            handle = asdf.open(target, lazy_load=True, memmap=False)
+        except Exception as exc:
+            raise InputError(uri, f"not a readable ASDF file ({type(exc).__name__}: {_first_line(exc)})") from exc
+        try:
+            roman = RomanInput(uri, handle)
+        except Exception:
+            handle.close()
+            raise
+        try:
+            yield roman
+        finally:
+            roman.close()
     finally:
-        roman.close()
+        if hasattr(target, "close"):  # a file object from a remote opener
+            target.close()
 
 
 def _first_line(exc: BaseException) -> str:

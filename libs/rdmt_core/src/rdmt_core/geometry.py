@@ -26,6 +26,7 @@ This module does geometry only: no statistics, no I/O.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,8 +35,8 @@ N_AMPLIFIERS = 32
 GRID = 32  # super-pixels per side
 N_SUPERPIXELS = GRID * GRID
 FULL_SIDE = 4096
-REFERENCE_BORDER = 4
 SCALES = ("detector", "amplifier", "superpixel")
+DETECTORS = tuple(f"WFI{i:02d}" for i in range(1, 19))  # the 18 WFI detectors
 
 
 @dataclass(frozen=True)
@@ -77,13 +78,23 @@ class Geometry:
         return mask
 
     def pixels_per_cell(self) -> dict[str, np.ndarray]:
-        """Science pixels in each cell of each scale (used to scale count limits)."""
-        per_superpixel = self.science_mask().reshape(GRID, self.cell, GRID, self.cell).sum(axis=(1, 3))
-        return {
-            "detector": np.array([per_superpixel.sum()], dtype=np.int64),
-            "amplifier": per_superpixel.sum(axis=0).astype(np.int64),
-            "superpixel": per_superpixel.ravel().astype(np.int64),
-        }
+        """Science pixels in each cell of each scale (used to scale count limits); computed once per geometry."""
+        return _pixels_per_cell(self.side, self.border)
+
+
+@functools.cache
+def _pixels_per_cell(side: int, border: int) -> dict[str, np.ndarray]:
+    geometry = Geometry(side, border)
+    cell = geometry.cell
+    per_superpixel = geometry.science_mask().reshape(GRID, cell, GRID, cell).sum(axis=(1, 3))
+    counts = {
+        "detector": np.array([per_superpixel.sum()], dtype=np.int64),
+        "amplifier": per_superpixel.sum(axis=0).astype(np.int64),
+        "superpixel": per_superpixel.ravel().astype(np.int64),
+    }
+    for array in counts.values():
+        array.flags.writeable = False  # shared by every caller
+    return counts
 
 
 def geometry_for(shape: tuple[int, ...], border: int = 0) -> Geometry:

@@ -9,6 +9,7 @@ its reason and the run goes on with the others.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import uuid
@@ -75,6 +76,7 @@ class EmbeddedPipeline:
         self.output_dir = Path(config.output_dir)
         self._owns_store = store is None and config.outputs.store
         self.store = open_store(config.store_url) if self._owns_store else store
+        self._maps = None
 
     def close(self) -> None:
         if self._owns_store and self.store is not None:
@@ -103,8 +105,8 @@ class EmbeddedPipeline:
                 results = [self.evaluate(roman, monitor) for monitor in monitors]
             for result in results:
                 outcome.stored.append(self.store.write(result) if self.store and self.config.outputs.store else False)
+                outcome.results.append(result)  # stored: it belongs to the delivery even if a file output fails
                 outcome.outputs.extend(self.write_outputs(result))
-                outcome.results.append(result)
         except UnsupportedInput as exc:
             outcome.problem = InputProblem(source, exc.reason, skipped=True)
         except InputError as exc:
@@ -134,9 +136,11 @@ class EmbeddedPipeline:
 
             written.append(write_ecsv(result, self.output_dir / "ecsv"))
         if self.config.outputs.report:
-            from .outputs import write_report
+            from .outputs import SuperpixelMaps, write_report
 
-            written.append(write_report(result, self.output_dir / "reports").html)
+            if self._maps is None:
+                self._maps = SuperpixelMaps()  # building the canvases costs ~0.2 s: once per pipeline
+            written.append(write_report(result, self.output_dir / "reports", self._maps).html)
         return written
 
     def run(
@@ -168,8 +172,11 @@ class EmbeddedPipeline:
         if self.config.outputs.report and summary.results:
             from .outputs import write_overview
 
-            overview = write_overview(summary, self.output_dir / "reports")
-            summary = DeliverySummary(**{**summary.__dict__, "overview_path": str(overview)})
+            try:
+                overview = write_overview(summary, self.output_dir / "reports")
+                summary = dataclasses.replace(summary, overview_path=str(overview))
+            except OSError as exc:  # the results are stored: still notify, without the page
+                log.error("cannot write the delivery overview in %s: %s", self.output_dir / "reports", exc)
         if self.config.outputs.notify and (summary.results or summary.problems):
             from .notify import notify_delivery
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 
 import numpy as np
 
@@ -119,10 +120,15 @@ class FileResult:
                 out.extend(Status(s) for s in block.status)
         return out
 
-    @property
+    def count(self, status: Status) -> int:
+        """Number of evaluations with ``status``."""
+        return sum(int(np.count_nonzero(block.status == status.value)) for block in self.evaluations)
+
+    @cached_property
     def status(self) -> Status:
-        """Worst status over all evaluations."""
-        return worst(set(self.statuses()))
+        """Worst status over all evaluations (computed once)."""
+        present = {str(s) for block in self.evaluations for s in np.unique(block.status.astype(str))}
+        return worst({Status(s) for s in present})
 
 
 @dataclass(frozen=True)

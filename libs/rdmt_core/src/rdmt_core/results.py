@@ -12,7 +12,7 @@ import numpy as np
 from .config import RdmtConfig
 from .errors import InputError
 from .evaluators import History, evaluate_metrics
-from .geometry import geometry_for
+from .geometry import geometry_for, to_frame
 from .monitors import Monitor
 from .records import FileIdentity, FileResult
 
@@ -41,6 +41,8 @@ def file_result(
             f"array '{name}' {exc}; a WFI detector is 4096x4096 "
             f"(reduced sizes must be square with a side divisible by 32)",
         ) from exc
+    if geometry.border:  # Level-2 science arrays go back into the full frame, border marked invalid
+        arrays = {k: to_frame(a, geometry, np.nan if a.dtype.kind == "f" else 0) for k, a in arrays.items()}
     computed = monitor.compute(arrays, config.options_for(monitor.name, identity.detector))
     evaluators = config.evaluators_for(monitor.name, identity.detector)
     blocks = evaluate_metrics(computed.metrics, evaluators, history, geometry.pixels_per_cell())

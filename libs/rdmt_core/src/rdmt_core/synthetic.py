@@ -24,9 +24,9 @@ from astropy.time import Time
 from roman_datamodels import datamodels as dm
 from roman_datamodels import dqflags
 
-from .geometry import N_AMPLIFIERS
+from .geometry import DETECTORS, N_AMPLIFIERS
 
-DETECTORS = tuple(f"WFI{i:02d}" for i in range(1, 19))
+__all__ = ["DETECTORS", "Anomaly", "HotCluster", "dark_arrays", "dark_model", "write_dark_delivery"]
 
 
 @dataclass(frozen=True)

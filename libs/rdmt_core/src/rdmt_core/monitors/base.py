@@ -47,9 +47,7 @@ class Monitor:
         if name is None:
             raise TypeError(f"monitor class {cls.__name__} must define 'name'")
         if name in Monitor._registry:
-            raise TypeError(
-                f"a monitor named {name!r} is already registered ({Monitor._registry[name].__name__})"
-            )
+            raise TypeError(f"a monitor named {name!r} is already registered ({Monitor._registry[name].__name__})")
         if not (cls.reftypes or cls.model_types):
             raise TypeError(f"monitor {name!r} accepts no reference type and no model type")
         Monitor._registry[name] = cls

@@ -79,13 +79,14 @@ def pixel_class_masks(
 ) -> tuple[dict[str, np.ndarray], str]:
     """Boolean dead/hot/warm masks and the source used ("dq" or "thresholds")."""
     source = options.pixel_classes_from
+    flags = np.bitwise_and(dq, DEAD | HOT | WARM) if source != "thresholds" else None
     if source == "auto":
-        source = "dq" if np.bitwise_and(dq, DEAD | HOT | WARM).any() else "thresholds"
+        source = "dq" if flags.any() else "thresholds"
     if source == "dq":
         masks = {
-            "dead": np.bitwise_and(dq, DEAD) != 0,
-            "hot": np.bitwise_and(dq, HOT) != 0,
-            "warm": np.bitwise_and(dq, WARM) != 0,
+            "dead": np.bitwise_and(flags, DEAD) != 0,
+            "hot": np.bitwise_and(flags, HOT) != 0,
+            "warm": np.bitwise_and(flags, WARM) != 0,
         }
     else:
         with np.errstate(invalid="ignore"):  # NaN compares False: NaN pixels are in no class

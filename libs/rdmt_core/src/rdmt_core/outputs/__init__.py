@@ -5,7 +5,8 @@ directory and writes files; none reads the store or sends notifications.
 """
 
 from .ecsv import metrics_table, write_ecsv
+from .figures import SuperpixelMaps
 from .overview import write_overview
 from .report import ReportPaths, write_report
 
-__all__ = ["ReportPaths", "metrics_table", "write_ecsv", "write_overview", "write_report"]
+__all__ = ["ReportPaths", "SuperpixelMaps", "metrics_table", "write_ecsv", "write_overview", "write_report"]

@@ -15,13 +15,13 @@ import os
 from pathlib import Path
 
 from ..evaluators import EVALUATORS
+from ..geometry import DETECTORS
 from ..records import DeliverySummary, FileResult, Status, worst
 from .document import Block, Bullets, Heading, Image, Inline, Paragraph, Span, Table, write_document
 from .figures import failure_mosaic
 from .names import file_stem, overview_stem
 from .verdicts import evaluator_names, failing_per_superpixel, status_counts
 
-DETECTORS = tuple(f"WFI{i:02d}" for i in range(1, 19))
 # Schematic WFI focal plane for the mosaic: six columns of three detectors, left to right,
 # each column top to bottom. It groups detectors in numbering order; it is not the true
 # on-sky arrangement of the arrays.

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..geometry import N_AMPLIFIERS
-from ..records import EvaluationBlock, FileResult, Metric, Status
+from ..records import EvaluationBlock, FileResult, Metric, Status, worst
 from .document import (
     Block,
     Bullets,
@@ -98,8 +98,8 @@ def _status_summary(result: FileResult) -> list[Block]:
     rows: list[list[Inline]] = []
     for evaluator in evaluator_names([result]):
         tally = counts.get(evaluator, {})
-        worst = max((s for s in order if tally.get(s)), key=lambda s: s.severity, default=Status.PASS)
-        rows.append([evaluator, Span(worst.value, status=worst), *(str(tally.get(s, 0)) for s in order)])
+        worst_status = worst({s for s in order if tally.get(s)})
+        rows.append([evaluator, Span(worst_status.value, status=worst_status), *(str(tally.get(s, 0)) for s in order)])
     overall = result.status
     return [
         Paragraph(["Overall status: ", Span(overall.value.upper(), status=overall)]),
@@ -184,7 +184,7 @@ def _amplifier_blocks(metric: Metric, blocks: list[EvaluationBlock]) -> list[Blo
     return out
 
 
-def write_report(result: FileResult, directory: Path) -> ReportPaths:
+def write_report(result: FileResult, directory: Path, maps: SuperpixelMaps | None = None) -> ReportPaths:
     """Write the file's report as Markdown and HTML, with a super-pixel map per metric.
 
     Files: ``<stem>.md``, ``<stem>.html`` and ``<stem>_<metric>.png``, where ``<stem>`` is
@@ -196,6 +196,8 @@ def write_report(result: FileResult, directory: Path) -> ReportPaths:
         One file and one monitor.
     directory : Path
         Output directory; created when missing. Existing files of the same names are replaced.
+    maps : SuperpixelMaps, optional
+        Figure canvases to reuse across reports (one per thread); new ones by default.
 
     Returns
     -------
@@ -213,7 +215,7 @@ def write_report(result: FileResult, directory: Path) -> ReportPaths:
     blocks: list[Block] = [_metadata(result), Heading("Status"), *_status_summary(result)]
     blocks += [Heading("Detector"), _detector_table(result, grouped)]
     figures: list[Path] = []
-    maps = SuperpixelMaps()
+    maps = maps or SuperpixelMaps()
     for metric in result.metrics:
         name = metric.spec.name
         blocks += [Heading(f"{name} ({metric.spec.unit})"), Paragraph(metric.spec.description)]

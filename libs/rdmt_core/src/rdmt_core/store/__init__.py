@@ -69,9 +69,7 @@ class Store:
         )
 
     def is_committed(self, result: FileResult) -> bool:
-        frame = self.backend.query(
-            f"SELECT count() AS n FROM {self.db}.files WHERE {self._where_file(result)}"
-        )
+        frame = self.backend.query(f"SELECT count() AS n FROM {self.db}.files WHERE {self._where_file(result)}")
         return int(frame["n"].iloc[0]) > 0
 
     def write(self, result: FileResult) -> bool:
@@ -85,25 +83,25 @@ class Store:
             evaluations = evaluations_frame(result, stored_at)
             try:
                 self.backend.insert("metrics", metrics)
-                self.backend.insert("evaluations", evaluations)
+                if len(evaluations):
+                    self.backend.insert("evaluations", evaluations)
                 self.backend.insert("files", files_frame(result, len(metrics), evaluations, stored_at))
-            except Exception:
-                self._delete_uncommitted(result)
+            except Exception as original:
+                try:
+                    self._delete_uncommitted(result)
+                except Exception as cleanup:  # keep the first error; say the cleanup failed too
+                    original.add_note(f"cleaning up the partial write failed as well: {cleanup}")
                 raise
         except StoreError:
             raise
         except Exception as exc:
-            raise StoreError(
-                f"store {self.url.display}: writing {result.identity.source} failed ({exc})"
-            ) from exc
+            raise StoreError(f"store {self.url.display}: writing {result.identity.source} failed ({exc})") from exc
         return True
 
     def _delete_uncommitted(self, result: FileResult) -> None:
         where = self._where_file(result)
         for table in ("metrics", "evaluations"):
-            if int(
-                self.backend.query(f"SELECT count() AS n FROM {self.db}.{table} WHERE {where}")["n"].iloc[0]
-            ):
+            if int(self.backend.query(f"SELECT count() AS n FROM {self.db}.{table} WHERE {where}")["n"].iloc[0]):
                 self.backend.execute(f"DELETE FROM {self.db}.{table} WHERE {where}")
 
     # -- reading -----------------------------------------------------------------------------
@@ -128,9 +126,7 @@ class Store:
         if files.empty:
             return History()
         files = files.iloc[::-1].reset_index(drop=True)  # oldest first
-        pairs = ", ".join(
-            f"({quote(k)}, {quote(r)})" for k, r in zip(files.file_key, files.run_id, strict=True)
-        )
+        pairs = ", ".join(f"({quote(k)}, {quote(r)})" for k, r in zip(files.file_key, files.run_id, strict=True))
         rows = self.backend.query(
             f"SELECT file_key, metric, toString(scale) AS scale, cell, value FROM {self.db}.metrics "
             f"WHERE monitor = {quote(monitor)} AND detector = {quote(detector)} AND release = {quote(release)} "
@@ -188,7 +184,7 @@ def _statements(ddl: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
-def _identity_columns(result: FileResult, n: int, stored_at: pd.Timestamp) -> dict[str, object]:
+def _identity_columns(result: FileResult, n: int) -> dict[str, object]:
     ident = result.identity
     return {
         "run_id": [result.run_id] * n,
@@ -214,7 +210,7 @@ def metrics_frame(result: FileResult, stored_at: pd.Timestamp) -> pd.DataFrame:
             cell_ids.append(cells(scale))
             values.append(v)
     n = sum(len(v) for v in values)
-    frame = pd.DataFrame(_identity_columns(result, n, stored_at))
+    frame = pd.DataFrame(_identity_columns(result, n))
     frame["metric"] = np.concatenate(names)
     frame["unit"] = np.concatenate(units)
     frame["scale"] = np.concatenate(scales)
@@ -228,7 +224,10 @@ def evaluations_frame(result: FileResult, stored_at: pd.Timestamp) -> pd.DataFra
     """One row per evaluation, columns as in the ``evaluations`` table."""
     blocks = result.evaluations
     n = sum(len(b.cells) for b in blocks)
-    frame = pd.DataFrame(_identity_columns(result, n, stored_at))
+    frame = pd.DataFrame(_identity_columns(result, n))
+    if not blocks:
+        columns = ("metric", "scale", "cell", "evaluator", "status", "reference", "threshold", "reason", "stored_at")
+        return frame.assign(**{c: [] for c in columns})
     frame["metric"] = np.concatenate([np.full(len(b.cells), b.metric, dtype=object) for b in blocks])
     frame["scale"] = np.concatenate([np.full(len(b.cells), b.scale, dtype=object) for b in blocks])
     frame["cell"] = np.concatenate([b.cells for b in blocks]).astype(np.uint16)
@@ -241,16 +240,14 @@ def evaluations_frame(result: FileResult, stored_at: pd.Timestamp) -> pd.DataFra
     return frame
 
 
-def files_frame(
-    result: FileResult, n_metrics: int, evaluations: pd.DataFrame, stored_at: pd.Timestamp
-) -> pd.DataFrame:
+def files_frame(result: FileResult, n_metrics: int, evaluations: pd.DataFrame, stored_at: pd.Timestamp) -> pd.DataFrame:
     statuses = evaluations["status"]
-    frame = pd.DataFrame(_identity_columns(result, 1, stored_at))
+    frame = pd.DataFrame(_identity_columns(result, 1))
     frame["exposure_type"] = [result.identity.exposure_type]
     frame["n_metrics"] = np.array([n_metrics], dtype=np.uint32)
     frame["n_evaluations"] = np.array([len(evaluations)], dtype=np.uint32)
     frame["n_fail"] = np.array([(statuses == Status.FAIL.value).sum()], dtype=np.uint32)
     frame["n_caution"] = np.array([(statuses == Status.CAUTION.value).sum()], dtype=np.uint32)
-    frame["status"] = [worst({Status(s) for s in statuses.unique()}).value]
+    frame["status"] = [worst({Status(s) for s in statuses.unique()}).value if len(statuses) else Status.PASS.value]
     frame["stored_at"] = stored_at
     return frame

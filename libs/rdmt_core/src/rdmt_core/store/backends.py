@@ -14,7 +14,8 @@ a different path must wait until the first is closed.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import unquote, urlparse
 
@@ -39,7 +40,7 @@ class StoreURL:
     host: str = ""
     port: int = 8123
     username: str = "default"
-    password: str = ""
+    password: str = field(default="", repr=False)
     database: str = "rdmt"
     secure: bool = False
 
@@ -52,29 +53,45 @@ class StoreURL:
         return f"{scheme}://{self.username}@{self.host}:{self.port}/{self.database}"
 
 
+_DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for messages."""
+    return re.sub(r"(//[^/@:]*):[^@/]*@", r"\1:***@", url)
+
+
 def parse_store_url(url: str) -> StoreURL:
+    """Parse a store URL; errors never repeat a password."""
     parsed = urlparse(url)
     if parsed.scheme in ("", "file") or len(parsed.scheme) == 1:
         return StoreURL("chdb", path=unquote(parsed.path if parsed.scheme == "file" else url))
     if parsed.scheme == "chdb":
         path = unquote(parsed.netloc + parsed.path)
         if not path:
-            raise StoreError(f"store {url}: chdb URL has no path (use chdb:///abs/dir or chdb://rel/dir)")
+            raise StoreError(f"store {redact(url)}: chdb URL has no path (use chdb:///abs/dir or chdb://rel/dir)")
         return StoreURL("chdb", path=path)
     if parsed.scheme in ("clickhouse", "clickhouses"):
         if not parsed.hostname:
-            raise StoreError(f"store {url.split('@')[-1]}: no host in ClickHouse URL")
+            raise StoreError(f"store {redact(url)}: no host in ClickHouse URL")
         secure = parsed.scheme == "clickhouses"
+        try:
+            port = parsed.port or (8443 if secure else 8123)
+        except ValueError:
+            raise StoreError(f"store {redact(url)}: the port is not a number") from None
+        database = parsed.path.strip("/") or "rdmt"
+        if not _DATABASE_NAME.match(database):
+            raise StoreError(f"store {redact(url)}: database name {database!r} must match {_DATABASE_NAME.pattern}")
         return StoreURL(
             "clickhouse",
             host=parsed.hostname,
-            port=parsed.port or (8443 if secure else 8123),
+            port=port,
             username=unquote(parsed.username or "default"),
             password=unquote(parsed.password or ""),
-            database=(parsed.path.strip("/") or "rdmt"),
+            database=database,
             secure=secure,
         )
-    raise StoreError(f"store {url}: unknown scheme '{parsed.scheme}' (use chdb:// or clickhouse://)")
+    raise StoreError(f"store {redact(url)}: unknown scheme '{parsed.scheme}' (use chdb:// or clickhouse://)")
 
 
 class ChdbBackend:
@@ -99,9 +116,7 @@ class ChdbBackend:
 
     def insert(self, table: str, frame: pd.DataFrame) -> None:
         columns = ", ".join(frame.columns)
-        self._session.query(
-            f"INSERT INTO {self.database}.{table} ({columns}) SELECT {columns} FROM Python(frame)"
-        )
+        self._session.query(f"INSERT INTO {self.database}.{table} ({columns}) SELECT {columns} FROM Python(frame)")
 
     def close(self) -> None:
         self._session.close()
