@@ -10,6 +10,8 @@ import pytest
 from rdmt_core.config import load_config
 from rdmt_core.synthetic import Anomaly, HotCluster, write_dark_delivery
 
+pytest_plugins = ["tests.kafka_broker"]
+
 SIDE = 512  # reduced size: 16x16-pixel super-pixels
 USEAFTER_1 = datetime(2026, 1, 1)
 USEAFTER_2 = datetime(2026, 2, 1)
