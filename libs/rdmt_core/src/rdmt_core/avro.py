@@ -65,7 +65,7 @@ def schema_dir() -> Path:
         return Path(env).resolve()
     for parent in Path(__file__).resolve().parents:
         if _is_schema_root(parent / "schemas"):
-            return parent / "schemas"
+            return (parent / "schemas").resolve()  # in a checkout, rdmt_core/schemas links to the repo folder
     raise SchemaError(f"no Avro schemas found: set {ENV_VAR} to the schemas/ folder of the RDMT repository")
 
 
