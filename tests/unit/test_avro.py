@@ -176,12 +176,12 @@ def test_every_version_is_compatible_with_the_earlier_ones_of_its_major() -> Non
 
 
 def _with_minor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, field: dict, sample_value: Any) -> Path:
-    """A schema folder holding 1.0 and a 1.1 of monitor_request that adds ``field``."""
+    """The repository schemas plus a 1.1 of monitor_request that adds ``field``."""
     shutil.copytree(SCHEMAS / "1", tmp_path / "1")
     schema = json.loads((SCHEMAS / "1" / "0" / "monitor_request.avsc").read_text())
     schema["fields"].append(field)
     samples = json.loads((SCHEMAS / "1" / "0" / "samples" / "monitor_request.json").read_text())
-    (tmp_path / "1" / "1" / "samples").mkdir(parents=True)
+    (tmp_path / "1" / "1" / "samples").mkdir(parents=True, exist_ok=True)
     (tmp_path / "1" / "1" / "monitor_request.avsc").write_text(json.dumps(schema))
     new_samples = [s | {field["name"]: sample_value} for s in samples]
     (tmp_path / "1" / "1" / "samples" / "monitor_request.json").write_text(json.dumps(new_samples))
