@@ -174,3 +174,14 @@ def demo(output: str, size: int, keep_inputs: bool) -> None:
     from .demo import run_demo
 
     sys.exit(run_demo(Path(output), size, keep_inputs))
+
+
+def _add_streaming_commands() -> None:
+    from .streaming.cli import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_add_streaming_commands()
+

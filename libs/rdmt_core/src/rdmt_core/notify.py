@@ -180,14 +180,33 @@ def notify_delivery(
         The channels that delivered: ``"log"`` always, then ``"slack"`` and ``"email"``
         when they were configured, needed and succeeded.
     """
-    env = os.environ if env is None else env
     log = logger or logging.getLogger(LOGGER_NAME)
     note = format_notification(summary, config)
     log.log(logging.WARNING if note.failed_detectors else logging.INFO, "%s", note.text)
-    delivered = ["log"]
     if not (note.failed_detectors or summary.problems):
-        return delivered  # a clean delivery is only logged
+        return ["log"]  # a clean delivery is only logged
+    return ["log", *send_notification(note, config, env, log)]
 
+
+def send_notification(
+    note: Notification,
+    config: NotifyConfig,
+    env: Mapping[str, str] | None = None,
+    logger: logging.Logger | None = None,
+) -> list[str]:
+    """Send ``note`` to the configured Slack-compatible webhook and e-mail recipients.
+
+    Used by :func:`notify_delivery` and by the streaming notifier (one alert record, one message).
+    A channel that fails is logged as a warning and does not stop the others.
+
+    Returns
+    -------
+    list of str
+        The channels that delivered: ``"slack"`` and ``"email"``.
+    """
+    env = os.environ if env is None else env
+    log = logger or logging.getLogger(LOGGER_NAME)
+    delivered: list[str] = []
     url = env.get(config.slack_webhook_env)
     if url:
         channel = f"slack webhook (from ${config.slack_webhook_env})"

@@ -1,0 +1,201 @@
+"""The evaluator's history as compact state: metric records to metrics, and a per-detector window of deliveries.
+
+Pure: no Kafka, no state store. :func:`metrics_from_record` and :func:`metric_entries` convert between
+the ``metrics`` of a decoded ``metric_record`` and :class:`~rdmt_core.records.Metric` objects.
+:class:`HistoryWindow` keeps, for one (release, monitor, detector), the values of the last
+``capacity`` deliveries ordered by ``file_time``, and gives the
+:class:`~rdmt_core.evaluators.History` of a file as the embedded pipeline's store would: the
+deliveries strictly before the file's time, other than the file itself.
+
+A late or replayed delivery is inserted at its time, and a file delivered again (same ``file_key``)
+replaces its earlier values, so redelivery is idempotent. For a state store, the window splits into a
+small index (:meth:`HistoryWindow.index`) and one blob per delivery (:func:`pack_values`), so that no
+changelog message grows with the window (one dark delivery is about 90 kB of float64 values).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import struct
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from ..blockstats import ScaleValues
+from ..errors import ConfigError
+from ..evaluators import History
+from ..geometry import SCALES, cells
+from ..monitors import get_monitor
+from ..records import Metric, MetricSpec
+
+Values = dict[tuple[str, str], np.ndarray]  # (metric, scale) -> per-cell values, float64
+_HEADER = struct.Struct("<I")  # length of the JSON header of a packed blob
+
+
+def to_millis(value: datetime | int) -> int:
+    """Milliseconds since the Unix epoch of a decoded ``timestamp-millis`` (datetime) or an int."""
+    if isinstance(value, datetime):
+        return round(value.timestamp() * 1000)
+    return int(value)
+
+
+def _description(monitor: str, metric: str) -> str:
+    try:
+        return get_monitor(monitor).spec(metric).description
+    except (ConfigError, KeyError):  # a metric of a newer monitor version still evaluates
+        return ""
+
+
+def metrics_from_record(record: Mapping[str, Any]) -> list[Metric]:
+    """The :class:`Metric` objects of a decoded ``metric_record``.
+
+    Raises
+    ------
+    ValueError
+        When a metric does not have 32 amplifier and 1024 super-pixel values.
+    """
+    metrics = []
+    for entry in record["metrics"]:
+        values = ScaleValues(
+            detector=float(entry["detector"]),
+            amplifier=np.asarray(entry["amplifier"], dtype=np.float64),
+            superpixel=np.asarray(entry["superpixel"], dtype=np.float64),
+        )
+        for scale in ("amplifier", "superpixel"):
+            expected = len(cells(scale))
+            if len(getattr(values, scale)) != expected:
+                raise ValueError(
+                    f"metric_record {record.get('file_key')}: metric {entry['metric']} has "
+                    f"{len(getattr(values, scale))} {scale} values, expected {expected}"
+                )
+        spec = MetricSpec(
+            entry["metric"], entry["unit"], _description(record["monitor"], entry["metric"]), entry["extensive"]
+        )
+        metrics.append(Metric(spec, values))
+    return metrics
+
+
+def metric_entries(metrics: Iterable[Metric]) -> list[dict[str, Any]]:
+    """The ``metrics`` field of a ``metric_record`` for ``metrics`` (the inverse of :func:`metrics_from_record`)."""
+    return [
+        {
+            "metric": m.spec.name,
+            "unit": m.spec.unit,
+            "extensive": m.spec.extensive,
+            "detector": float(m.values.detector),
+            "amplifier": [float(v) for v in m.values.amplifier],
+            "superpixel": [float(v) for v in m.values.superpixel],
+        }
+        for m in metrics
+    ]
+
+
+def values_of(metrics: Iterable[Metric]) -> Values:
+    """Per (metric, scale) values of ``metrics``: what the history keeps of a delivery."""
+    return {(m.spec.name, scale): m.values.at(scale) for m in metrics for scale in SCALES}
+
+
+def pack_values(values: Values) -> bytes:
+    """Compact bytes of ``values``: a JSON header naming the arrays, then their float64 data."""
+    names = sorted(values)
+    header = json.dumps([[metric, scale, len(values[metric, scale])] for metric, scale in names]).encode()
+    body = b"".join(np.ascontiguousarray(values[name], dtype="<f8").tobytes() for name in names)
+    return _HEADER.pack(len(header)) + header + body
+
+
+def unpack_values(data: bytes) -> Values:
+    """The values packed by :func:`pack_values`."""
+    (size,) = _HEADER.unpack_from(data)
+    start = _HEADER.size + size
+    out: Values = {}
+    for metric, scale, n in json.loads(data[_HEADER.size : start]):
+        out[metric, scale] = np.frombuffer(data, dtype="<f8", count=n, offset=start).copy()
+        start += 8 * n
+    return out
+
+
+@dataclass(frozen=True, order=True)
+class Delivery:
+    """One delivery in a window: its time (ms since the epoch) and its file key."""
+
+    file_time_ms: int
+    file_key: str
+
+
+class HistoryWindow:
+    """The last ``capacity`` deliveries of one (release, monitor, detector), ordered by file time.
+
+    Parameters
+    ----------
+    capacity : int
+        Deliveries kept; the oldest are dropped first. Give at least the trend window.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"a history window keeps at least 1 delivery, got capacity {capacity}")
+        self.capacity = capacity
+        self._deliveries: list[Delivery] = []
+        self._values: dict[str, Values] = {}
+
+    def __len__(self) -> int:
+        return len(self._deliveries)
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Kept deliveries, oldest first."""
+        return list(self._deliveries)
+
+    def add(self, file_key: str, file_time: datetime | int, values: Values) -> list[str]:
+        """Insert a delivery at its time (replacing an earlier one with the same key); return dropped keys."""
+        dropped = [d.file_key for d in self._deliveries if d.file_key == file_key]
+        self._deliveries = [d for d in self._deliveries if d.file_key != file_key]
+        bisect.insort(self._deliveries, Delivery(to_millis(file_time), file_key))
+        self._values[file_key] = values
+        while len(self._deliveries) > self.capacity:
+            oldest = self._deliveries.pop(0)
+            dropped.append(oldest.file_key)
+            del self._values[oldest.file_key]
+        return [key for key in dropped if key not in self._values]  # a replaced key is kept, not dropped
+
+    def history_before(self, file_time: datetime | int, exclude_key: str) -> History:
+        """Deliveries strictly before ``file_time``, other than ``exclude_key``, oldest first."""
+        before = to_millis(file_time)
+        earlier = [d for d in self._deliveries if d.file_time_ms < before and d.file_key != exclude_key]
+        rows = [self._values[d.file_key] for d in earlier]
+        return history_from(rows)
+
+    def index(self) -> list[list[Any]]:
+        """The kept deliveries as ``[[file_time_ms, file_key], ...]`` (JSON), oldest first."""
+        return [[d.file_time_ms, d.file_key] for d in self._deliveries]
+
+    def values(self, file_key: str) -> Values:
+        return self._values[file_key]
+
+    @classmethod
+    def from_index(cls, capacity: int, index: Iterable[list[Any]], load: Callable[[str], Values]) -> HistoryWindow:
+        """Rebuild a window from :meth:`index` and a ``load(file_key)`` of each delivery's values."""
+        window = cls(capacity)
+        for file_time_ms, file_key in index:
+            window.add(file_key, int(file_time_ms), load(file_key))
+        return window
+
+
+def history_from(rows: list[Values]) -> History:
+    """A :class:`History` from deliveries' values, oldest first; a (metric, scale) missing from a row is NaN."""
+    names: dict[tuple[str, str], int] = {}
+    for row in rows:
+        for name, value in row.items():
+            names.setdefault(name, len(value))
+    out = {}
+    for name, n_cells in names.items():
+        grid = np.full((len(rows), n_cells), np.nan)
+        for i, row in enumerate(rows):
+            if name in row:
+                grid[i] = row[name]
+        out[name] = grid
+    return History(out)

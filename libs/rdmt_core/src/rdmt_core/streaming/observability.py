@@ -1,0 +1,132 @@
+"""What a running service shows: Prometheus metrics, ``/healthz`` and ``/readyz``, JSON-lines logs.
+
+The HTTP server runs in a daemon thread and only reads the state the service loop writes
+(:class:`ServiceState`). Nothing here talks to Kafka.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+PROCESSING_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class ServiceMetrics:
+    """The Prometheus metrics of one service, in a registry of its own."""
+
+    def __init__(self, service: str) -> None:
+        self.registry = CollectorRegistry()
+        labels = {"registry": self.registry}
+        self.messages_in = Counter(
+            "rdmt_messages_in", "Messages consumed.", ["service", "topic"], **labels
+        )
+        self.messages_out = Counter(
+            "rdmt_messages_out", "Messages produced.", ["service", "topic"], **labels
+        )
+        self.failures = Counter(
+            "rdmt_failures", "Failed attempts to process a message, by error type and outcome (retry, dead_letter).",
+            ["service", "error_type", "outcome"], **labels,
+        )
+        self.processing = Histogram(
+            "rdmt_processing_seconds", "Time to process one message (all attempts), seconds.",
+            ["service", "topic"], buckets=PROCESSING_BUCKETS, **labels,
+        )
+        self.lag = Gauge(
+            "rdmt_consumer_lag", "High watermark minus committed offset, messages.",
+            ["service", "topic", "partition"], **labels,
+        )
+        self.assigned = Gauge("rdmt_assigned_partitions", "Partitions assigned to this member.", ["service"], **labels)
+        self.service = service
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class ServiceState:
+    """Liveness and readiness, written by the service loop and read by the HTTP server."""
+
+    def __init__(self, stale_after_s: float) -> None:
+        self.stale_after_s = stale_after_s
+        self.last_poll = time.monotonic()
+        self.assigned: set[tuple[str, int]] = set()
+        self.stopping = False
+
+    def polled(self) -> None:
+        self.last_poll = time.monotonic()
+
+    def healthy(self) -> bool:
+        return not self.stopping and time.monotonic() - self.last_poll < self.stale_after_s
+
+    def ready(self) -> bool:
+        return self.healthy() and bool(self.assigned)
+
+
+def serve_http(port: int, metrics: ServiceMetrics, state: ServiceState, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+    """Start ``/metrics``, ``/healthz`` and ``/readyz`` on ``port`` (0: any free port) in a daemon thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/metrics"):
+                self._send(200, metrics.render(), CONTENT_TYPE_LATEST)
+            elif self.path.startswith("/healthz"):
+                ok = state.healthy()
+                self._send(200 if ok else 503, b"ok\n" if ok else b"stalled or stopping\n")
+            elif self.path.startswith("/readyz"):
+                ok = state.ready()
+                self._send(200 if ok else 503, b"ready\n" if ok else b"no partitions assigned yet\n")
+            else:
+                self._send(404, b"try /metrics, /healthz or /readyz\n")
+
+        def _send(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # probes every few seconds would drown the service's own log
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="rdmt-http", daemon=True).start()
+    return server
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per log record: time (UTC, ISO 8601), level, logger, service, message, extras."""
+
+    RESERVED = frozenset(vars(logging.makeLogRecord({})))
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "service": self.service,
+            "message": record.getMessage(),
+        }
+        entry.update({k: v for k, v in vars(record).items() if k not in self.RESERVED and k != "message"})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def json_logging(service: str, level: int = logging.INFO) -> None:
+    """Route every log record of the process to stderr as JSON lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLines(service))
+    logging.basicConfig(level=level, handlers=[handler], force=True)

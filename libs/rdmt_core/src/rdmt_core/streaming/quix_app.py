@@ -1,0 +1,208 @@
+"""quixstreams wiring shared by the stateful services (evaluator, notifier): Avro on the wire, dead letters, the app.
+
+The services keep their state (history windows, delivery groups) in quixstreams' RocksDB stores,
+backed by compacted changelog topics that quixstreams creates and restores from after a restart
+or a rebalance. Messages are the RDMT Avro records (:mod:`rdmt_core.avro`); a message that does
+not decode is not an error of the application: the deserializer hands it on as :class:`Poison`, and
+the service turns it into a ``dead_letter`` record produced in the same transaction as its other
+output, so the partition moves on and nothing is lost or doubled.
+
+Environment variables (besides those of :mod:`.settings`):
+
+=============================  ==================================================================
+``RDMT_STATE_DIR``             quixstreams state directory (RocksDB), default ``rdmt-state``
+``RDMT_PROCESSING_GUARANTEE``  ``exactly-once`` (default) or ``at-least-once``
+``RDMT_COMMIT_INTERVAL_S``     seconds between checkpoints (offsets, state, transaction), default 1
+``RDMT_ALERT_TIMEOUT_S``       notifier: seconds after a delivery's first result before it alerts
+                               with what it has, default 900
+``RDMT_NOTIFY_REPLAYS``        notifier: also send alerts of releases other than ``live`` (1/true)
+``RDMT_NOTIFY_MAX_AGE_S``      notifier: alerts older than this are not sent again, default 86400
+=============================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from quixstreams import Application, message_context
+from quixstreams.dataframe import StreamingDataFrame
+from quixstreams.kafka.configuration import ConnectionConfig
+from quixstreams.models.serializers import Deserializer, SerializationContext, Serializer
+from quixstreams.models.topics import Topic
+
+from .. import avro
+from ..config import _describe
+from ..errors import ConfigError
+from .observability import ServiceMetrics, ServiceState, serve_http
+from .settings import StreamingSettings
+from .topics import DEADLETTER, spec_for
+
+ENV = {
+    "RDMT_STATE_DIR": "state_dir",
+    "RDMT_PROCESSING_GUARANTEE": "processing_guarantee",
+    "RDMT_COMMIT_INTERVAL_S": "commit_interval_s",
+    "RDMT_ALERT_TIMEOUT_S": "alert_timeout_s",
+    "RDMT_NOTIFY_REPLAYS": "notify_replays",
+    "RDMT_NOTIFY_MAX_AGE_S": "notify_max_age_s",
+}
+
+
+class ServiceOptions(BaseModel):
+    """Settings of the stateful services, from the environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    state_dir: Path = Field(Path("rdmt-state"), description="quixstreams state directory (RocksDB stores).")
+    processing_guarantee: Literal["exactly-once", "at-least-once"] = Field(
+        "exactly-once", description="Kafka transactions for output, state changelog and offsets together."
+    )
+    commit_interval_s: float = Field(1.0, gt=0, description="Seconds between checkpoints.")
+    alert_timeout_s: float = Field(900.0, gt=0, description="Seconds to wait for a delivery's missing results.")
+    notify_replays: bool = Field(False, description="Notify alerts of reprocessing releases too.")
+    notify_max_age_s: float = Field(86400.0, gt=0, description="Alerts older than this are not notified.")
+
+
+def service_options(environ: Mapping[str, str] | None = None) -> ServiceOptions:
+    """:class:`ServiceOptions` from ``environ`` (default ``os.environ``).
+
+    Raises
+    ------
+    ConfigError
+        Naming the variable's setting and the bad value.
+    """
+    environ = os.environ if environ is None else environ
+    data = {field: environ[var] for var, field in ENV.items() if environ.get(var)}
+    try:
+        return ServiceOptions.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"service environment: {_describe(exc)}") from None
+
+
+@dataclass(frozen=True)
+class Poison:
+    """A message value that is not a record the service reads: the bytes and why."""
+
+    value: bytes | None
+    error: str
+    error_type: str
+
+
+class AvroDeserializer(Deserializer):
+    """Decode RDMT Avro records of one schema; anything else becomes :class:`Poison`, never an exception."""
+
+    def __init__(self, expected: str) -> None:
+        super().__init__()
+        self.expected = expected
+
+    def __call__(self, value: bytes, ctx: SerializationContext) -> dict[str, Any] | Poison:
+        if value is None:
+            return Poison(None, f"tombstone (no value) on {ctx.topic}, expected a {self.expected}", "ValueError")
+        try:
+            return avro.decode(value, self.expected).record
+        except avro.SchemaError as exc:
+            return Poison(bytes(value), str(exc), f"{type(exc).__module__}.{type(exc).__qualname__}")
+
+
+class AvroSerializer(Serializer):
+    """Encode records of one schema (single-object encoding)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, value: Mapping[str, Any], ctx: SerializationContext) -> bytes:
+        return avro.encode(self.name, value)
+
+
+def dead_letter(key: bytes | None, value: bytes | None, error: str, error_type: str, service: str) -> dict[str, Any]:
+    """The ``dead_letter`` record of the message being processed (topic, partition, offset from its context)."""
+    context = message_context()
+    return {
+        "topic": context.topic,
+        "partition": context.partition,
+        "offset": context.offset,
+        "key": key,
+        "value": value,
+        "error": " ".join(error.split()),
+        "error_type": error_type,
+        "attempts": 1,
+        "failed_at": datetime.now(UTC),
+        "service": service,
+    }
+
+
+def qualified(exc: BaseException) -> str:
+    return f"{type(exc).__module__}.{type(exc).__qualname__}"
+
+
+def application(settings: StreamingSettings, options: ServiceOptions, service: str) -> Application:
+    """A quixstreams application of ``service`` (its consumer group is ``<prefix>.<service>``)."""
+    connection = ConnectionConfig.from_librdkafka_dict(settings.kafka.common())
+    # quixstreams manages assignment itself (cooperative rebalancing with state recovery): classic protocol.
+    return Application(
+        broker_address=connection,
+        consumer_group=f"{settings.topic_prefix}.{service}",
+        auto_offset_reset="earliest",
+        state_dir=str(options.state_dir),
+        processing_guarantee=options.processing_guarantee,
+        commit_interval=options.commit_interval_s,
+        auto_create_topics=True,  # only quixstreams' own changelog and repartition topics: ours exist
+        consumer_extra_config={
+            "client.id": f"rdmt-{service}",
+            # After a crash, the partitions (and their state) move to a new member after this long.
+            "session.timeout.ms": settings.kafka.session_timeout_ms,
+        },
+        # An evaluation record of a dark file is ~3 MB before compression (1,057 reasons per block), ~100 kB after.
+        producer_extra_config={
+            "client.id": f"rdmt-{service}",
+            "compression.type": "zstd",
+            "message.max.bytes": 16 << 20,
+        },
+        loglevel=None,
+    )
+
+
+def deadletter_topic(app: Application, prefix: str) -> Topic:
+    spec = spec_for(DEADLETTER)
+    return app.topic(spec.name(prefix), value_serializer=AvroSerializer(spec.schema), key_serializer="bytes")
+
+
+def route_poison(sdf: StreamingDataFrame, dead: Topic, service: str) -> StreamingDataFrame:
+    """Send :class:`Poison` values to the dead-letter topic ``dead``; return the dataframe of the others."""
+    bad = sdf.filter(lambda v: isinstance(v, Poison))
+    bad = bad.apply(lambda v, k, _t, _h: dead_letter(k, v.value, v.error, v.error_type, service), metadata=True)
+    bad.to_topic(dead, key=lambda record: record["key"])
+    return sdf.filter(lambda v: not isinstance(v, Poison))
+
+
+def serve_observability(app: Application, service: str, port: int) -> ServiceMetrics:
+    """``/metrics``, ``/healthz`` and ``/readyz`` for a quixstreams service on ``port``.
+
+    Alive while the process runs; ready while the app's consumer holds partitions. quixstreams has no
+    public accessor for the assignment, so the heartbeat reads its internal consumer (and reports not
+    ready if that ever changes).
+    """
+    metrics = ServiceMetrics(service)
+    state = ServiceState(stale_after_s=60.0)
+    serve_http(port, metrics, state)
+
+    def heartbeat() -> None:
+        while True:
+            state.polled()
+            try:
+                assignment = app._consumer.assignment()
+            except Exception:  # not started yet, or quixstreams changed
+                assignment = []
+            state.assigned = {(tp.topic, tp.partition) for tp in assignment}
+            metrics.assigned.labels(service).set(len(state.assigned))
+            time.sleep(2.0)
+
+    threading.Thread(target=heartbeat, name=f"{service}-heartbeat", daemon=True).start()
+    return metrics

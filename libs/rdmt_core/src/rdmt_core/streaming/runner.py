@@ -1,0 +1,271 @@
+"""The consume-process-produce loop every streaming service runs, at least once.
+
+A service is a name, its input topics with the message each carries, and a ``process`` function from
+one decoded message to the messages to produce. The runner consumes in a consumer group, decodes,
+calls ``process`` synchronously, produces the outputs with an idempotent producer, flushes, and only
+then stores the input's offset (``enable.auto.offset.store=False``; the stored offsets are committed
+in the background and on close). So a crash at any point loses nothing; it may repeat outputs.
+
+A message that cannot be decoded, or whose processing fails permanently or keeps failing after the
+retries (:mod:`.failures`), becomes a ``dead_letter`` record on ``<prefix>.deadletter`` and the
+partition moves on. A failure to produce stops the service without storing the offset: the
+orchestrator restarts it and the message is processed again. SIGTERM and SIGINT stop the loop after
+the current message.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from .. import avro
+from ..avro import Decoded, SchemaError
+from .failures import Origin, backoff_s, dead_letter, error_type, is_permanent, one_line, should_retry
+from .observability import ServiceMetrics, ServiceState, serve_http
+from .settings import StreamingSettings
+from .topics import DEADLETTER
+
+log = logging.getLogger("rdmt.streaming.runner")
+
+LAG_EVERY_S = 10.0
+FLUSH_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Output:
+    """A message to produce: topic (full name), key (text), Avro schema name and record."""
+
+    topic: str
+    key: str | None
+    schema: str
+    record: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A consumed message: where it came from and what it says."""
+
+    origin: Origin
+    message: Decoded
+
+
+Process = Callable[[Inbound], Sequence[Output]]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+class _Interrupted(Exception):
+    """The service was asked to stop while waiting to retry: leave the message for the next member."""
+
+
+class ServiceRunner:
+    """Runs ``process`` on every message of ``inputs`` (topic -> expected schema name).
+
+    Parameters
+    ----------
+    service : str
+        Service name, e.g. ``rdmt-monitor-dark``: client id, log field and ``service`` of dead letters.
+    settings : StreamingSettings
+        Kafka connection, topic prefix and retry settings.
+    group_id : str
+        Consumer group; members of one group share the partitions.
+    inputs : mapping
+        Full topic name -> the Avro message expected on it.
+    process : callable
+        Pure-ish work on one message; raises to fail (see :mod:`.failures`).
+    """
+
+    def __init__(
+        self,
+        service: str,
+        settings: StreamingSettings,
+        group_id: str,
+        inputs: Mapping[str, str],
+        process: Process,
+        sleep: Callable[[float], bool] | None = None,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.group_id = group_id
+        self.inputs = dict(inputs)
+        self.process = process
+        self.deadletter_topic = f"{settings.topic_prefix}.{DEADLETTER}"
+        self.metrics = ServiceMetrics(service)
+        self.state = ServiceState(stale_after_s=settings.kafka.max_poll_interval_ms / 1000)
+        self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait  # returns True when stopping
+        self._delivery_errors: list[str] = []
+
+    # -- decisions on one message, no Kafka -------------------------------------------------------
+
+    def handle(self, origin: Origin) -> list[Encoded]:
+        """Decode, process with retries, encode; the outputs, or one dead letter."""
+        try:
+            if origin.value is None:
+                raise SchemaError("tombstone: the message has no value")
+            decoded = avro.decode(origin.value, self.inputs.get(origin.topic))
+        except SchemaError as exc:
+            return [self._dead_letter(origin, exc, attempts=1)]
+        attempt = 1
+        while True:
+            try:
+                outputs = self.process(Inbound(origin, decoded))
+                return [self._encode(o) for o in outputs]
+            except Exception as exc:  # every failure is classified, retried or dead-lettered, never swallowed
+                if not should_retry(exc, attempt, self.settings.retry):
+                    return [self._dead_letter(origin, exc, attempts=attempt)]
+                delay = backoff_s(attempt, self.settings.retry)
+                self.metrics.failures.labels(self.service, error_type(exc), "retry").inc()
+                log.warning(
+                    "attempt %d of %s:%d:%d failed, retrying in %.1f s: %s", attempt, origin.topic,
+                    origin.partition, origin.offset, delay, one_line(exc),
+                    extra={"error_type": error_type(exc), "attempt": attempt},
+                )
+                if self._sleep(delay):
+                    raise _Interrupted from exc
+                attempt += 1
+
+    def _encode(self, output: Output) -> Encoded:
+        key = output.key.encode() if output.key is not None else None
+        return Encoded(output.topic, key, avro.encode(output.schema, output.record))
+
+    def _dead_letter(self, origin: Origin, exc: BaseException, attempts: int) -> Encoded:
+        kind = error_type(exc)
+        reason = one_line(exc)
+        self.metrics.failures.labels(self.service, kind, "dead_letter").inc()
+        log.error(
+            "giving up on %s:%d:%d after %d attempt(s) (%s): %s", origin.topic, origin.partition, origin.offset,
+            attempts, "permanent" if is_permanent(exc) else "retries exhausted", reason,
+            extra={"error_type": kind, "attempts": attempts},
+        )
+        record = dead_letter(origin, reason, kind, attempts, self.service, datetime.now(UTC))
+        return Encoded(self.deadletter_topic, origin.key, avro.encode("dead_letter", record))
+
+    # -- the Kafka edge ---------------------------------------------------------------------------
+
+    def stop(self, *_: object) -> None:
+        """Finish the current message, then leave the group and exit (safe from a signal handler)."""
+        self._stop.set()
+
+    def run(self, metrics_port: int | None = None, install_signals: bool = True) -> None:
+        """Consume until :meth:`stop` (or SIGTERM/SIGINT); raises on a Kafka error that needs a restart."""
+        if install_signals and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+        server = serve_http(metrics_port, self.metrics, self.state) if metrics_port is not None else None
+        kafka = self.settings.kafka
+        kafka_log = logging.getLogger("rdmt.kafka")
+        consumer = Consumer(kafka.consumer(self.group_id, self.service) | {"logger": kafka_log})
+        producer = Producer(kafka.producer(self.service) | {"logger": kafka_log})
+        log.info(
+            "%s starting: group %s, topics %s", self.service, self.group_id, ", ".join(self.inputs),
+            extra={"kafka": kafka.describe()},
+        )
+        try:
+            consumer.subscribe(list(self.inputs), on_assign=self._assigned, on_revoke=self._revoked,
+                               on_lost=self._revoked)
+            self._loop(consumer, producer)
+        except _Interrupted:
+            log.info("stopped while waiting to retry: the message stays for the next member")
+        finally:
+            self.state.stopping = True
+            producer.flush(FLUSH_TIMEOUT_S)
+            consumer.close()  # commits the stored offsets and leaves the group
+            if server is not None:
+                server.shutdown()
+            log.info("%s stopped", self.service)
+
+    def _loop(self, consumer: Consumer, producer: Producer) -> None:
+        next_lag = time.monotonic() + LAG_EVERY_S
+        while not self._stop.is_set():
+            self.state.polled()
+            msg = consumer.poll(0.5)
+            producer.poll(0)
+            if time.monotonic() >= next_lag:
+                self._update_lag(consumer)
+                next_lag = time.monotonic() + LAG_EVERY_S
+            if msg is None:
+                continue
+            if msg.error() is not None:
+                if msg.error().fatal() or msg.error().code() == KafkaError._FATAL:
+                    raise KafkaException(msg.error())
+                log.warning("consumer error: %s", msg.error())
+                continue
+            self._one(msg, consumer, producer)
+
+    def _one(self, msg: Message, consumer: Consumer, producer: Producer) -> None:
+        origin = Origin(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value())
+        self.metrics.messages_in.labels(self.service, origin.topic).inc()
+        started = time.perf_counter()
+        outputs = self.handle(origin)
+        self.metrics.processing.labels(self.service, origin.topic).observe(time.perf_counter() - started)
+        self._produce(producer, outputs)
+        consumer.store_offsets(message=msg)
+        log.info(
+            "%s:%d:%d -> %s", origin.topic, origin.partition, origin.offset,
+            ", ".join(o.topic for o in outputs) or "nothing",
+            extra={"key": origin.key.decode(errors="replace") if origin.key else None},
+        )
+
+    def _produce(self, producer: Producer, outputs: Sequence[Encoded]) -> None:
+        for out in outputs:
+            producer.produce(out.topic, key=out.key, value=out.value, on_delivery=self._delivered)
+        if not outputs:
+            return
+        left = producer.flush(FLUSH_TIMEOUT_S)
+        if left or self._delivery_errors:
+            errors, self._delivery_errors = self._delivery_errors, []
+            raise KafkaException(
+                KafkaError(KafkaError._MSG_TIMED_OUT if left else KafkaError._FAIL,
+                           f"{left} message(s) not delivered; errors: {'; '.join(errors) or 'none'}")
+            )
+        for out in outputs:
+            self.metrics.messages_out.labels(self.service, out.topic).inc()
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._delivery_errors.append(f"{msg.topic()}: {err.str()}")
+
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.state.assigned |= {(p.topic, p.partition) for p in partitions}
+        self.metrics.assigned.labels(self.service).set(len(self.state.assigned))
+        log.info("assigned %s", _names(partitions))
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for p in partitions:
+            self.state.assigned.discard((p.topic, p.partition))
+            try:
+                self.metrics.lag.remove(self.service, p.topic, str(p.partition))
+            except KeyError:
+                pass
+        self.metrics.assigned.labels(self.service).set(len(self.state.assigned))
+        log.info("revoked %s", _names(partitions))
+
+    def _update_lag(self, consumer: Consumer) -> None:
+        assigned = [TopicPartition(t, p) for t, p in sorted(self.state.assigned)]
+        if not assigned:
+            return
+        try:
+            for tp in consumer.committed(assigned, timeout=5):
+                low, high = consumer.get_watermark_offsets(tp, timeout=5, cached=False)
+                done = tp.offset if tp.offset >= 0 else low
+                self.metrics.lag.labels(self.service, tp.topic, str(tp.partition)).set(max(0, high - done))
+        except KafkaException as exc:  # lag is observability: a slow broker must not stop the work
+            log.warning("cannot measure consumer lag: %s", exc)
+
+
+def _names(partitions: Sequence[TopicPartition]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing"

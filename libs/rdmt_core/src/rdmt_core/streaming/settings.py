@@ -1,0 +1,219 @@
+"""Settings of the streaming services: Kafka connection, topic prefix, routing rules, retries.
+
+They come from the ``streaming:`` section of the service's YAML file (``rdmt service ... --config``),
+then from the environment, which wins (what a deployment sets). Secrets come only from the
+environment (``RDMT_KAFKA_SASL_PASSWORD``) and are ``SecretStr``: :meth:`KafkaSettings.describe`
+is what may be logged. This module builds confluent-kafka configuration dictionaries; it opens no
+connection.
+
+Environment variables:
+
+=================================  ==============================================================
+``RDMT_KAFKA_BOOTSTRAP``           bootstrap servers, ``host:port[,host:port]``
+``RDMT_KAFKA_SECURITY_PROTOCOL``   ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``
+``RDMT_KAFKA_SASL_MECHANISM``      e.g. ``SCRAM-SHA-512``, ``PLAIN``
+``RDMT_KAFKA_SASL_USERNAME``       SASL user name
+``RDMT_KAFKA_SASL_PASSWORD``       SASL password (secret: environment only)
+``RDMT_KAFKA_SSL_CA_LOCATION``     CA bundle to verify the brokers (passed through)
+``RDMT_KAFKA_GROUP_PROTOCOL``      ``consumer`` (KIP-848, default) or ``classic``
+``RDMT_KAFKA_GROUP_INSTANCE_ID``   static group membership id (e.g. the pod name)
+``RDMT_TOPIC_PREFIX``              prefix of every topic name (default ``rdmt``)
+=================================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from ..config import RdmtConfig, _describe, load_config
+from ..errors import ConfigError
+
+SECTION = "streaming"
+ENV = {
+    "RDMT_KAFKA_BOOTSTRAP": ("kafka", "bootstrap_servers"),
+    "RDMT_KAFKA_SECURITY_PROTOCOL": ("kafka", "security_protocol"),
+    "RDMT_KAFKA_SASL_MECHANISM": ("kafka", "sasl_mechanism"),
+    "RDMT_KAFKA_SASL_USERNAME": ("kafka", "sasl_username"),
+    "RDMT_KAFKA_SASL_PASSWORD": ("kafka", "sasl_password"),
+    "RDMT_KAFKA_SSL_CA_LOCATION": ("kafka", "ssl_ca_location"),
+    "RDMT_KAFKA_GROUP_PROTOCOL": ("kafka", "group_protocol"),
+    "RDMT_KAFKA_GROUP_INSTANCE_ID": ("kafka", "group_instance_id"),
+    "RDMT_TOPIC_PREFIX": ("topic_prefix",),
+}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Frozen):
+    """How to reach the brokers."""
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Bootstrap servers, host:port[,host:port].")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="librdkafka security.protocol."
+    )
+    sasl_mechanism: str | None = Field(None, description="librdkafka sasl.mechanism, e.g. SCRAM-SHA-512.")
+    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(None, description="SASL password; from RDMT_KAFKA_SASL_PASSWORD only.")
+    ssl_ca_location: str | None = Field(None, description="CA certificates to verify the brokers (ssl.ca.location).")
+    group_protocol: Literal["consumer", "classic"] = Field(
+        "consumer", description="Consumer group protocol: consumer (KIP-848, fast joins) or classic."
+    )
+    group_instance_id: str | None = Field(
+        None,
+        description="Static membership id (e.g. the pod name): with the classic protocol a member restarted after "
+        "a crash takes its partitions back at once; with the consumer protocol it must wait out the session.",
+    )
+    session_timeout_ms: int = Field(10_000, ge=1000, description="Classic protocol: member declared dead after this.")
+    max_poll_interval_ms: int = Field(
+        1_800_000,
+        ge=10_000,
+        description="Longest time between two polls before the member leaves the group: longer than the slowest "
+        "file times the retries, so a long file does not cost the membership.",
+    )
+
+    def common(self) -> dict[str, Any]:
+        """The librdkafka settings every client shares (with the secret, for the client only)."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        optional = {
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": self.sasl_password.get_secret_value() if self.sasl_password else None,
+            "ssl.ca.location": self.ssl_ca_location,
+        }
+        conf.update({k: v for k, v in optional.items() if v is not None})
+        return conf
+
+    def describe(self) -> dict[str, Any]:
+        """What may be logged: the settings with the password masked."""
+        shown = {k: v for k, v in self.common().items() if k != "sasl.password"}
+        if self.sasl_password is not None:
+            shown["sasl.password"] = "**********"
+        return shown | {"group.protocol": self.group_protocol}
+
+    def producer(self, client_id: str) -> dict[str, Any]:
+        """An idempotent producer: no duplicates or reordering from the producer's own retries."""
+        return self.common() | {
+            "client.id": client_id,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "zstd",
+        }
+
+    def consumer(self, group_id: str, client_id: str, *, from_beginning: bool = True) -> dict[str, Any]:
+        """An at-least-once group member: offsets are stored by the application after the work is done."""
+        conf = self.common() | {
+            "group.id": group_id,
+            "client.id": client_id,
+            "group.protocol": self.group_protocol,
+            "enable.auto.commit": True,
+            "auto.commit.interval.ms": 1000,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest" if from_beginning else "latest",
+            "max.poll.interval.ms": self.max_poll_interval_ms,
+            "fetch.wait.max.ms": 100,
+        }
+        if self.group_protocol == "classic":
+            conf["session.timeout.ms"] = self.session_timeout_ms
+            conf["partition.assignment.strategy"] = "cooperative-sticky"
+        if self.group_instance_id:
+            conf["group.instance.id"] = self.group_instance_id
+        return conf
+
+    def admin(self) -> dict[str, Any]:
+        return self.common()
+
+
+class RoutingRules(_Frozen):
+    """Which monitors receive which files."""
+
+    reftypes: dict[str, list[str]] = Field(
+        default_factory=lambda: {"DARK": ["dark"]},
+        description="CRDS reference type (upper case) -> monitors run on every delivered file of that type.",
+    )
+    exposure_types: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="meta.exposure.type of a Level-2 file -> monitors run on it (archive events without a monitor).",
+    )
+
+
+class RetrySettings(_Frozen):
+    """How a service retries a message whose processing failed for a transient reason."""
+
+    max_attempts: int = Field(4, ge=1, description="Attempts before the message goes to the dead-letter topic.")
+    backoff_initial_s: float = Field(0.5, ge=0, description="Wait before the second attempt (seconds).")
+    backoff_max_s: float = Field(30.0, ge=0, description="Longest wait between two attempts (seconds).")
+
+
+class StreamingSettings(_Frozen):
+    """Everything a streaming service needs besides the monitors' configuration."""
+
+    kafka: KafkaSettings = KafkaSettings()
+    topic_prefix: str = Field("rdmt", pattern=r"^[A-Za-z0-9._-]+$", description="Prefix of every topic name.")
+    routing: RoutingRules = RoutingRules()
+    retry: RetrySettings = RetrySettings()
+
+
+def streaming_settings(section: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
+                       label: str = "streaming settings") -> StreamingSettings:
+    """Settings from a ``streaming:`` mapping with the environment on top.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key and value, or a password given in a file.
+    """
+    data: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in (section or {}).items()}
+    if isinstance(data.get("kafka"), dict) and "sasl_password" in data["kafka"]:
+        raise ConfigError(f"{label}: kafka.sasl_password must not be in a file; set RDMT_KAFKA_SASL_PASSWORD")
+    environ = os.environ if environ is None else environ
+    for variable, path in ENV.items():
+        value = environ.get(variable)
+        if value:
+            target = data
+            for key in path[:-1]:
+                target = target.setdefault(key, {})
+            target[path[-1]] = value
+    try:
+        return StreamingSettings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{label}: {_describe(exc)}") from None
+
+
+def load_service_config(path: str | Path | None) -> tuple[RdmtConfig, StreamingSettings]:
+    """The monitors' configuration and the streaming settings from one YAML file (both optional).
+
+    The file is an ``rdmt run`` configuration file with an optional ``streaming:`` section.
+    """
+    user: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ConfigError(f"config {path}: cannot read ({exc.strerror or exc})") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config {path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config {path}: the top level must be a mapping, got {type(loaded).__name__}")
+        user = loaded
+    section = user.pop(SECTION, None) or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"config {path}: '{SECTION}' must be a mapping")
+    label = f"config {path}" if path is not None else "default configuration"
+    settings = streaming_settings(section, label=f"{label}: {SECTION}")
+    try:
+        config = load_config(None, **user)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("config default configuration", label, 1)) from None
+    return config, settings

@@ -1,0 +1,67 @@
+"""The sink's conversion: an evaluation record (through Avro) back to the FileResult the store writes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from rdmt_core import avro
+from rdmt_core.config import load_config
+from rdmt_core.errors import InputError
+from rdmt_core.store import open_store
+from rdmt_core.streaming.evaluation import evaluate_record
+from rdmt_core.streaming.history_state import HistoryWindow
+from rdmt_core.streaming.monitor_service import metric_record
+from rdmt_core.streaming.sink_service import result_from_record
+from rdmt_core.synthetic import dark_arrays
+
+from .. import builders
+
+REQUEST = {"delivery_id": "d-1", "n_files_in_delivery": 1}
+WHEN = datetime(2026, 4, 1, tzinfo=UTC)
+
+
+def _evaluation_bytes() -> tuple[bytes, object]:
+    rate, _, dq = dark_arrays("WFI09", side=256, delivery_seed=3)
+    result = builders.dark_result(rate, "WFI09", "/data/wfi09.asdf", WHEN, run_id="req-1", dq=dq)
+    record = avro.decode(avro.encode("metric_record", metric_record(result, REQUEST, WHEN))).record
+    evaluation, _ = evaluate_record(record, load_config(), HistoryWindow(capacity=11))
+    return avro.encode("evaluation_record", evaluation), result
+
+
+def test_evaluation_record_round_trips_to_the_same_result():
+    data, original = _evaluation_bytes()
+    decoded = avro.decode(data, "evaluation_record")
+    assert decoded.version == "1.1"
+    result = result_from_record(decoded.record, "Dark reference file")
+    assert result.identity.file_key == original.identity.file_key and result.run_id == "req-1"
+    for got, want in zip(result.metrics, original.metrics, strict=True):
+        assert got.spec.name == want.spec.name
+        np.testing.assert_array_equal(got.values.superpixel, want.values.superpixel)
+    got_blocks = {(b.evaluator, b.metric, b.scale): b for b in result.evaluations}
+    for block in original.evaluations:
+        twin = got_blocks[(block.evaluator, block.metric, block.scale)]
+        assert list(twin.status) == list(block.status)
+        np.testing.assert_array_equal(twin.cells, block.cells)
+    assert result.status == original.status
+
+
+def test_the_sink_writes_a_record_once(store_url):
+    data, _ = _evaluation_bytes()
+    result = result_from_record(avro.decode(data).record)
+    with open_store(store_url) as store:
+        assert store.write(result) is True
+        assert store.write(result_from_record(avro.decode(data).record)) is False  # a redelivery
+        counts = store.sql(
+            "SELECT (SELECT count() FROM rdmt.metrics) AS m, (SELECT count() FROM rdmt.evaluations) AS e"
+        )
+        assert counts.m[0] == 9 * 1057 and counts.e[0] == sum(len(b.cells) for b in result.evaluations)
+
+
+def test_a_record_without_metrics_is_refused():
+    data, _ = _evaluation_bytes()
+    record = dict(avro.decode(data).record, metrics=None)
+    with pytest.raises(InputError, match="carries no metrics"):
+        result_from_record(record)
