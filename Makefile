@@ -25,7 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_dark.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check libs tests benchmarks
+	$(BIN)/ruff check libs tests benchmarks schemas
 
 clean:
 	rm -rf $(VENV) demo-output bench-output .pytest_cache
