@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test test-containers bench lint clean
 
 $(STAMP): libs/rdmt_core/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 ## test: set up, then run the test suite
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-containers: opt-in tier with a ClickHouse server and Kafka from testcontainers (needs Docker)
+test-containers: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e 'libs/rdmt_core[containers]'
+	RDMT_CONTAINERS=1 $(BIN)/python -m pytest tests/containers -rs $(PYTEST_ARGS)
 
 ## bench: speed and memory of the dark monitor on a full-size file
 bench: $(STAMP)

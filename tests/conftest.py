@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -11,6 +12,9 @@ from rdmt_core.config import load_config
 from rdmt_core.synthetic import Anomaly, HotCluster, write_dark_delivery
 
 pytest_plugins = ["tests.kafka_broker"]
+
+# The testcontainers tier needs a Docker engine: it runs only when asked (make test-containers).
+collect_ignore = [] if os.environ.get("RDMT_CONTAINERS") == "1" else ["containers"]
 
 SIDE = 512  # reduced size: 16x16-pixel super-pixels
 USEAFTER_1 = datetime(2026, 1, 1)

@@ -21,6 +21,7 @@ from ..evaluators import History
 from ..monitors import Monitor, get_monitor
 from ..records import FileResult
 from ..results import file_result
+from .history_state import metric_entries
 from .runner import Inbound, Output, ServiceRunner
 from .settings import StreamingSettings
 from .topics import METRICS, requests_suffix
@@ -43,17 +44,7 @@ def metric_record(result: FileResult, request: Mapping[str, Any], computed_at: d
         "n_files_in_delivery": request["n_files_in_delivery"],
         "computed_at": computed_at,
         "notes": dict(result.notes),
-        "metrics": [
-            {
-                "metric": m.spec.name,
-                "unit": m.spec.unit,
-                "extensive": m.spec.extensive,
-                "detector": float(m.values.detector),
-                "amplifier": [float(v) for v in m.values.amplifier],
-                "superpixel": [float(v) for v in m.values.superpixel],
-            }
-            for m in result.metrics
-        ],
+        "metrics": metric_entries(result.metrics),
     }
 
 
