@@ -73,7 +73,15 @@ def test_archive_event_routes_to_its_monitor_or_by_exposure_type() -> None:
     assert [(r["monitor"], r["exposure_type"], r["kind"]) for r in named.requests] == [
         ("dark", "WFI_IMAGE", "ImageModel")
     ]
-    assert named.requests[0]["delivery_id"] == "archive:/data/l2/wfi07_cal.asdf"
+    # one exposure's 18 detector images form one burst: one delivery id, 18 results expected per monitor
+    assert named.requests[0]["delivery_id"] == "exposure:WFI_IMAGE:2026-01-01T00:00:00.000"
+    assert named.requests[0]["n_files_in_delivery"] == 18
+    other_detector = route_archive(
+        _archive(monitor="dark") | {"uri": "/data/l2/wfi08_cal.asdf", "detector": "WFI08"}, RoutingRules(), KNOWN,
+        "live", NOW,
+    )
+    assert other_detector.requests[0]["delivery_id"] == named.requests[0]["delivery_id"]
+    assert other_detector.requests[0]["request_id"] != named.requests[0]["request_id"]
     by_rule = route_archive(_archive(), RoutingRules(exposure_types={"WFI_IMAGE": ["dark"]}), KNOWN, "r2", NOW)
     assert [r["release"] for r in by_rule.requests] == ["r2"]
     none = route_archive(_archive(), RoutingRules(), KNOWN, "live", NOW)

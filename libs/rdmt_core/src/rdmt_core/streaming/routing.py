@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..geometry import DETECTORS
 from .settings import RoutingRules
 
 REQUEST_NAMESPACE = uuid.UUID("5d1d7a44-4d0e-4a55-9b8a-7a1e3f3c2b10")
@@ -80,16 +81,28 @@ def route_archive(
             return Routed([], [f"{reason} (rules: {_listed(rules.exposure_types)})"])
     good, bad = _targets(names, known, what)
     release = event.get("release") or release
-    delivery_id = f"archive:{event['uri']}"
+    delivery_id = exposure_burst_id(event)
     requests = [
         _request(
             monitor=m, uri=event["uri"], kind=event["kind"], detector=event["detector"],
             exposure_type=event["exposure_type"], file_time=event["exposure_start"], release=release,
-            delivery_id=delivery_id, n=len(good), now=now,
+            delivery_id=delivery_id, n=len(DETECTORS) * len(good), now=now,
         )
         for m in good
     ]
     return Routed(requests, bad)
+
+
+def exposure_burst_id(event: Mapping[str, Any]) -> str:
+    """The delivery id shared by the 18 detectors' images of one exposure (same type and start time).
+
+    WFI reads all 18 detectors in one exposure, so their Level-2 files arrive as a burst; grouping them
+    by exposure lets the notifier send one alert per burst. A burst missing some detectors is closed by
+    the notifier's timeout.
+    """
+    start = event["exposure_start"]
+    stamp = start.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] if isinstance(start, datetime) else str(start)
+    return f"exposure:{event['exposure_type']}:{stamp}"
 
 
 def _request(
