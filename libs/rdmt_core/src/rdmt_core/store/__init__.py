@@ -64,8 +64,9 @@ class Store:
 
     def _where_file(self, result: FileResult) -> str:
         return (
-            f"run_id = {quote(result.run_id)} AND release = {quote(result.release)} "
-            f"AND monitor = {quote(result.monitor)} AND file_key = {quote(result.identity.file_key)}"
+            f"monitor = {quote(result.monitor)} AND detector = {quote(result.identity.detector)} "
+            f"AND release = {quote(result.release)} AND file_key = {quote(result.identity.file_key)} "
+            f"AND run_id = {quote(result.run_id)}"  # leading sort-key columns first, so the index serves it
         )
 
     def is_committed(self, result: FileResult) -> bool:

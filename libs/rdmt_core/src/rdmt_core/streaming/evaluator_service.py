@@ -30,6 +30,7 @@ from ..config import RdmtConfig
 from ..errors import RdmtError
 from .evaluation import evaluate_record, state_prefix, window_capacity
 from .history_state import HistoryWindow, Values, pack_values, unpack_values
+from .observability import json_logging
 from .quix_app import (
     AvroDeserializer,
     AvroSerializer,
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(config_file: str | None, metrics_port: int | None = None) -> int:
     """Run the evaluator until SIGTERM or SIGINT; 2 for a configuration error."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    json_logging("rdmt-evaluator", logging.INFO)  # JSON lines, like every other service
     try:
         config, settings = load_service_config(config_file)
         options = service_options()

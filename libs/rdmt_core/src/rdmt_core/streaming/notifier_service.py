@@ -38,6 +38,7 @@ from ..errors import RdmtError
 from ..notify import send_notification
 from .alerts import add_result, alert_record, format_alert, is_complete, is_overdue, result_summary
 from .history_state import to_millis
+from .observability import json_logging
 from .quix_app import (
     AvroDeserializer,
     AvroSerializer,
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(config_file: str | None, metrics_port: int | None = None) -> int:
     """Run the notifier until SIGTERM or SIGINT; 2 for a configuration error."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    json_logging("rdmt-notifier", logging.INFO)  # JSON lines, like every other service
     try:
         config, settings = load_service_config(config_file)
         options = service_options()
