@@ -1,6 +1,7 @@
 """Open Roman files (reference files and Level-2 images) and read their arrays.
 
-The opener is chosen by URI scheme (plain paths and ``file://`` today); add one
+The opener is chosen by URI scheme: plain paths and ``file://``, and ``s3://``, ``gs://`` and
+``memory://`` through fsspec (installed with ``rdmt-core[s3]``); add one
 with :func:`register_opener`. Every failure becomes an :class:`InputError`
 naming the file. Arrays are read eagerly inside that boundary: an ASDF file
 truncated in its binary blocks opens fine and only fails when an array is read,
@@ -46,6 +47,24 @@ def _local_path(uri: str) -> str:
 
 register_opener("", _local_path)
 register_opener("file", _local_path)
+
+
+def fsspec_opener(uri: str) -> Any:
+    """Open ``uri`` with fsspec (``s3://`` needs s3fs: ``pip install 'rdmt-core[s3]'``); a binary file object."""
+    try:
+        import fsspec
+    except ImportError:
+        raise InputError(uri, "fsspec is not installed: pip install 'rdmt-core[s3]'") from None
+    try:
+        return fsspec.open(uri, "rb").open()
+    except FileNotFoundError:
+        raise InputError(uri, "file not found") from None
+    except ImportError as exc:  # the scheme's filesystem package is missing
+        raise InputError(uri, f"cannot open: {exc}") from None
+
+
+for _scheme_name in ("s3", "gs", "memory"):
+    register_opener(_scheme_name, fsspec_opener)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ Run it with ``rdmt service notifier`` or ``python -m rdmt_core.streaming.notifie
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -50,6 +51,7 @@ from .quix_app import (
     serve_observability,
     service_options,
 )
+from .rate_limit import RateLimit
 from .settings import StreamingSettings, load_service_config
 from .topics import ALERTS, EVALUATIONS, spec_for
 
@@ -102,8 +104,8 @@ class DeliveryGrouper:
         return [] if alert is None else [alert]
 
 
-def notify(alert: dict[str, Any] | Poison, config: RdmtConfig, options: ServiceOptions) -> None:
-    """Send one alert to the configured channels (or only log it: replays, old alerts)."""
+def notify(alert: dict[str, Any] | Poison, config: RdmtConfig, options: ServiceOptions, limit: RateLimit) -> None:
+    """Send one alert to the configured channels (or only log it: replays, old alerts, over the rate limit)."""
     if isinstance(alert, Poison):
         log.error("not an alert on the alert topic: %s", alert.error)
         return
@@ -114,7 +116,16 @@ def notify(alert: dict[str, Any] | Poison, config: RdmtConfig, options: ServiceO
                  note.text)  # fmt: skip
     elif age_s > options.notify_max_age_s:
         log.info("alert of delivery %s is %.0f s old: not sent again", alert["delivery_id"], age_s)
+    elif not limit.allow(time.time()):
+        log.warning("rate limit (%d per hour): alert of delivery %s held back, not sent:\n%s",
+                    options.notify_max_per_hour, alert["delivery_id"], note.text)  # fmt: skip
     else:
+        held_back = limit.take_held_back()
+        if held_back:
+            note = dataclasses.replace(
+                note, text=f"{note.text}\n({held_back} earlier alerts were held back by the rate limit: "
+                f"see the alert topic)",
+            )
         log.warning("%s", note.text)
         channels = send_notification(note, config.notify)
         log.info("alert of delivery %s sent to %s", alert["delivery_id"], ", ".join(channels) or "no channel")
@@ -142,7 +153,8 @@ def build(config: RdmtConfig, settings: StreamingSettings, options: ServiceOptio
     grouped = grouped.apply(grouper, stateful=True, metadata=True, expand=True)
     grouped.to_topic(alert_topic, key=lambda alert: alert["delivery_id"])
 
-    app.dataframe(alert_topic).update(lambda alert: notify(alert, config, options))
+    limit = RateLimit(options.notify_max_per_hour)
+    app.dataframe(alert_topic).update(lambda alert: notify(alert, config, options, limit))
     return app
 
 

@@ -52,6 +52,7 @@ ENV = {
     "RDMT_ALERT_TIMEOUT_S": "alert_timeout_s",
     "RDMT_NOTIFY_REPLAYS": "notify_replays",
     "RDMT_NOTIFY_MAX_AGE_S": "notify_max_age_s",
+    "RDMT_NOTIFY_MAX_PER_HOUR": "notify_max_per_hour",
 }
 
 
@@ -68,6 +69,9 @@ class ServiceOptions(BaseModel):
     alert_timeout_s: float = Field(900.0, gt=0, description="Seconds to wait for a delivery's missing results.")
     notify_replays: bool = Field(False, description="Notify alerts of reprocessing releases too.")
     notify_max_age_s: float = Field(86400.0, gt=0, description="Alerts older than this are not notified.")
+    notify_max_per_hour: int = Field(
+        30, ge=1, description="Notifications sent per rolling hour at most; more alerts are held back and logged."
+    )
 
 
 def service_options(environ: Mapping[str, str] | None = None) -> ServiceOptions:
