@@ -30,7 +30,6 @@ from ..config import RdmtConfig
 from ..errors import RdmtError
 from .evaluation import evaluate_record, state_prefix, window_capacity
 from .history_state import HistoryWindow, Values, pack_values, unpack_values
-from .observability import json_logging
 from .quix_app import (
     AvroDeserializer,
     AvroSerializer,
@@ -40,10 +39,9 @@ from .quix_app import (
     dead_letter,
     deadletter_topic,
     qualified,
-    serve_observability,
-    service_options,
+    run_service,
 )
-from .settings import StreamingSettings, load_service_config
+from .settings import StreamingSettings
 from .topics import EVALUATIONS, METRICS, spec_for
 
 SERVICE = "evaluator"
@@ -115,21 +113,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(config_file: str | None, metrics_port: int | None = None) -> int:
-    """Run the evaluator until SIGTERM or SIGINT; 2 for a configuration error."""
-    json_logging("rdmt-evaluator", logging.INFO)  # JSON lines, like every other service
-    try:
-        config, settings = load_service_config(config_file)
-        options = service_options()
-    except RdmtError as exc:
-        print(f"rdmt-evaluator: error: {exc}", file=sys.stderr)
-        return 2
-    log.info("evaluator: kafka %s, topics %s.*, state %s, %s", settings.kafka.describe(), settings.topic_prefix,
-             options.state_dir, options.processing_guarantee)  # fmt: skip
-    app = build(config, settings, options)
-    if metrics_port is not None:
-        serve_observability(app, "rdmt-evaluator", metrics_port)
-    app.run()
-    return 0
+    """Run the service until SIGTERM or SIGINT; 2 for a configuration error."""
+    return run_service("rdmt-evaluator", build, config_file, metrics_port)
 
 
 if __name__ == "__main__":

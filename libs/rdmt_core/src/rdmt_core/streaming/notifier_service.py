@@ -35,11 +35,9 @@ from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.state import State
 
 from ..config import RdmtConfig
-from ..errors import RdmtError
 from ..notify import send_notification
 from .alerts import add_result, alert_record, format_alert, is_complete, is_overdue, result_summary
 from .history_state import to_millis
-from .observability import json_logging
 from .quix_app import (
     AvroDeserializer,
     AvroSerializer,
@@ -48,11 +46,10 @@ from .quix_app import (
     application,
     deadletter_topic,
     route_poison,
-    serve_observability,
-    service_options,
+    run_service,
 )
 from .rate_limit import RateLimit
-from .settings import StreamingSettings, load_service_config
+from .settings import StreamingSettings
 from .topics import ALERTS, EVALUATIONS, spec_for
 
 SERVICE = "notifier"
@@ -123,8 +120,8 @@ def notify(alert: dict[str, Any] | Poison, config: RdmtConfig, options: ServiceO
         held_back = limit.take_held_back()
         if held_back:
             note = dataclasses.replace(
-                note, text=f"{note.text}\n({held_back} earlier alerts were held back by the rate limit: "
-                f"see the alert topic)",
+                note,
+                text=f"{note.text}\n({held_back} earlier alerts were held back by the rate limit: see the alert topic)",
             )
         log.warning("%s", note.text)
         channels = send_notification(note, config.notify)
@@ -165,24 +162,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(config_file: str | None, metrics_port: int | None = None) -> int:
-    """Run the notifier until SIGTERM or SIGINT; 2 for a configuration error."""
-    json_logging("rdmt-notifier", logging.INFO)  # JSON lines, like every other service
-    try:
-        config, settings = load_service_config(config_file)
-        options = service_options()
-    except RdmtError as exc:
-        print(f"rdmt-notifier: error: {exc}", file=sys.stderr)
-        return 2
-    log.info(
-        "notifier: kafka %s, topics %s.*, state %s, alert timeout %.0f s, %s",
-        settings.kafka.describe(), settings.topic_prefix, options.state_dir, options.alert_timeout_s,
-        options.processing_guarantee,
-    )  # fmt: skip
-    app = build(config, settings, options)
-    if metrics_port is not None:
-        serve_observability(app, "rdmt-notifier", metrics_port)
-    app.run()
-    return 0
+    """Run the service until SIGTERM or SIGINT; 2 for a configuration error."""
+    return run_service("rdmt-notifier", build, config_file, metrics_port)
 
 
 if __name__ == "__main__":

@@ -22,10 +22,12 @@ Environment variables (besides those of :mod:`.settings`):
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,10 +41,10 @@ from quixstreams.models.serializers import Deserializer, SerializationContext, S
 from quixstreams.models.topics import Topic
 
 from .. import avro
-from ..config import _describe
-from ..errors import ConfigError
-from .observability import ServiceMetrics, ServiceState, serve_http
-from .settings import StreamingSettings
+from ..config import RdmtConfig, _describe
+from ..errors import ConfigError, RdmtError
+from .observability import ServiceMetrics, ServiceState, json_logging, serve_http
+from .settings import StreamingSettings, load_service_config
 from .topics import DEADLETTER, spec_for
 
 ENV = {
@@ -210,3 +212,28 @@ def serve_observability(app: Application, service: str, port: int) -> ServiceMet
 
     threading.Thread(target=heartbeat, name=f"{service}-heartbeat", daemon=True).start()
     return metrics
+
+
+def run_service(
+    service: str,
+    build: Callable[[RdmtConfig, StreamingSettings, ServiceOptions], Application],
+    config_file: str | None,
+    metrics_port: int | None = None,
+) -> int:
+    """Run a quixstreams service until SIGTERM or SIGINT; 2 for a configuration error."""
+    json_logging(service, logging.INFO)
+    try:
+        config, settings = load_service_config(config_file)
+        options = service_options()
+    except RdmtError as exc:
+        print(f"{service}: error: {exc}", file=sys.stderr)
+        return 2
+    logging.getLogger(f"rdmt.streaming.{service}").info(
+        "kafka %s, topics %s.*, state %s, %s, alert timeout %.0f s", settings.kafka.describe(),
+        settings.topic_prefix, options.state_dir, options.processing_guarantee, options.alert_timeout_s,
+    )  # fmt: skip
+    app = build(config, settings, options)
+    if metrics_port is not None:
+        serve_observability(app, service, metrics_port)
+    app.run()
+    return 0
