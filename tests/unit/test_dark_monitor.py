@@ -69,7 +69,7 @@ def test_options_must_be_ordered():
 def test_every_registered_monitor_gives_1057_values_per_metric(name):
     monitor = get_monitor(name)
     arrays = monitor.example_arrays(side=256, seed=1)
-    result = monitor.compute(arrays, monitor.options_model())
+    result = monitor.compute(arrays, monitor.options_model(), monitor.example_context(side=256, seed=1))
     assert [m.spec.name for m in result.metrics] == [s.name for s in monitor.metric_specs]
     for metric in result.metrics:
         sizes = [len(metric.values.at(s)) for s in ("detector", "amplifier", "superpixel")]

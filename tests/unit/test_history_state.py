@@ -38,7 +38,7 @@ def _levels(history: History) -> list[float]:
 
 def test_metric_record_round_trip() -> None:
     dark = get_monitor("dark")
-    metrics = dark.compute(dark.example_arrays(256, seed=3), dark.options_model()).metrics
+    metrics = dark.compute(dark.example_arrays(256, seed=3), dark.options_model(), {}).metrics
     record = {"monitor": "dark", "file_key": "DARK/WFI01/x", "metrics": metric_entries(metrics)}
     back = metrics_from_record(record)
     assert [m.spec for m in back] == [m.spec for m in metrics]  # description restored from the registry
@@ -105,7 +105,7 @@ def test_rebuilt_from_index_and_blobs() -> None:
 
 def test_values_of_metrics_feed_the_history() -> None:
     dark = get_monitor("dark")
-    metrics = dark.compute(dark.example_arrays(256, seed=1), dark.options_model()).metrics
+    metrics = dark.compute(dark.example_arrays(256, seed=1), dark.options_model(), {}).metrics
     window = HistoryWindow(capacity=2)
     window.add("k1", _t(1), values_of(metrics))
     history = window.history_before(_t(2), "k2")

@@ -42,7 +42,7 @@ def level2_monitor():
             return {"data": np.ones((side - 8, side - 8), dtype=np.float32)}
 
         @classmethod
-        def compute(cls, arrays, options):
+        def compute(cls, arrays, options, context):
             frame = arrays["data"]
             counts = distribution_at_scales(frame, (50.0,)).count
             return MonitorResult([Metric(cls.metric_specs[0], counts)])

@@ -55,6 +55,11 @@ class AbsoluteEvaluatorConfig(_Strict):
         description="Upper limit per metric; a number applies at the detector scale and is scaled by pixel "
         "count to amplifiers and super-pixels for count metrics.",
     )
+    lower_limits: dict[str, Limit] = Field(
+        default_factory=dict,
+        description="Lower limit per metric (fail below it; caution below limit + (1 - caution_fraction) * "
+        "|limit|); with an upper limit it gives an expected range.",
+    )
 
 
 class ChangeEvaluatorConfig(_Strict):

@@ -6,7 +6,9 @@ the embedded pipeline feeds the history from the store and the streaming
 evaluator can feed it from its own state.
 
 * ``mission`` and ``soc`` (absolute): fail when value > limit, caution when
-  value > caution_fraction * limit.
+  value > caution_fraction * limit; with a lower limit, fail when value <
+  lower, caution when value < lower + (1 - caution_fraction) * |lower|.
+  Two-sided metrics (signed offsets) are compared by magnitude.
 * ``change`` (relative): r = |value - previous| / |previous|; fail when
   r > tolerance, caution when r > caution_fraction * tolerance; pass whenever
   |value - previous| <= min_abs_change; incomplete without a previous delivery.
@@ -15,7 +17,9 @@ evaluator can feed it from its own state.
   fail when |z| > fail_z, caution when |z| > caution_z; incomplete until
   ``min_history`` deliveries exist.
 
-A value that is NaN (no finite pixel in the cell) is ``incomplete`` everywhere.
+A value that is NaN (no finite pixel in the cell, too few stars) is
+``incomplete`` everywhere. A metric is evaluated only at the scales its spec
+defines it at.
 """
 
 from __future__ import annotations
@@ -94,10 +98,29 @@ def evaluate_absolute(
     reason = np.full(values.shape, f"within the {name} limit", dtype=object)
     for i in np.nonzero(status != _P)[0]:
         if status[i] == _I:
-            reason[i] = "no value (no finite pixels)"
+            reason[i] = "no value"
         else:
             word = "above" if status[i] == _F else f"above {caution_fraction:g} of"
             reason[i] = f"{_fmt(values[i])} {unit} is {word} the {name} limit {_fmt(limit[i])} {unit}"
+    return status, reason
+
+
+def evaluate_lower(
+    name: str, values: np.ndarray, lower: np.ndarray, caution_fraction: float, unit: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Statuses and reasons of values against per-cell lower limits."""
+    status = np.full(values.shape, _P, dtype=object)
+    with np.errstate(invalid="ignore"):
+        status[values < lower + (1 - caution_fraction) * np.abs(lower)] = _C
+        status[values < lower] = _F
+    status[np.isnan(values)] = _I
+    reason = np.full(values.shape, f"within the {name} range", dtype=object)
+    for i in np.nonzero(status != _P)[0]:
+        if status[i] == _I:
+            reason[i] = "no value"
+        else:
+            word = "below" if status[i] == _F else "close to"
+            reason[i] = f"{_fmt(values[i])} {unit} is {word} the {name} lower limit {_fmt(lower[i])} {unit}"
     return status, reason
 
 
@@ -190,6 +213,8 @@ def evaluate_metrics(
     for metric in metrics:
         spec = metric.spec
         for scale in SCALES:
+            if scale not in spec.scales:
+                continue
             values = metric.values.at(scale)
             cell_ids = cells(scale)
             for name, absolute in (("mission", config.mission), ("soc", config.soc)):
@@ -225,10 +250,33 @@ def _absolute_block(
     cell_ids: np.ndarray,
     pixels: Mapping[str, np.ndarray],
 ) -> list[EvaluationBlock]:
-    if not config.enabled or spec.name not in config.limits:
+    """One block per metric and scale: the upper limit, the lower limit, or both (worst verdict per cell)."""
+    if not config.enabled:
         return []
-    limit = scaled_limit(config.limits[spec.name], spec, scale, pixels)
-    if limit is None:
+    upper = scaled_limit(config.limits[spec.name], spec, scale, pixels) if spec.name in config.limits else None
+    lower = (
+        scaled_limit(config.lower_limits[spec.name], spec, scale, pixels)
+        if spec.name in config.lower_limits
+        else None
+    )
+    if upper is None and lower is None:
         return []
-    status, reason = evaluate_absolute(name, values, limit, config.caution_fraction, spec.unit)
-    return [EvaluationBlock(name, spec.name, scale, cell_ids, status, limit, reason, float(np.max(limit)))]
+    unit = spec.unit
+    if spec.two_sided:
+        values = np.abs(values)
+        unit = f"{unit} (magnitude)"
+    verdicts = []
+    if upper is not None:
+        verdicts.append((*evaluate_absolute(name, values, upper, config.caution_fraction, unit), upper))
+    if lower is not None:
+        verdicts.append((*evaluate_lower(name, values, lower, config.caution_fraction, unit), lower))
+    status, reason, reference = verdicts[0]
+    reference = reference.astype(np.float64, copy=True)
+    for other_status, other_reason, other_reference in verdicts[1:]:
+        rank = np.vectorize(lambda s: Status(s).severity, otypes=[int])
+        worse = rank(other_status) > rank(status)
+        status = np.where(worse, other_status, status)
+        reason = np.where(worse, other_reason, reason)
+        reference = np.where(worse, other_reference, reference)
+    threshold = float(np.max(upper)) if upper is not None else float(np.min(lower))
+    return [EvaluationBlock(name, spec.name, scale, cell_ids, status, reference, reason, threshold)]

@@ -102,7 +102,9 @@ class EmbeddedPipeline:
                     raise UnsupportedInput(
                         source, f"no enabled monitor handles kind {roman.kind!r} (monitors: {known})"
                     )
-                results = [self.evaluate(roman, monitor) for monitor in monitors]
+                results, failures = self._evaluate_each(roman, monitors)
+            if failures:  # the other monitors' results are kept
+                outcome.problem = InputProblem(source, "; ".join(failures))
             for result in results:
                 outcome.stored.append(self.store.write(result) if self.store and self.config.outputs.store else False)
                 outcome.results.append(result)  # stored: it belongs to the delivery even if a file output fails
@@ -117,17 +119,35 @@ class EmbeddedPipeline:
             outcome.problem = InputProblem(source, f"cannot write outputs ({exc})")
         return outcome
 
+    def _evaluate_each(self, roman: RomanInput, monitors: list[type[Monitor]]) -> tuple[list[FileResult], list[str]]:
+        """Run each monitor on its own: one monitor's failure does not stop the others on the same file."""
+        results: list[FileResult] = []
+        failures: list[str] = []
+        for monitor in monitors:
+            try:
+                results.append(self.evaluate(roman, monitor))
+            except InputError as exc:
+                if len(monitors) == 1:
+                    raise
+                failures.append(f"{monitor.name}: {exc.reason}")
+            except RdmtError as exc:
+                if len(monitors) == 1:
+                    raise
+                failures.append(f"{monitor.name}: {exc}")
+        return results, failures
+
     def evaluate(self, roman: RomanInput, monitor: type[Monitor]) -> FileResult:
         """Read the monitor's arrays, compute its metrics and evaluate them against the store's history."""
         identity = roman.identity
         arrays = roman.read_arrays(monitor.arrays)
+        context = monitor.load_context(roman, self.config.options_for(monitor.name, identity.detector))
         history = History()
         if self.store is not None and self.config.outputs.store:
             window = self.config.evaluators_for(monitor.name, identity.detector).trend.window
             history = self.store.history(
                 monitor.name, identity.detector, self.config.release, identity.file_time, identity.file_key, window
             )
-        return file_result(monitor, arrays, identity, self.config, history, self.run_id)
+        return file_result(monitor, arrays, identity, self.config, history, self.run_id, context)
 
     def write_outputs(self, result: FileResult) -> list[Path]:
         written: list[Path] = []

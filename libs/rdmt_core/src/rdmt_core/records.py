@@ -5,7 +5,7 @@ No I/O here: these are the nouns of the pipeline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
@@ -64,12 +64,18 @@ class MetricSpec:
     ``extensive`` metrics (pixel counts) grow with the area they cover; absolute
     limits given for the detector are scaled to smaller cells by pixel count.
     Intensive metrics (rates, percentiles) use the same limit at every scale.
+    ``two_sided`` metrics (signed offsets) are compared to absolute limits by
+    magnitude. ``scales`` lists the scales where the metric is defined: at the
+    others its values are NaN and no evaluator runs (a common-mode noise figure
+    has no super-pixel value).
     """
 
     name: str
     unit: str
     description: str
     extensive: bool = False
+    two_sided: bool = False
+    scales: tuple[str, ...] = ("detector", "amplifier", "superpixel")
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,7 @@ class FileResult:
     metrics: list[Metric]
     evaluations: list[EvaluationBlock]
     notes: dict[str, str]
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # figure data from the monitor; not stored
 
     def statuses(self, scale: str | None = None) -> list[Status]:
         """Every status in the result (optionally at one scale)."""

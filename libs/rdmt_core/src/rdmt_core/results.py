@@ -7,6 +7,8 @@ sources of arrays and history.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .config import RdmtConfig
@@ -24,8 +26,11 @@ def file_result(
     config: RdmtConfig,
     history: History,
     run_id: str,
+    context: dict[str, Any] | None = None,
 ) -> FileResult:
     """Compute ``monitor``'s metrics on ``arrays`` and evaluate them against ``history``.
+
+    ``context`` is what the monitor's ``load_context`` read beside the arrays (WCS, catalogue).
 
     Raises
     ------
@@ -43,7 +48,7 @@ def file_result(
         ) from exc
     if geometry.border:  # Level-2 science arrays go back into the full frame, border marked invalid
         arrays = {k: to_frame(a, geometry, np.nan if a.dtype.kind == "f" else 0) for k, a in arrays.items()}
-    computed = monitor.compute(arrays, config.options_for(monitor.name, identity.detector))
+    computed = monitor.compute(arrays, config.options_for(monitor.name, identity.detector), context or {})
     evaluators = config.evaluators_for(monitor.name, identity.detector)
     blocks = evaluate_metrics(computed.metrics, evaluators, history, geometry.pixels_per_cell())
     return FileResult(
@@ -55,4 +60,5 @@ def file_result(
         metrics=computed.metrics,
         evaluations=blocks,
         notes=computed.notes,
+        extras=computed.extras,
     )

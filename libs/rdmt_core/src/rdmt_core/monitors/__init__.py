@@ -3,7 +3,15 @@
 Importing this package registers every built-in monitor.
 """
 
-from .base import Monitor, MonitorResult, get_monitor, monitors_for, registered_monitors
+from .base import Monitor, MonitorResult, ReportFigure, get_monitor, monitors_for, registered_monitors
 from .dark import DarkMonitor
 
-__all__ = ["DarkMonitor", "Monitor", "MonitorResult", "get_monitor", "monitors_for", "registered_monitors"]
+__all__ = [
+    "DarkMonitor",
+    "Monitor",
+    "MonitorResult",
+    "ReportFigure",
+    "get_monitor",
+    "monitors_for",
+    "registered_monitors",
+]

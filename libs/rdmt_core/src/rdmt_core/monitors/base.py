@@ -4,12 +4,19 @@ A monitor is a pure function from arrays to metrics plus a small class that
 names it, says which files it accepts (reference types or Level-2 model types),
 which arrays it reads and which options it takes. Subclassing :class:`Monitor`
 registers the monitor; a second monitor with the same name is rejected.
+
+Monitors that need more than arrays (the WCS of an image, a reference
+catalogue) read it in :meth:`Monitor.load_context`, the monitor's only I/O; the
+context is passed to :meth:`Monitor.compute` beside the arrays. A monitor that
+cannot measure a file (no WCS, too few stars) returns NaN values and says why
+in its notes under ``status``: that is a status, not an error.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel
@@ -18,6 +25,14 @@ from ..data_access import ArraySpec
 from ..errors import ConfigError
 from ..records import Metric, MetricSpec
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..data_access import RomanInput
+    from ..records import FileResult
+
+Context = Mapping[str, Any]
+
 
 @dataclass(frozen=True)
 class MonitorResult:
@@ -25,6 +40,16 @@ class MonitorResult:
 
     metrics: list[Metric]
     notes: dict[str, str] = field(default_factory=dict)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # figure data (star offsets, spectra), not stored
+
+
+@dataclass(frozen=True)
+class ReportFigure:
+    """A figure of a monitor's report section: the PNG, its title and caption."""
+
+    path: Path
+    title: str
+    caption: str
 
 
 class Monitor:
@@ -69,8 +94,32 @@ class Monitor:
         raise NotImplementedError
 
     @classmethod
-    def compute(cls, arrays: dict[str, np.ndarray], options: BaseModel) -> MonitorResult:
-        """Pure: arrays (as declared in ``arrays``) and validated options in, metrics out."""
+    def example_context(cls, side: int, seed: int) -> dict[str, Any]:
+        """The context matching :meth:`example_arrays` (empty for monitors that need none)."""
+        return {}
+
+    @classmethod
+    def load_context(cls, roman: RomanInput, options: BaseModel) -> dict[str, Any]:
+        """Read what :meth:`compute` needs beside the arrays (WCS, catalogue); the monitor's I/O edge.
+
+        Problems that make the file unmeasurable by this monitor only (no WCS, no catalogue) are
+        returned in the context for :meth:`compute` to report as a status, not raised.
+        """
+        return {}
+
+    @classmethod
+    def report_figures(cls, result: FileResult, directory: Path, stem: str) -> list[ReportFigure]:
+        """Draw the monitor's own figures for its report section (offset vectors, power spectra...).
+
+        ``result.extras`` holds the figure data of the embedded pipeline; a result rebuilt from a
+        metric record has none, so a figure must also be drawable from the metrics alone, or be
+        skipped. Files go to ``directory`` with names starting with ``stem``.
+        """
+        return []
+
+    @classmethod
+    def compute(cls, arrays: dict[str, np.ndarray], options: BaseModel, context: Context) -> MonitorResult:
+        """Pure: arrays (as declared in ``arrays``), validated options and the context in, metrics out."""
         raise NotImplementedError
 
 

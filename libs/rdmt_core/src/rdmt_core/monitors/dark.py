@@ -26,7 +26,7 @@ from roman_datamodels import dqflags
 from ..blockstats import count_at_scales, distribution_at_scales
 from ..data_access import ArraySpec
 from ..records import Metric, MetricSpec
-from .base import Monitor, MonitorResult
+from .base import Context, Monitor, MonitorResult
 
 DEAD = int(dqflags.pixel.DEAD)
 HOT = int(dqflags.pixel.HOT)
@@ -155,6 +155,6 @@ class DarkMonitor(Monitor):
         return {"dark_slope": dark_slope, "dq": dq}
 
     @classmethod
-    def compute(cls, arrays: dict[str, np.ndarray], options: BaseModel) -> MonitorResult:
+    def compute(cls, arrays: dict[str, np.ndarray], options: BaseModel, context: Context) -> MonitorResult:
         assert isinstance(options, DarkOptions)
         return dark_metrics(arrays["dark_slope"], arrays["dq"], options)

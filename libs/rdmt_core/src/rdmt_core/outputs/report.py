@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..geometry import N_AMPLIFIERS
+from ..monitors import ReportFigure, get_monitor
 from ..records import EvaluationBlock, FileResult, Metric, Status, worst
 from .document import (
     Block,
@@ -184,6 +186,15 @@ def _amplifier_blocks(metric: Metric, blocks: list[EvaluationBlock]) -> list[Blo
     return out
 
 
+def _monitor_figures(result: FileResult, directory: Path) -> list[ReportFigure]:
+    """The monitor's own figures; a monitor that is not registered here (a newer version) has none."""
+    try:
+        monitor = get_monitor(result.monitor)
+    except ConfigError:
+        return []
+    return monitor.report_figures(result, directory, file_stem(result))
+
+
 def write_report(result: FileResult, directory: Path, maps: SuperpixelMaps | None = None) -> ReportPaths:
     """Write the file's report as Markdown and HTML, with a super-pixel map per metric.
 
@@ -215,14 +226,23 @@ def write_report(result: FileResult, directory: Path, maps: SuperpixelMaps | Non
     blocks: list[Block] = [_metadata(result), Heading("Status"), *_status_summary(result)]
     blocks += [Heading("Detector"), _detector_table(result, grouped)]
     figures: list[Path] = []
+    own = _monitor_figures(result, directory)
+    if own:
+        blocks.append(Heading("Figures"))
+        for figure in own:
+            blocks += [Heading(figure.title, level=3), Image(figure.path.name, figure.title, figure.caption)]
+            figures.append(figure.path)
     maps = maps or SuperpixelMaps()
     for metric in result.metrics:
         name = metric.spec.name
         blocks += [Heading(f"{name} ({metric.spec.unit})"), Paragraph(metric.spec.description)]
-        blocks += [
-            Heading("Amplifiers", level=3),
-            *_amplifier_blocks(metric, grouped.get((name, "amplifier"), [])),
-        ]
+        if "amplifier" in metric.spec.scales:
+            blocks += [
+                Heading("Amplifiers", level=3),
+                *_amplifier_blocks(metric, grouped.get((name, "amplifier"), [])),
+            ]
+        if "superpixel" not in metric.spec.scales:
+            continue
         figure = directory / figure_name(result, name)
         severity = worst_severity(grouped.get((name, "superpixel"), []), "superpixel")
         maps.draw(

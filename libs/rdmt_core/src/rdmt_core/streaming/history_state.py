@@ -16,6 +16,7 @@ changelog message grows with the window (one dark delivery is about 90 kB of flo
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import json
 import struct
 from collections.abc import Callable, Iterable, Mapping
@@ -43,11 +44,13 @@ def to_millis(value: datetime | int) -> int:
     return int(value)
 
 
-def _description(monitor: str, metric: str) -> str:
+def _spec(monitor: str, metric: str, unit: str, extensive: bool) -> MetricSpec:
+    """The registered spec of ``metric`` (its description and flags), or one built from the record."""
     try:
-        return get_monitor(monitor).spec(metric).description
+        registered = get_monitor(monitor).spec(metric)
     except (ConfigError, KeyError):  # a metric of a newer monitor version still evaluates
-        return ""
+        return MetricSpec(metric, unit, "", extensive)
+    return dataclasses.replace(registered, unit=unit, extensive=extensive)
 
 
 def metrics_from_record(record: Mapping[str, Any]) -> list[Metric]:
@@ -72,9 +75,7 @@ def metrics_from_record(record: Mapping[str, Any]) -> list[Metric]:
                     f"metric_record {record.get('file_key')}: metric {entry['metric']} has "
                     f"{len(getattr(values, scale))} {scale} values, expected {expected}"
                 )
-        spec = MetricSpec(
-            entry["metric"], entry["unit"], _description(record["monitor"], entry["metric"]), entry["extensive"]
-        )
+        spec = _spec(record["monitor"], entry["metric"], entry["unit"], entry["extensive"])
         metrics.append(Metric(spec, values))
     return metrics
 

@@ -58,12 +58,13 @@ def compute(monitor: type[Monitor], request: Mapping[str, Any], config: RdmtConf
     if request["monitor"] != monitor.name:
         raise ConfigError(f"request {request['request_id']} is for monitor {request['monitor']!r}, "
                           f"this service runs {monitor.name!r}")
+    run_config = _for_release(config, request["release"])  # one copy per release: the config caches per instance
     with open_roman(request["uri"]) as roman:
         arrays = roman.read_arrays(monitor.arrays)
         identity = roman.identity
-    run_config = _for_release(config, request["release"])  # one copy per release: the config caches per instance
+        context = monitor.load_context(roman, run_config.options_for(monitor.name, identity.detector))
     # The request id is the run id: a redelivered request yields a record a sink recognises.
-    return file_result(monitor, arrays, identity, run_config, History(), request["request_id"])
+    return file_result(monitor, arrays, identity, run_config, History(), request["request_id"], context)
 
 
 def make_process(
