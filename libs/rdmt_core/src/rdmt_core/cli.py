@@ -177,10 +177,12 @@ def demo(output: str, size: int, keep_inputs: bool) -> None:
 
 
 def _add_streaming_commands() -> None:
+    from .fake_cli import make_fake
     from .streaming.cli import COMMANDS
 
     for command in COMMANDS:
         main.add_command(command)
+    main.add_command(make_fake)
 
 
 _add_streaming_commands()

@@ -335,10 +335,7 @@ def l2_model(
     model.meta.wcsinfo.roll_ref = float(scene.position_angle_deg)
     model.meta.pointing.target_ra = float(scene.ra)
     model.meta.pointing.target_dec = float(scene.dec)
-    if with_wcs:
-        model.meta.wcs = file_wcs
-    else:
-        del model.meta["wcs"]
+    model.meta.wcs = file_wcs if with_wcs else None  # the schema allows a null WCS (e.g. failed assign_wcs)
     model.data, model.dq, model.err = arrays["data"], arrays["dq"], arrays["err"]
     return model, truth
 
@@ -352,6 +349,7 @@ def write_l2_exposure(
     injections: dict[str, L2Injection] | None = None,
     detectors: tuple[str, ...] = DETECTORS,
     catalog_dir: Path | None = None,
+    with_wcs: bool = True,
 ) -> tuple[list[Path], Path]:
     """Write one Level-2 image per detector and the field's catalogue; return their paths.
 
@@ -370,7 +368,9 @@ def write_l2_exposure(
     injections = injections or {}
     paths = []
     for detector in detectors:
-        model, _ = l2_model(detector, start_time, catalog, scene, side, exposure_seed, injections.get(detector))
+        model, _ = l2_model(
+            detector, start_time, catalog, scene, side, exposure_seed, injections.get(detector), with_wcs
+        )
         path = directory / f"roman_wfi_image_{detector.lower()}_{start_time:%Y%m%dT%H%M%S}_cal.asdf"
         model.save(path)
         paths.append(path)

@@ -1,0 +1,115 @@
+"""The synthetic Level-2 generator: valid files, and the truth it claims to inject."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.table import Table
+from click.testing import CliRunner
+from roman_datamodels import datamodels as dm
+
+from rdmt_core.cli import main
+from rdmt_core.geometry import N_AMPLIFIERS
+from rdmt_core.synthetic_l2 import (
+    BORDER,
+    L2Injection,
+    L2Scene,
+    field_catalog,
+    from_readout_order,
+    l2_arrays,
+    readout_order,
+    render_stars,
+    write_l2_exposure,
+)
+
+START = datetime(2027, 3, 1, tzinfo=UTC)
+
+
+def test_files_validate_and_reopen_with_roman_datamodels(tmp_path):
+    paths, catalog_path = write_l2_exposure(tmp_path, START, side=256, detectors=("WFI01", "WFI14"))
+    catalog = Table.read(catalog_path)
+    assert list(catalog.colnames) == ["source_id", "ra", "dec", "phot_g_mean_mag"]
+    assert catalog["ra"].unit == u.deg and len(np.unique(catalog["source_id"])) == len(catalog)
+    for path, detector in zip(paths, ("WFI01", "WFI14"), strict=True):
+        with dm.open(path) as model:
+            model.validate()
+            assert model.meta.instrument.detector == detector
+            assert model.meta.exposure.type == "WFI_IMAGE"
+            assert model.data.shape == (256 - 2 * BORDER,) * 2 and model.data.dtype == np.float32
+            ra, dec = model.meta.wcs(123.5, 123.5)  # the centre of the 248-pixel image
+            centre = SkyCoord(ra * u.deg, dec * u.deg)
+            reference = SkyCoord(model.meta.wcsinfo.ra_ref * u.deg, model.meta.wcsinfo.dec_ref * u.deg)
+            assert centre.separation(reference) < 1 * u.mas
+
+
+def test_a_file_can_be_written_without_a_wcs(tmp_path):
+    paths, _ = write_l2_exposure(tmp_path, START, side=128, detectors=("WFI02",), with_wcs=False)
+    with dm.open(paths[0]) as model:
+        assert model.meta.wcs is None
+
+
+@pytest.mark.parametrize("shift", [(0.05, -0.1), (0.2, 0.15)])
+def test_the_file_wcs_is_the_true_one_shifted_by_the_injection(shift):
+    scene = L2Scene(star_density=2e-3)
+    catalog = field_catalog(scene, 512, ("WFI05",))
+    injection = L2Injection(wcs_shift_arcsec=shift)
+    _, file_wcs, true_wcs, truth = l2_arrays("WFI05", catalog, scene, 512, injection=injection)
+    assert truth.x.size > 100
+    true = SkyCoord(*true_wcs.pixel_to_world_values(truth.x, truth.y), unit="deg")
+    seen = SkyCoord(*file_wcs.pixel_to_world_values(truth.x, truth.y), unit="deg")
+    d_ra, d_dec = true.spherical_offsets_to(seen)
+    np.testing.assert_allclose(d_ra.to_value(u.arcsec), shift[0], atol=1e-3)
+    np.testing.assert_allclose(d_dec.to_value(u.arcsec), shift[1], atol=1e-3)
+
+
+def test_readout_order_reverses_even_amplifiers_and_inverts():
+    side = 256
+    cell = side // N_AMPLIFIERS
+    frame = np.arange(side * side, dtype=np.float64).reshape(side, side)
+    series = readout_order(frame)
+    assert series.shape == (N_AMPLIFIERS, side * cell)
+    np.testing.assert_array_equal(series[0, :cell], frame[0, :cell])  # amplifier 1: low to high column
+    np.testing.assert_array_equal(series[1, :cell], frame[0, 2 * cell - 1 : cell - 1 : -1])  # amplifier 2: reversed
+    np.testing.assert_array_equal(series[0, cell : 2 * cell], frame[1, :cell])  # then the next row
+    np.testing.assert_array_equal(from_readout_order(series, side), frame)
+
+
+def test_injected_one_over_f_is_red_in_readout_order():
+    scene = L2Scene(star_density=0.0)
+    catalog = field_catalog(scene, 256, ("WFI09",))
+    clean, *_ = l2_arrays("WFI09", catalog, scene, 256)
+    noisy, *_ = l2_arrays("WFI09", catalog, scene, 256, injection=L2Injection(one_over_f=2.0))
+    extra = noisy["data"].astype(np.float64) - clean["data"]
+    assert np.std(extra) == pytest.approx(2.0 * scene.white_noise, rel=0.1)
+    power = np.abs(np.fft.rfft(extra.mean(axis=1))) ** 2  # row means keep the low-frequency part
+    assert power[1:9].mean() > 5 * power[-64:].mean()
+
+
+@pytest.mark.parametrize("ellipticity", [0.0, 0.3])
+def test_rendered_stars_keep_their_flux_and_shape(ellipticity):
+    image = render_stars((41, 41), np.array([20.3]), np.array([19.8]), np.array([1000.0]), 1.6, ellipticity, 0.0)
+    assert image.sum() == pytest.approx(1000.0, rel=0.03)  # the Moffat wings beyond 7 pixels are lost
+    yy, xx = np.mgrid[0:41, 0:41]
+    weights = image / image.sum()
+    x0, y0 = (weights * xx).sum(), (weights * yy).sum()
+    assert (x0, y0) == pytest.approx((20.3, 19.8), abs=0.01)
+    ixx, iyy = (weights * (xx - x0) ** 2).sum() - 1 / 12, (weights * (yy - y0) ** 2).sum() - 1 / 12
+    assert (ixx - iyy) / (ixx + iyy) == pytest.approx(ellipticity, abs=0.03)
+
+
+def test_make_fake_l2_command(tmp_path):
+    result = CliRunner().invoke(
+        main, ["make-fake", "l2", str(tmp_path), "--side", "128", "--detectors", "WFI03,WFI04", "--step", "5", "0.1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.glob("*.asdf")) == [
+        "roman_wfi_image_wfi03_20270301T000000_cal.asdf",
+        "roman_wfi_image_wfi04_20270301T000000_cal.asdf",
+    ]
+    assert (tmp_path / "catalog" / "bulge-01.ecsv").exists()
+    bad = CliRunner().invoke(main, ["make-fake", "l2", str(tmp_path), "--detectors", "WFI19"])
+    assert bad.exit_code != 0 and "WFI19" in bad.output
