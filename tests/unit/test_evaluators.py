@@ -103,3 +103,43 @@ def test_disabled_evaluators_give_no_rows():
     config = EvaluatorsConfig.model_validate({"change": {"enabled": False}, "trend": {"enabled": False}})
     metrics = [Metric(RATE, ScaleValues(0.005, np.zeros(32), np.zeros(1024)))]
     assert evaluate_metrics(metrics, config, History(), PIXELS) == []
+
+
+def _only_absolute(**mission: object) -> EvaluatorsConfig:
+    return EvaluatorsConfig.model_validate(
+        {"mission": mission, "soc": {"enabled": False}, "change": {"enabled": False}, "trend": {"enabled": False}}
+    )
+
+
+def test_lower_and_upper_limits_give_one_block_with_the_worse_verdict_per_cell():
+    level = MetricSpec("background_level", "DN/s", "level")
+    config = _only_absolute(limits={"background_level": 2.0}, lower_limits={"background_level": 0.5})
+    amplifier = np.array([0.3, 0.52, 1.0, 1.9, 2.5, np.nan] + [1.0] * 26)
+    blocks = evaluate_metrics([Metric(level, ScaleValues(1.0, amplifier, np.ones(1024)))], config, History(), PIXELS)
+    assert {(b.evaluator, b.scale) for b in blocks} == {("mission", s) for s in ("detector", "amplifier", "superpixel")}
+    amp = next(b for b in blocks if b.scale == "amplifier")
+    # 0.52 < 0.5 + 0.1 * 0.5 is close to the lower limit; 1.9 > 0.9 * 2 is close to the upper one
+    assert list(amp.status[:6]) == ["fail", "caution", "pass", "caution", "fail", "incomplete"]
+    assert list(amp.reference[:5]) == [0.5, 0.5, 2.0, 2.0, 2.0]
+    assert "below the mission lower limit 0.5" in amp.reason[0]
+    assert "above the mission limit 2" in amp.reason[4]
+
+
+def test_two_sided_metrics_are_compared_by_magnitude():
+    offset = MetricSpec("offset_ra_mean", "arcsec", "mean RA offset", two_sided=True)
+    config = _only_absolute(limits={"offset_ra_mean": 0.05})
+    values = ScaleValues(-0.06, np.array([0.06, -0.01] + [0.0] * 30), np.zeros(1024))
+    blocks = evaluate_metrics([Metric(offset, values)], config, History(), PIXELS)
+    detector = next(b for b in blocks if b.scale == "detector")
+    amp = next(b for b in blocks if b.scale == "amplifier")
+    assert detector.status[0] == "fail" and "(magnitude)" in detector.reason[0]
+    assert list(amp.status[:2]) == ["fail", "pass"]
+
+
+def test_metrics_are_evaluated_only_at_their_scales():
+    common = MetricSpec("common_mode_ratio", "", "common mode", scales=("detector",))
+    config = EvaluatorsConfig.model_validate({"mission": {"limits": {"common_mode_ratio": 3.0}}})
+    values = ScaleValues(1.0, np.full(32, np.nan), np.full(1024, np.nan))
+    blocks = evaluate_metrics([Metric(common, values)], config, History(), PIXELS)
+    assert {b.scale for b in blocks} == {"detector"}
+    assert {b.evaluator for b in blocks} == {"mission", "change", "trend"}
