@@ -25,9 +25,10 @@ test-containers: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e 'libs/rdmt_core[containers]'
 	RDMT_CONTAINERS=1 $(BIN)/python -m pytest tests/containers -rs $(PYTEST_ARGS)
 
-## bench: speed and memory of the dark monitor on a full-size file, then a burst benchmark through all services
+## bench: speed and memory of the dark and Level-2 monitors on full-size files, then a burst benchmark through all services
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_dark.py
+	$(BIN)/python benchmarks/bench_l2.py
 	$(BIN)/python benchmarks/bench_burst.py
 
 lint: $(STAMP)
