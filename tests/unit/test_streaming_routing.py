@@ -84,7 +84,7 @@ def test_archive_event_routes_to_its_monitor_or_by_exposure_type() -> None:
     assert other_detector.requests[0]["request_id"] != named.requests[0]["request_id"]
     by_rule = route_archive(_archive(), RoutingRules(exposure_types={"WFI_IMAGE": ["dark"]}), KNOWN, "r2", NOW)
     assert [r["release"] for r in by_rule.requests] == ["r2"]
-    none = route_archive(_archive(), RoutingRules(), KNOWN, "live", NOW)
+    none = route_archive(_archive(), RoutingRules(exposure_types={}), KNOWN, "live", NOW)
     assert none.requests == [] and "no monitor for exposure type 'WFI_IMAGE'" in none.unrouted[0]
     unknown = route_archive(_archive(monitor="nosuch"), RoutingRules(), KNOWN, "live", NOW)
     assert unknown.requests == [] and "unknown monitor 'nosuch'" in unknown.unrouted[0]

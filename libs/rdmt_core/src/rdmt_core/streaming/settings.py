@@ -143,7 +143,7 @@ class RoutingRules(_Frozen):
         description="CRDS reference type (upper case) -> monitors run on every delivered file of that type.",
     )
     exposure_types: dict[str, list[str]] = Field(
-        default_factory=dict,
+        default_factory=lambda: {"WFI_IMAGE": ["astrometry", "background", "one_over_f", "psf_shape"]},
         description="meta.exposure.type of a Level-2 file -> monitors run on it (archive events without a monitor).",
     )
 
