@@ -5,7 +5,8 @@ evaluator's ``change`` evaluations are incomplete in the first delivery and fail
 second, also when the evaluator was killed (SIGTERM or SIGKILL) between the deliveries and lost its
 state directory: the history comes back from the changelog topic. The notifier sends exactly one
 alert and one webhook POST for the second delivery. A message that is not Avro goes to the
-dead-letter topic and the partition moves on.
+dead-letter topic and the partition moves on. Both services count what they did on ``/metrics``:
+messages in and out per topic, dead letters, processing times and their consumer lag.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -27,6 +30,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from rdmt_core import avro
 from rdmt_core.config import load_config
@@ -35,7 +39,7 @@ from rdmt_core.monitors import get_monitor
 from rdmt_core.records import FileIdentity
 from rdmt_core.results import file_result
 from rdmt_core.streaming.monitor_service import metric_record
-from rdmt_core.streaming.topics import create_topics, topic_specs
+from rdmt_core.streaming.topics import create_topics, spec_for, topic_specs
 from rdmt_core.synthetic import Anomaly, dark_arrays
 
 DETECTORS = ("WFI01", "WFI02", "WFI03")
@@ -82,10 +86,10 @@ class Services:
         self.consumer.subscribe([f"{self.prefix}.{t}" for t in ("evaluations", "alerts", "deadletter")])
         self.received: dict[str, list[dict]] = {"evaluation_record": [], "alert": [], "dead_letter": []}
 
-    def start(self, module: str) -> subprocess.Popen:
+    def start(self, module: str, *args: str) -> subprocess.Popen:
         with open(self.logs / f"{module}-{len(self.procs)}.log", "w") as log:  # the child keeps its own copy
             proc = subprocess.Popen(
-                [sys.executable, "-m", f"rdmt_core.streaming.{module}"], env=self.env, stdout=log, stderr=log
+                [sys.executable, "-m", f"rdmt_core.streaming.{module}", *args], env=self.env, stdout=log, stderr=log
             )
         self.procs.append(proc)
         return proc
@@ -135,6 +139,46 @@ class Services:
         self.consumer.close()
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def _scrape(port: int) -> Samples:
+    """Every sample of a service's ``/metrics``: (name, labels) -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}  # fmt: skip
+
+
+def _value(samples: Samples, name: str, **labels: str) -> float:
+    """Sum of the samples named ``name`` whose labels include ``labels`` (0 when there is none)."""
+    return sum(v for (n, have), v in samples.items() if n == name and set(labels.items()) <= have)
+
+
+def _series(samples: Samples, name: str, **labels: str) -> list[dict[str, str]]:
+    return [dict(have) for (n, have), _ in samples.items() if n == name and set(labels.items()) <= have]
+
+
+def _wait_metrics(port: int, done, what: str, services: Services, timeout_s: float = 40) -> Samples:
+    """Scrape ``port`` until ``done(samples)``; fail with the last scrape after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        samples = _scrape(port)
+        if done(samples):
+            return samples
+        if time.monotonic() > deadline:
+            shown = "\n".join(f"{n} {dict(labels)} {v}" for (n, labels), v in sorted(samples.items(), key=str)
+                              if n.startswith("rdmt_"))  # fmt: skip
+            pytest.fail(f"{what} not seen on /metrics after {timeout_s} s\n{shown}\n{services.log_tails()}")
+        time.sleep(0.5)
+
+
 @pytest.fixture
 def webhook() -> Iterator[tuple[str, list[dict]]]:
     """A local Slack-compatible webhook: its URL and the JSON bodies POSTed to it."""
@@ -173,8 +217,9 @@ def test_evaluations_dead_letter_and_one_alert(kafka_bootstrap: str, tmp_path: P
     url, posts = webhook
     services = Services(kafka_bootstrap, tmp_path, webhook_url=url)
     try:
-        services.start("evaluator_service")
-        services.start("notifier_service")
+        evaluator_port, notifier_port = _free_port(), _free_port()
+        services.start("evaluator_service", "--metrics-port", str(evaluator_port))
+        services.start("notifier_service", "--metrics-port", str(notifier_port))
         services.produce(_metric_records(1))
         services.producer.produce(f"{services.prefix}.metrics", b"not avro at all", key=b"WFI01")
         services.produce(_metric_records(2))
@@ -197,8 +242,60 @@ def test_evaluations_dead_letter_and_one_alert(kafka_bootstrap: str, tmp_path: P
         assert RAISED in [d["detector"] for d in alert["detectors"]]
         assert len(posts) == 1, services.log_tails()
         assert "d2" in posts[0]["text"] and RAISED in posts[0]["text"]
+        _check_evaluator_metrics(evaluator_port, services)
+        _check_notifier_metrics(notifier_port, services)
     finally:
         services.close()
+
+
+def _check_evaluator_metrics(port: int, services: Services) -> None:
+    """7 metric-topic messages in (6 records, 1 poison): 6 evaluations and 1 dead letter out; lag 0."""
+    service = {"service": "rdmt-evaluator"}
+    metrics, evaluations, dead = (f"{services.prefix}.{t}" for t in ("metrics", "evaluations", "deadletter"))
+    n_partitions = spec_for("metrics").partitions
+    samples = _wait_metrics(
+        port, lambda s: len(_series(s, "rdmt_consumer_lag", **service)) == n_partitions
+        and _value(s, "rdmt_consumer_lag", **service) == 0, "consumer lag 0 on every metrics partition", services,
+    )  # fmt: skip
+    assert _value(samples, "rdmt_messages_in_total", **service, topic=metrics) == 7
+    assert _value(samples, "rdmt_messages_in_total", **service) == 7  # and nothing else
+    assert _value(samples, "rdmt_messages_out_total", **service, topic=evaluations) == 6
+    assert _value(samples, "rdmt_messages_out_total", **service, topic=dead) == 1
+    assert _value(samples, "rdmt_failures_total", **service, error_type="rdmt_core.avro.SchemaError",
+                  outcome="dead_letter") == 1  # fmt: skip
+    assert _value(samples, "rdmt_failures_total", **service) == 1
+    assert _value(samples, "rdmt_processing_seconds_count", **service, topic=metrics) == 7
+    assert 0 < _value(samples, "rdmt_processing_seconds_sum", **service, topic=metrics) < 60
+    assert {s["topic"] for s in _series(samples, "rdmt_consumer_lag", **service)} == {metrics}
+    assert _value(samples, "rdmt_assigned_partitions", **service) >= n_partitions
+
+
+def _check_notifier_metrics(port: int, services: Services) -> None:
+    """6 evaluations in, each through the repartition topic once; 1 alert out, and in again to be sent."""
+    service = {"service": "rdmt-notifier"}
+    evaluations, alerts = f"{services.prefix}.evaluations", f"{services.prefix}.alerts"
+    samples = _wait_metrics(
+        port, lambda s: _value(s, "rdmt_processing_seconds_count", **service, topic=alerts) >= 1
+        and len(_series(s, "rdmt_consumer_lag", **service, topic=evaluations)) == spec_for("evaluations").partitions,
+        "the alert processed and the lag of every evaluations partition", services,
+    )  # fmt: skip
+    inputs = {s["topic"]: _value(samples, "rdmt_messages_in_total", **service, topic=s["topic"])
+              for s in _series(samples, "rdmt_messages_in_total", **service)}  # fmt: skip
+    [repartition] = [t for t in inputs if t not in (evaluations, alerts)]
+    assert "repartition" in repartition
+    assert inputs == {evaluations: 6, repartition: 6, alerts: 1}
+    outputs = {s["topic"]: _value(samples, "rdmt_messages_out_total", **service, topic=s["topic"])
+               for s in _series(samples, "rdmt_messages_out_total", **service)}  # fmt: skip
+    assert outputs == {repartition: 6, alerts: 1}
+    assert _value(samples, "rdmt_processing_seconds_count", **service, topic=evaluations) == 6
+    assert _value(samples, "rdmt_processing_seconds_count", **service, topic=repartition) == 6
+    assert _value(samples, "rdmt_processing_seconds_count", **service, topic=alerts) == 1
+    assert _value(samples, "rdmt_failures_total", **service) == 0
+    # The evaluator writes in transactions: the commit marker after a partition's last record stays
+    # behind the committed offset, so a partition the notifier has finished shows 0 or 1.
+    lags = [_value(samples, "rdmt_consumer_lag", **service, topic=evaluations, partition=str(p))
+            for p in range(spec_for("evaluations").partitions)]  # fmt: skip
+    assert all(lag in (0, 1) for lag in lags), lags
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])

@@ -31,11 +31,11 @@ from ..errors import RdmtError
 from .evaluation import evaluate_record, state_prefix, window_capacity
 from .history_state import HistoryWindow, Values, pack_values, unpack_values
 from .quix_app import (
-    AvroDeserializer,
-    AvroSerializer,
+    MessageMeter,
     Poison,
     ServiceOptions,
     application,
+    avro_topic,
     dead_letter,
     deadletter_topic,
     qualified,
@@ -82,19 +82,15 @@ def process(config: RdmtConfig, value: dict[str, Any] | Poison, key: bytes | Non
     return "evaluation", evaluation
 
 
-def build(config: RdmtConfig, settings: StreamingSettings, options: ServiceOptions) -> Application:
-    """The evaluator's quixstreams application (not started)."""
-    app = application(settings, options, SERVICE)
+def build(config: RdmtConfig, settings: StreamingSettings, options: ServiceOptions, meter: MessageMeter) -> Application:
+    """The evaluator's quixstreams application (not started), its messages counted by ``meter``."""
+    app = application(settings, options, SERVICE, meter)
     prefix = settings.topic_prefix
     metrics = spec_for(METRICS)
     evaluations = spec_for(EVALUATIONS)
-    source = app.topic(
-        metrics.name(prefix), value_deserializer=AvroDeserializer(metrics.schema), key_deserializer="bytes"
-    )
-    sink = app.topic(
-        evaluations.name(prefix), value_serializer=AvroSerializer(evaluations.schema), key_serializer="string"
-    )
-    dead = deadletter_topic(app, prefix)
+    source = avro_topic(app, metrics.name(prefix), metrics.schema, meter, read=True)
+    sink = avro_topic(app, evaluations.name(prefix), evaluations.schema, meter, write=True)
+    dead = deadletter_topic(app, prefix, meter)
 
     sdf = app.dataframe(source)
     sdf = sdf.apply(lambda v, k, _t, _h, state: process(config, v, k, state), stateful=True, metadata=True)
@@ -108,8 +104,9 @@ def build(config: RdmtConfig, settings: StreamingSettings, options: ServiceOptio
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rdmt-evaluator", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML file: rdmt configuration with an optional streaming: section")
+    parser.add_argument("--metrics-port", type=int, help="serve /metrics, /healthz and /readyz on this port")
     args = parser.parse_args(argv)
-    return run(args.config)
+    return run(args.config, args.metrics_port)
 
 
 def run(config_file: str | None, metrics_port: int | None = None) -> int:

@@ -39,12 +39,13 @@ from ..notify import send_notification
 from .alerts import add_result, alert_record, format_alert, is_complete, is_overdue, result_summary
 from .history_state import to_millis
 from .quix_app import (
-    AvroDeserializer,
-    AvroSerializer,
+    MessageMeter,
     Poison,
     ServiceOptions,
     application,
+    avro_topic,
     deadletter_topic,
+    metered_json,
     route_poison,
     run_service,
 )
@@ -128,24 +129,18 @@ def notify(alert: dict[str, Any] | Poison, config: RdmtConfig, options: ServiceO
         log.info("alert of delivery %s sent to %s", alert["delivery_id"], ", ".join(channels) or "no channel")
 
 
-def build(config: RdmtConfig, settings: StreamingSettings, options: ServiceOptions) -> Application:
-    """The notifier's quixstreams application (not started)."""
-    app = application(settings, options, SERVICE)
+def build(config: RdmtConfig, settings: StreamingSettings, options: ServiceOptions, meter: MessageMeter) -> Application:
+    """The notifier's quixstreams application (not started), its messages counted by ``meter``."""
+    app = application(settings, options, SERVICE, meter)
     prefix = settings.topic_prefix
     evaluations, alerts = spec_for(EVALUATIONS), spec_for(ALERTS)
-    source = app.topic(
-        evaluations.name(prefix), value_deserializer=AvroDeserializer(evaluations.schema), key_deserializer="bytes"
-    )
-    alert_topic = app.topic(
-        alerts.name(prefix),
-        value_deserializer=AvroDeserializer(alerts.schema),
-        value_serializer=AvroSerializer(alerts.schema),
-        key_serializer="string",
-        key_deserializer="string",
-    )
+    source = avro_topic(app, evaluations.name(prefix), evaluations.schema, meter, read=True)
+    alert_topic = avro_topic(app, alerts.name(prefix), alerts.schema, meter, read=True, write=True,
+                             key_deserializer="string")
 
-    results = route_poison(app.dataframe(source), deadletter_topic(app, prefix), f"rdmt-{SERVICE}")
-    grouped = results.apply(result_summary).group_by(lambda s: s["delivery_id"], name="delivery_id")
+    results = route_poison(app.dataframe(source), deadletter_topic(app, prefix, meter), f"rdmt-{SERVICE}")
+    grouped = results.apply(result_summary).group_by(lambda s: s["delivery_id"], name="delivery_id",
+                                                     **metered_json(meter))
     grouper = DeliveryGrouper(grouped, options, config.notify.report_base_url)
     grouped = grouped.apply(grouper, stateful=True, metadata=True, expand=True)
     grouped.to_topic(alert_topic, key=lambda alert: alert["delivery_id"])
@@ -158,7 +153,9 @@ def build(config: RdmtConfig, settings: StreamingSettings, options: ServiceOptio
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rdmt-notifier", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML file: rdmt configuration with an optional streaming: section")
-    return run(parser.parse_args(argv).config)
+    parser.add_argument("--metrics-port", type=int, help="serve /metrics, /healthz and /readyz on this port")
+    args = parser.parse_args(argv)
+    return run(args.config, args.metrics_port)
 
 
 def run(config_file: str | None, metrics_port: int | None = None) -> int:

@@ -1,7 +1,8 @@
 """What a running service shows: Prometheus metrics, ``/healthz`` and ``/readyz``, JSON-lines logs.
 
 The HTTP server runs in a daemon thread and only reads the state the service loop writes
-(:class:`ServiceState`). Nothing here talks to Kafka.
+(:class:`ServiceState`). Nothing here opens a Kafka connection: :func:`measure_lag` uses the
+consumer it is given.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 PROCESSING_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+LAG_EVERY_S = 10.0  # how often the services measure their consumer lag
 
 
 class ServiceMetrics:
@@ -49,6 +51,21 @@ class ServiceMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def measure_lag(consumer: Any, partitions: list[Any], metrics: ServiceMetrics, timeout_s: float = 5.0) -> None:
+    """Set ``rdmt_consumer_lag`` of ``partitions``: high watermark minus the group's committed offset.
+
+    ``consumer`` is a confluent-kafka consumer of the group and ``partitions`` its ``TopicPartition``
+    list; a partition without a committed offset counts from its low watermark. Raises
+    ``KafkaException`` when the broker does not answer in time.
+    """
+    if not partitions:
+        return
+    for tp in consumer.committed(partitions, timeout=timeout_s):
+        low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
+        done = tp.offset if tp.offset >= 0 else low
+        metrics.lag.labels(metrics.service, tp.topic, str(tp.partition)).set(max(0, high - done))
 
 
 class ServiceState:

@@ -22,6 +22,7 @@ Environment variables (besides those of :mod:`.settings`):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -33,17 +34,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from quixstreams import Application, message_context
 from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.kafka.configuration import ConnectionConfig
-from quixstreams.models.serializers import Deserializer, SerializationContext, Serializer
+from quixstreams.models.serializers import (
+    Deserializer,
+    JSONDeserializer,
+    JSONSerializer,
+    SerializationContext,
+    Serializer,
+)
 from quixstreams.models.topics import Topic
 
 from .. import avro
 from ..config import RdmtConfig, _describe
 from ..errors import ConfigError, RdmtError
-from .observability import ServiceMetrics, ServiceState, json_logging, serve_http
+from .observability import LAG_EVERY_S, ServiceMetrics, ServiceState, json_logging, measure_lag, serve_http
 from .settings import StreamingSettings, load_service_config
 from .topics import DEADLETTER, spec_for
 
@@ -127,6 +135,95 @@ class AvroSerializer(Serializer):
         return avro.encode(self.name, value)
 
 
+class MessageMeter:
+    """Per-message Prometheus metrics of a quixstreams service (same names and labels as :mod:`.runner`'s).
+
+    quixstreams handles one message at a time in the app's thread. The value deserializer of a consumed
+    message runs first (``rdmt_messages_in_total``, the processing clock starts), the app's
+    ``on_message_processed`` callback last (``rdmt_processing_seconds``); a message without a value is
+    counted there, as it skips the deserializer. Every produced value passes through a serializer
+    (``rdmt_messages_out_total``: handed to the producer, committed with the next checkpoint), and every
+    dead letter through the dead-letter topic's (``rdmt_failures_total`` with outcome ``dead_letter``).
+    """
+
+    def __init__(self, metrics: ServiceMetrics, deadletter_topic: str) -> None:
+        self.metrics = metrics
+        self.service = metrics.service
+        self.deadletter_topic = deadletter_topic
+        self._started: float | None = None
+
+    def consumed(self, topic: str) -> None:
+        self.metrics.messages_in.labels(self.service, topic).inc()
+        self._started = time.perf_counter()
+
+    def processed(self, topic: str, _partition: int, _offset: int) -> None:
+        if self._started is None:
+            self.metrics.messages_in.labels(self.service, topic).inc()
+        else:
+            self.metrics.processing.labels(self.service, topic).observe(time.perf_counter() - self._started)
+        self._started = None
+
+    def produced(self, topic: str, value: Any) -> None:
+        self.metrics.messages_out.labels(self.service, topic).inc()
+        if topic == self.deadletter_topic and isinstance(value, Mapping):
+            self.metrics.failures.labels(self.service, value.get("error_type", "unknown"), "dead_letter").inc()
+
+
+class MeteredDeserializer(Deserializer):
+    """``inner``, counting each message it decodes with ``meter``."""
+
+    def __init__(self, inner: Deserializer, meter: MessageMeter) -> None:
+        super().__init__()
+        self.inner = inner
+        self.meter = meter
+
+    @property
+    def split_values(self) -> bool:
+        return self.inner.split_values
+
+    def __call__(self, value: bytes, ctx: SerializationContext) -> Any:
+        self.meter.consumed(ctx.topic)
+        return self.inner(value, ctx)
+
+
+class MeteredSerializer(Serializer):
+    """``inner``, counting each message it encodes with ``meter``."""
+
+    def __init__(self, inner: Serializer, meter: MessageMeter) -> None:
+        self.inner = inner
+        self.meter = meter
+
+    @property
+    def extra_headers(self) -> Any:
+        return self.inner.extra_headers
+
+    def __call__(self, value: Any, ctx: SerializationContext) -> str | bytes:
+        encoded = self.inner(value, ctx)
+        self.meter.produced(ctx.topic, value)
+        return encoded
+
+
+def avro_topic(
+    app: Application, name: str, schema: str, meter: MessageMeter, *, read: bool = False, write: bool = False,
+    key_deserializer: str = "bytes", key_serializer: str = "string",
+) -> Topic:
+    """Topic ``name`` carrying ``schema`` records: metered Avro decoding if ``read``, encoding if ``write``."""
+    kwargs: dict[str, Any] = {"key_deserializer": key_deserializer, "key_serializer": key_serializer}
+    if read:
+        kwargs["value_deserializer"] = MeteredDeserializer(AvroDeserializer(schema), meter)
+    if write:
+        kwargs["value_serializer"] = MeteredSerializer(AvroSerializer(schema), meter)
+    return app.topic(name, **kwargs)
+
+
+def metered_json(meter: MessageMeter) -> dict[str, Any]:
+    """Value serde of a repartition topic (``group_by``): quixstreams' JSON, metered."""
+    return {
+        "value_deserializer": MeteredDeserializer(JSONDeserializer(), meter),
+        "value_serializer": MeteredSerializer(JSONSerializer(), meter),
+    }
+
+
 def dead_letter(key: bytes | None, value: bytes | None, error: str, error_type: str, service: str) -> dict[str, Any]:
     """The ``dead_letter`` record of the message being processed (topic, partition, offset from its context)."""
     context = message_context()
@@ -148,8 +245,10 @@ def qualified(exc: BaseException) -> str:
     return f"{type(exc).__module__}.{type(exc).__qualname__}"
 
 
-def application(settings: StreamingSettings, options: ServiceOptions, service: str) -> Application:
-    """A quixstreams application of ``service`` (its consumer group is ``<prefix>.<service>``)."""
+def application(
+    settings: StreamingSettings, options: ServiceOptions, service: str, meter: MessageMeter | None = None
+) -> Application:
+    """A quixstreams application of ``service`` (its consumer group is ``<prefix>.<service>``), metered by ``meter``."""
     connection = ConnectionConfig.from_librdkafka_dict(settings.kafka.common())
     # quixstreams manages assignment itself (cooperative rebalancing with state recovery): classic protocol.
     return Application(
@@ -172,12 +271,13 @@ def application(settings: StreamingSettings, options: ServiceOptions, service: s
             "message.max.bytes": 16 << 20,
         },
         loglevel=None,
+        on_message_processed=meter.processed if meter is not None else None,
     )
 
 
-def deadletter_topic(app: Application, prefix: str) -> Topic:
+def deadletter_topic(app: Application, prefix: str, meter: MessageMeter) -> Topic:
     spec = spec_for(DEADLETTER)
-    return app.topic(spec.name(prefix), value_serializer=AvroSerializer(spec.schema), key_serializer="bytes")
+    return avro_topic(app, spec.name(prefix), spec.schema, meter, write=True, key_serializer="bytes")
 
 
 def route_poison(sdf: StreamingDataFrame, dead: Topic, service: str) -> StreamingDataFrame:
@@ -188,18 +288,25 @@ def route_poison(sdf: StreamingDataFrame, dead: Topic, service: str) -> Streamin
     return sdf.filter(lambda v: not isinstance(v, Poison))
 
 
-def serve_observability(app: Application, service: str, port: int) -> ServiceMetrics:
+def serve_observability(app: Application, settings: StreamingSettings, metrics: ServiceMetrics, port: int) -> None:
     """``/metrics``, ``/healthz`` and ``/readyz`` for a quixstreams service on ``port``.
 
     Alive while the process runs; ready while the app's consumer holds partitions. quixstreams has no
     public accessor for the assignment, so the heartbeat reads its internal consumer (and reports not
-    ready if that ever changes).
+    ready if that ever changes). Every ``LAG_EVERY_S`` it sets ``rdmt_consumer_lag`` of the assigned
+    partitions (not the changelog partitions, which the group does not commit) with a consumer of its
+    own that never joins the group: it only reads the group's committed offsets and the watermarks.
     """
-    metrics = ServiceMetrics(service)
+    service = metrics.service
     state = ServiceState(stale_after_s=60.0)
     serve_http(port, metrics, state)
+    lag_consumer = Consumer(settings.kafka.common() | {
+        "group.id": app.config.consumer_group, "client.id": f"{service}-lag", "enable.auto.commit": False,
+    })  # fmt: skip
 
     def heartbeat() -> None:
+        next_lag = time.monotonic() + LAG_EVERY_S
+        measured: set[tuple[str, int]] = set()
         while True:
             state.polled()
             try:
@@ -208,15 +315,25 @@ def serve_observability(app: Application, service: str, port: int) -> ServiceMet
                 assignment = []
             state.assigned = {(tp.topic, tp.partition) for tp in assignment}
             metrics.assigned.labels(service).set(len(state.assigned))
+            if time.monotonic() >= next_lag:
+                next_lag = time.monotonic() + LAG_EVERY_S
+                committed = {tp for tp in state.assigned if not tp[0].startswith("changelog__")}
+                for topic, partition in measured - committed:
+                    with contextlib.suppress(KeyError):
+                        metrics.lag.remove(service, topic, str(partition))
+                try:
+                    measure_lag(lag_consumer, [TopicPartition(t, p) for t, p in sorted(committed)], metrics)
+                    measured = committed
+                except KafkaException as exc:  # lag is observability: a slow broker must not stop the work
+                    logging.getLogger("rdmt.streaming").warning("cannot measure consumer lag: %s", exc)
             time.sleep(2.0)
 
     threading.Thread(target=heartbeat, name=f"{service}-heartbeat", daemon=True).start()
-    return metrics
 
 
 def run_service(
     service: str,
-    build: Callable[[RdmtConfig, StreamingSettings, ServiceOptions], Application],
+    build: Callable[[RdmtConfig, StreamingSettings, ServiceOptions, MessageMeter], Application],
     config_file: str | None,
     metrics_port: int | None = None,
 ) -> int:
@@ -232,8 +349,9 @@ def run_service(
         "kafka %s, topics %s.*, state %s, %s, alert timeout %.0f s", settings.kafka.describe(),
         settings.topic_prefix, options.state_dir, options.processing_guarantee, options.alert_timeout_s,
     )  # fmt: skip
-    app = build(config, settings, options)
+    metrics = ServiceMetrics(service)
+    app = build(config, settings, options, MessageMeter(metrics, f"{settings.topic_prefix}.{DEADLETTER}"))
     if metrics_port is not None:
-        serve_observability(app, service, metrics_port)
+        serve_observability(app, settings, metrics, metrics_port)
     app.run()
     return 0

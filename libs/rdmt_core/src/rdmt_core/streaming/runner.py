@@ -29,13 +29,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from .. import avro
 from ..avro import Decoded, SchemaError
 from .failures import Origin, backoff_s, dead_letter, error_type, is_permanent, one_line, should_retry
-from .observability import ServiceMetrics, ServiceState, serve_http
+from .observability import LAG_EVERY_S, ServiceMetrics, ServiceState, measure_lag, serve_http
 from .settings import StreamingSettings
 from .topics import DEADLETTER
 
 log = logging.getLogger("rdmt.streaming.runner")
 
-LAG_EVERY_S = 10.0
 FLUSH_TIMEOUT_S = 60.0
 
 
@@ -259,10 +258,7 @@ class ServiceRunner:
         if not assigned:
             return
         try:
-            for tp in consumer.committed(assigned, timeout=5):
-                low, high = consumer.get_watermark_offsets(tp, timeout=5, cached=False)
-                done = tp.offset if tp.offset >= 0 else low
-                self.metrics.lag.labels(self.service, tp.topic, str(tp.partition)).set(max(0, high - done))
+            measure_lag(consumer, assigned, self.metrics)
         except KafkaException as exc:  # lag is observability: a slow broker must not stop the work
             log.warning("cannot measure consumer lag: %s", exc)
 
