@@ -3,13 +3,17 @@
 Importing this package registers every built-in monitor.
 """
 
+from .astrometry import AstrometryMonitor
 from .base import Monitor, MonitorResult, ReportFigure, get_monitor, monitors_for, registered_monitors
 from .dark import DarkMonitor
+from .psf_shape import PsfShapeMonitor
 
 __all__ = [
+    "AstrometryMonitor",
     "DarkMonitor",
     "Monitor",
     "MonitorResult",
+    "PsfShapeMonitor",
     "ReportFigure",
     "get_monitor",
     "monitors_for",

@@ -1,0 +1,277 @@
+"""The astrometry monitor: injected WCS errors are recovered, a clean image passes, bad input is a status."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.table import Table
+from scipy.spatial import cKDTree
+
+from rdmt_core.config import load_config
+from rdmt_core.evaluators import History
+from rdmt_core.monitors import get_monitor, monitors_for
+from rdmt_core.monitors.astrometry import AstrometryMonitor, context_for, read_catalog_file
+from rdmt_core.outputs import write_report
+from rdmt_core.pipeline import EmbeddedPipeline
+from rdmt_core.records import FileIdentity, FileResult, Status
+from rdmt_core.results import file_result
+from rdmt_core.synthetic_l2 import BORDER, PIXEL_SCALE, L2Injection, L2Scene, field_catalog, l2_arrays, l2_model
+
+SIDE = 512
+N = SIDE - 2 * BORDER
+SCENE = L2Scene(star_density=400 / N**2, seed=11)  # ~400 stars on a 504x504 image
+DETECTOR = "WFI01"
+START = datetime(2027, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def catalog_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("catalog") / "field.ecsv"
+    field_catalog(SCENE, SIDE, (DETECTOR,)).write(path, format="ascii.ecsv")
+    return path
+
+
+def _config(**options):
+    return load_config(monitors={"astrometry": {"options": options}} if options else {})
+
+
+def _result(arrays: dict[str, np.ndarray], wcs, config, n_pixels: int = N) -> FileResult:
+    """The monitor's result through the library's path: context from the WCS and the configured catalogue."""
+    options = config.options_for("astrometry", DETECTOR)
+    context = context_for(wcs, n_pixels, options)
+    identity = FileIdentity("synthetic.asdf", "ImageModel", DETECTOR, START)
+    return file_result(AstrometryMonitor, arrays, identity, config, History(), "test", context)
+
+
+def _image(injection: L2Injection | None = None, scene: L2Scene = SCENE):
+    catalog = field_catalog(scene, SIDE, (DETECTOR,))
+    return l2_arrays(DETECTOR, catalog, scene, SIDE, injection=injection)
+
+
+def _values(result: FileResult) -> dict:
+    return {m.spec.name: m.values for m in result.metrics}
+
+
+def _absolute_statuses(result: FileResult) -> set[str]:
+    return {s for b in result.evaluations if b.evaluator in ("mission", "soc") for s in b.status}
+
+
+@pytest.mark.parametrize("shift", [(0.05, -0.1), (0.2, 0.15), (-0.12, 0.0), (0.0, 0.08)])
+def test_an_injected_wcs_shift_is_recovered_within_10_mas(shift, catalog_path):
+    arrays, file_wcs, _, _ = _image(L2Injection(wcs_shift_arcsec=shift))
+    result = _result(arrays, file_wcs, _config(catalog_path=str(catalog_path)))
+    got = _values(result)
+    assert "status" not in result.notes
+    assert got["n_matched"].detector >= 200
+    assert got["offset_ra_mean"].detector == pytest.approx(shift[0], abs=0.010)
+    assert got["offset_dec_mean"].detector == pytest.approx(shift[1], abs=0.010)
+    assert got["offset_median"].detector == pytest.approx(np.hypot(*shift), abs=0.010)
+    # every amplifier with enough stars sees the same shift
+    amplifiers = got["offset_ra_mean"].amplifier
+    assert np.isfinite(amplifiers).sum() >= 16
+    assert np.nanmax(np.abs(amplifiers - shift[0])) < 0.015
+    assert abs(got["rotation"].detector) < 5.0  # arcsec of angle: noise only
+
+
+def test_a_shift_larger_than_the_match_radius_is_measured_and_fails(catalog_path):
+    shift = (-1.5, 0.8)  # beyond the 0.5" match radius: found by the offset vote first
+    arrays, file_wcs, _, _ = _image(L2Injection(wcs_shift_arcsec=shift))
+    result = _result(arrays, file_wcs, _config(catalog_path=str(catalog_path)))
+    got = _values(result)
+    assert got["offset_ra_mean"].detector == pytest.approx(shift[0], abs=0.010)
+    assert got["offset_dec_mean"].detector == pytest.approx(shift[1], abs=0.010)
+    fails = {b.metric for b in result.evaluations if b.scale == "detector" and Status.FAIL.value in b.status}
+    assert {"offset_ra_mean", "offset_dec_mean", "offset_median", "offset_rms"} <= fails
+
+
+def test_an_injected_rotation_is_recovered(catalog_path):
+    config = _config(catalog_path=str(catalog_path))
+    clean = _values(_result(*_image()[:2], config))["rotation"].detector
+    arrays, file_wcs, _, _ = _image(L2Injection(wcs_rotation_arcsec=150.0))
+    got = _values(_result(arrays, file_wcs, config))
+    # centroid noise over ~270 stars within 28" of the centre: about 1.2" of angle
+    assert got["rotation"].detector == pytest.approx(150.0, abs=5.0)
+    assert got["rotation"].detector - clean == pytest.approx(150.0, abs=0.5)  # the same stars, rotated
+    assert got["offset_ra_mean"].detector == pytest.approx(0.0, abs=0.005)  # a rotation about the centre
+
+
+def test_a_clean_image_has_centroid_noise_only_and_passes(catalog_path):
+    arrays, file_wcs, _, truth = _image()
+    result = _result(arrays, file_wcs, _config(catalog_path=str(catalog_path)))
+    got = _values(result)
+    # the RMS offset is the centroid error: measured positions against the drawn ones
+    x, y = result.extras["star_x"] - BORDER, result.extras["star_y"] - BORDER
+    distance, _ = cKDTree(np.column_stack([truth.x, truth.y])).query(np.column_stack([x, y]))
+    centroid_rms = np.sqrt(np.mean(distance**2)) * PIXEL_SCALE
+    assert got["offset_rms"].detector == pytest.approx(centroid_rms, rel=0.1)
+    assert got["offset_rms"].detector < 0.01
+    assert abs(got["offset_ra_mean"].detector) < 0.002 and abs(got["offset_dec_mean"].detector) < 0.002
+    assert _absolute_statuses(result) <= {Status.PASS.value, Status.INCOMPLETE.value}
+    assert Status.PASS.value in _absolute_statuses(result)
+    # change is off and trend has no history yet: nothing fails
+    assert result.status in (Status.PASS, Status.INCOMPLETE)
+    assert not any(b.evaluator == "change" for b in result.evaluations)
+    # counts: every matched star was detected, and each amplifier sums to the detector
+    assert 0 < got["n_matched"].detector <= got["n_detected"].detector
+    assert got["n_detected"].amplifier.sum() == got["n_detected"].detector
+    assert got["n_matched"].superpixel.sum() == got["n_matched"].detector
+    # the rotation is defined at the detector only
+    assert not any(b.metric == "rotation" and b.scale != "detector" for b in result.evaluations)
+
+
+def _nan_offsets(result: FileResult) -> bool:
+    got = _values(result)
+    return all(
+        np.isnan(got[name].detector) and np.isnan(got[name].amplifier).all()
+        for name in ("offset_ra_mean", "offset_dec_mean", "offset_median", "offset_rms", "rotation")
+    )
+
+
+def test_no_wcs_is_a_status_with_the_stars_still_counted(catalog_path):
+    arrays, _, _, _ = _image()
+    result = _result(arrays, None, _config(catalog_path=str(catalog_path)))
+    assert "no WCS" in result.notes["status"]
+    assert _nan_offsets(result)
+    assert _values(result)["n_detected"].detector > 300
+    assert np.isnan(_values(result)["n_matched"].detector)
+
+
+@pytest.mark.parametrize(
+    ("make", "status"),
+    [
+        (lambda a: np.full_like(a, np.nan), "no finite pixel"),
+        (lambda a: np.full_like(a, 0.8), "no noise"),
+    ],
+)
+def test_an_unmeasurable_image_is_a_status(make, status, catalog_path):
+    arrays, file_wcs, _, _ = _image()
+    arrays = {**arrays, "data": make(arrays["data"])}
+    result = _result(arrays, file_wcs, _config(catalog_path=str(catalog_path)))
+    assert status in result.notes["status"]
+    assert _nan_offsets(result)
+    assert _values(result)["n_detected"].detector == 0
+
+
+def test_no_stars_is_too_few_stars(catalog_path):
+    arrays, file_wcs, _, _ = _image(scene=L2Scene(star_density=0.0, seed=11))
+    result = _result(arrays, file_wcs, _config(catalog_path=str(catalog_path)))
+    assert "no isolated, unsaturated star" in result.notes["status"]
+    assert _nan_offsets(result)
+    assert _values(result)["n_matched"].detector == 0
+
+
+def test_too_few_matched_stars_reports_the_counts(catalog_path):
+    arrays, file_wcs, _, _ = _image()
+    result = _result(arrays, file_wcs, _config(catalog_path=str(catalog_path), min_stars=1000))
+    assert result.notes["status"].startswith("too few matched stars: ")
+    assert result.notes["status"].endswith(" < 1000")
+    assert _nan_offsets(result)
+    assert _values(result)["n_matched"].detector > 200
+
+
+def test_catalogue_problems_are_statuses(tmp_path, catalog_path):
+    arrays, file_wcs, _, _ = _image()
+    far = Table.read(catalog_path)
+    far["dec"] += 2.0  # degrees: nowhere near the image
+    far.write(tmp_path / "far.ecsv", format="ascii.ecsv")
+    (tmp_path / "broken.ecsv").write_text("# %ECSV 1.0\nnot a table\n")
+    cases = {
+        "no reference catalogue configured": {},
+        "does not overlap": {"catalog_path": str(tmp_path / "far.ecsv")},
+        "cannot read catalogue": {"catalog_path": str(tmp_path / "broken.ecsv")},
+        "not found": {"catalog_path": str(tmp_path / "missing.ecsv")},
+        "no catalogue in": {"catalog_dir": str(tmp_path)},  # far.ecsv and broken.ecsv only
+    }
+    for status, options in cases.items():
+        result = _result(arrays, file_wcs, _config(**options))
+        assert status in result.notes["status"], (options, result.notes)
+        assert _nan_offsets(result)
+        assert _values(result)["n_detected"].detector > 300
+
+
+def test_a_catalogue_directory_is_searched_by_sky_position(tmp_path, catalog_path):
+    far = Table.read(catalog_path)
+    far["dec"] += 2.0
+    far.write(tmp_path / "a_far.ecsv", format="ascii.ecsv")
+    Table.read(catalog_path).write(tmp_path / "b_here.ecsv", format="ascii.ecsv")
+    arrays, file_wcs, _, _ = _image(L2Injection(wcs_shift_arcsec=(0.1, 0.0)))
+    result = _result(arrays, file_wcs, _config(catalog_dir=str(tmp_path)))
+    assert "b_here.ecsv" in result.notes["catalogue"] and "a_far" not in result.notes["catalogue"]
+    assert _values(result)["offset_ra_mean"].detector == pytest.approx(0.1, abs=0.01)
+
+
+def test_catalogue_files_are_read_once_per_modification(tmp_path, catalog_path):
+    path = tmp_path / "cat.ecsv"
+    Table.read(catalog_path).write(path, format="ascii.ecsv")
+    first = read_catalog_file(path)
+    assert read_catalog_file(path) is first
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert read_catalog_file(path) is not first
+
+
+def test_the_catalogue_can_be_set_per_detector(tmp_path, catalog_path):
+    config = load_config(
+        monitors={"astrometry": {"detectors": {"WFI01": {"options": {"catalog_path": str(catalog_path)}}}}}
+    )
+    assert config.options_for("astrometry", "WFI01").catalog_path == str(catalog_path)
+    assert config.options_for("astrometry", "WFI02").catalog_path is None
+
+
+def test_report_figures_from_extras_and_from_metrics(tmp_path, catalog_path):
+    arrays, file_wcs, _, _ = _image(L2Injection(wcs_shift_arcsec=(0.05, -0.1)))
+    result = _result(arrays, file_wcs, _config(catalog_path=str(catalog_path), min_stars_per_cell=1))
+    figures = AstrometryMonitor.report_figures(result, tmp_path, "with_extras")
+    assert len(figures) == 1 and figures[0].path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "matched stars" in figures[0].caption
+    rebuilt = dataclasses.replace(result, extras={})  # as from a stored record: metrics only
+    figures = AstrometryMonitor.report_figures(rebuilt, tmp_path, "from_metrics")
+    assert len(figures) == 1 and "super-pixels" in figures[0].caption and figures[0].path.exists()
+    sparse = _result(arrays, file_wcs, _config(catalog_path=str(catalog_path)))  # no super-pixel has 5 stars
+    figures = AstrometryMonitor.report_figures(dataclasses.replace(sparse, extras={}), tmp_path, "amplifiers")
+    assert len(figures) == 1 and "amplifiers" in figures[0].caption
+    no_values = _result(arrays, None, _config(catalog_path=str(catalog_path)))
+    assert AstrometryMonitor.report_figures(no_values, tmp_path, "none") == []
+    report = write_report(result, tmp_path / "reports")  # the report embeds the monitor's own figure
+    offsets = [p for p in report.figures if p.name.endswith("_offsets.png")]
+    assert len(offsets) == 1 and offsets[0].name in report.html.read_text()
+
+
+def test_a_file_without_wcs_through_the_pipeline_runs_the_other_monitors(tmp_path, catalog_path):
+    catalog = field_catalog(SCENE, SIDE, (DETECTOR,))
+    model, _ = l2_model(DETECTOR, START, catalog, SCENE, SIDE, with_wcs=False)
+    path = tmp_path / "in" / "no_wcs_cal.asdf"
+    path.parent.mkdir()
+    model.save(path)
+    config = load_config(
+        store_url=f"chdb://{tmp_path / 'store'}",
+        output_dir=str(tmp_path / "out"),
+        outputs={"ecsv": False, "report": False, "notify": False},
+        monitors={"astrometry": {"options": {"catalog_path": str(catalog_path)}}},
+    )
+    with EmbeddedPipeline(config, run_id="no-wcs") as pipeline:
+        outcome = pipeline.process(str(path))
+    assert outcome.problem is None
+    results = {r.monitor: r for r in outcome.results}
+    assert set(results) == {m.name for m in monitors_for("ImageModel")}
+    assert all(outcome.stored)
+    assert "no WCS" in results["astrometry"].notes["status"]
+    assert _values(results["astrometry"])["n_detected"].detector > 300
+    psf = _values(results["psf_shape"])
+    assert psf["psf_fwhm"].detector == pytest.approx(1.6, rel=0.03)
+
+
+def test_registered_and_accepts_image_models():
+    assert get_monitor("astrometry") is AstrometryMonitor
+    assert AstrometryMonitor in monitors_for("ImageModel")
+    arrays = AstrometryMonitor.example_arrays(256, 1)
+    assert arrays["data"].shape == (256, 256) and np.isnan(arrays["data"][:BORDER]).all()
+    context = AstrometryMonitor.example_context(256, 1)
+    result = AstrometryMonitor.compute(arrays, AstrometryMonitor.options_model(), context)
+    assert "status" not in result.notes
+    assert _values(result)["n_matched"].detector >= 10

@@ -1,0 +1,155 @@
+"""Star detection shared by the Level-2 star monitors: truth recovery, flags, cell statistics, per-cell stats."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from roman_datamodels import dqflags
+from scipy.spatial import cKDTree
+
+from rdmt_core.geometry import N_AMPLIFIERS, N_SUPERPIXELS, Geometry, to_frame
+from rdmt_core.monitors.stars import (
+    DetectionOptions,
+    binned,
+    block_statistics,
+    detect_stars,
+    scale_cells,
+    stat_at_scales,
+)
+from rdmt_core.synthetic_l2 import BORDER, L2Scene, field_catalog, l2_arrays, render_stars
+
+SIDE = 512
+
+
+def _frame(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    geometry = Geometry(SIDE, BORDER)
+    return to_frame(arrays["data"], geometry, np.nan), to_frame(arrays["dq"], geometry, 0)
+
+
+@pytest.fixture(scope="module")
+def field():
+    scene = L2Scene(star_density=300 / (SIDE - 2 * BORDER) ** 2, seed=3)
+    arrays, _, _, truth = l2_arrays("WFI04", field_catalog(scene, SIDE, ("WFI04",)), scene, SIDE)
+    return (*_frame(arrays), truth)
+
+
+def test_detections_are_the_drawn_stars_at_their_positions(field):
+    data, dq, truth = field
+    stars = detect_stars(data, dq, DetectionOptions())
+    assert stars.problem is None
+    tx, ty = truth.x + BORDER, truth.y + BORDER  # science pixel -> frame pixel
+    distance, index = cKDTree(np.column_stack([tx, ty])).query(np.column_stack([stars.x, stars.y]))
+    assert np.all(distance < 1.0)  # no false detection
+    # every drawn star well inside the image and clear of neighbours is found
+    inside = (truth.x > 6) & (truth.x < SIDE - 2 * BORDER - 7) & (truth.y > 6) & (truth.y < SIDE - 2 * BORDER - 7)
+    near, _ = cKDTree(np.column_stack([tx, ty])).query(np.column_stack([tx, ty]), k=2)
+    findable = inside & (near[:, 1] > 4)
+    found = np.zeros(truth.x.size, dtype=bool)
+    found[index] = True
+    assert found[findable].all()
+    # the 3x3 centroid (pulled towards the pixel centre by the undersampled PSF) is a first guess for the fit
+    usable = stars.usable(20.0)
+    assert usable.size > 150
+    assert np.percentile(distance[usable], 95) < 0.3
+    # brightest first
+    assert np.all(np.diff(stars.flux) <= 0)
+
+
+def test_block_background_and_noise_ignore_the_stars(field):
+    data, _, _ = field
+    background, sigma = block_statistics(data, np.isfinite(data), 128)
+    scene = L2Scene()
+    assert background.shape == sigma.shape == (4, 4)
+    assert np.abs(background - scene.background).max() < 0.3 * scene.white_noise
+    assert np.median(sigma) == pytest.approx(scene.white_noise, rel=0.05)
+
+
+def _stars_image(stars: list[tuple[float, float, float]], side: int = 128, seed: int = 1) -> np.ndarray:
+    x, y, flux = (np.array(v, dtype=np.float64) for v in zip(*stars, strict=True))
+    rng = np.random.default_rng(seed)
+    image = 1.0 + render_stars((side, side), x, y, flux, 1.6) + rng.normal(0.0, 0.05, (side, side))
+    return image.astype(np.float32)
+
+
+def test_flags_isolated_saturated_complete_and_spikes_rejected():
+    isolated = (40.2, 40.7, 800.0)
+    pair = [(90.0, 30.0, 800.0), (95.0, 30.0, 600.0)]  # 5 pixels apart: found, neither isolated
+    bright = (40.0, 100.0, 40000.0)  # clipped and flagged below
+    edge = (2.0, 70.0, 800.0)  # stamp runs off the frame
+    data = _stars_image([isolated, *pair, bright, edge])
+    dq = np.zeros(data.shape, dtype=np.uint32)
+    saturated = data > 2000.0
+    data[saturated] = 2000.0
+    dq[saturated] |= dqflags.pixel.SATURATED
+    data[110, 110] = 500.0  # a cosmic ray: one pixel
+    stars = detect_stars(data, dq, DetectionOptions())
+
+    def star_at(x: float, y: float) -> int:
+        distance = np.hypot(stars.x - x, stars.y - y)
+        assert distance.min() < 1.0, f"no star found at ({x}, {y})"
+        return int(np.argmin(distance))
+
+    assert stars.size == 5  # the spike is not a star; the saturated top is one star
+    i = star_at(*isolated[:2])
+    assert stars.isolated[i] and not stars.saturated[i] and stars.complete[i]
+    assert abs(stars.x[i] - isolated[0]) < 0.2 and abs(stars.y[i] - isolated[1]) < 0.2
+    assert not any(stars.isolated[star_at(*p[:2])] for p in pair)
+    assert stars.saturated[star_at(*bright[:2])]
+    assert not stars.complete[star_at(*edge[:2])]
+    assert list(stars.usable()) == [i]
+
+
+def test_a_peak_over_max_peak_counts_as_saturated_without_a_dq_flag():
+    data = _stars_image([(60.0, 60.0, 6000.0)])  # peak about 1500 above a background of 1
+    stars = detect_stars(data, np.zeros(data.shape, np.uint32), DetectionOptions(max_peak=1000.0))
+    assert stars.size == 1 and stars.saturated[0]
+    assert not detect_stars(data, np.zeros(data.shape, np.uint32), DetectionOptions(max_peak=5000.0)).saturated[0]
+
+
+@pytest.mark.parametrize(
+    ("fill", "problem"),
+    [(np.nan, "no finite pixel"), (0.8, "no noise")],
+)
+def test_unmeasurable_frames_give_a_problem_not_an_exception(fill, problem):
+    data = np.full((256, 256), fill, dtype=np.float32)
+    stars = detect_stars(data, np.zeros(data.shape, np.uint32), DetectionOptions())
+    assert stars.size == 0 and problem in stars.problem
+    assert stars.usable().size == 0
+
+
+def test_a_frame_without_stars_is_empty_without_a_problem():
+    rng = np.random.default_rng(5)
+    data = (0.8 + rng.normal(0, 0.08, (256, 256))).astype(np.float32)
+    stars = detect_stars(data, np.zeros(data.shape, np.uint32), DetectionOptions())
+    assert stars.problem is None
+    assert stars.size <= 1  # 5-sigma noise peaks are very rare in 65,536 pixels
+
+
+def test_binned_statistics_match_numpy():
+    rng = np.random.default_rng(2)
+    values = rng.normal(size=200)
+    index = rng.integers(0, 7, 200)
+    index[index == 3] = 4  # cell 3 empty
+    for statistic, reference in (("mean", np.mean), ("median", np.median), ("rms", lambda v: np.sqrt(np.mean(v**2)))):
+        got, count = binned(values, index, 8, statistic)
+        for cell in range(8):
+            assert count[cell] == np.count_nonzero(index == cell)
+            if count[cell]:
+                assert got[cell] == pytest.approx(reference(values[index == cell]))
+            else:
+                assert np.isnan(got[cell])
+
+
+def test_stat_at_scales_needs_enough_values_per_cell():
+    # 6 stars in super-pixel 0 (amplifier 1), 2 in super-pixel 33 (amplifier 2); 16-pixel cells on a 512 frame
+    x = np.array([1, 2, 3, 4, 5, 6, 20, 21], dtype=np.float64)
+    y = np.array([1, 2, 3, 4, 5, 6, 20, 21], dtype=np.float64)
+    groups = scale_cells(x, y, 512)
+    assert list(groups["amplifier"]) == [0] * 6 + [1] * 2
+    assert list(groups["superpixel"]) == [0] * 6 + [33] * 2
+    values = stat_at_scales(np.arange(8.0), groups, "mean", min_detector=8, min_cell=5)
+    assert values.detector == pytest.approx(3.5)
+    assert values.amplifier.shape == (N_AMPLIFIERS,) and values.superpixel.shape == (N_SUPERPIXELS,)
+    assert values.amplifier[0] == pytest.approx(2.5) and np.isnan(values.amplifier[1])
+    assert values.superpixel[0] == pytest.approx(2.5) and np.isnan(values.superpixel[33])
+    assert np.isnan(stat_at_scales(np.arange(8.0), groups, "mean", min_detector=9, min_cell=5).detector)
