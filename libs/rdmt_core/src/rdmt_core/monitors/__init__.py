@@ -4,12 +4,14 @@ Importing this package registers every built-in monitor.
 """
 
 from .astrometry import AstrometryMonitor
+from .background import BackgroundMonitor
 from .base import Monitor, MonitorResult, ReportFigure, get_monitor, monitors_for, registered_monitors
 from .dark import DarkMonitor
 from .psf_shape import PsfShapeMonitor
 
 __all__ = [
     "AstrometryMonitor",
+    "BackgroundMonitor",
     "DarkMonitor",
     "Monitor",
     "MonitorResult",
