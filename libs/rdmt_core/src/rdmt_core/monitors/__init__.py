@@ -7,6 +7,7 @@ from .astrometry import AstrometryMonitor
 from .background import BackgroundMonitor
 from .base import Monitor, MonitorResult, ReportFigure, get_monitor, monitors_for, registered_monitors
 from .dark import DarkMonitor
+from .one_over_f import OneOverFMonitor
 from .psf_shape import PsfShapeMonitor
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "DarkMonitor",
     "Monitor",
     "MonitorResult",
+    "OneOverFMonitor",
     "PsfShapeMonitor",
     "ReportFigure",
     "get_monitor",
