@@ -13,6 +13,7 @@ from astropy.table import Table
 from scipy.spatial import cKDTree
 
 from rdmt_core.config import load_config
+from rdmt_core.errors import ConfigError
 from rdmt_core.evaluators import History
 from rdmt_core.monitors import get_monitor, monitors_for
 from rdmt_core.monitors.astrometry import AstrometryMonitor, context_for, read_catalog_file
@@ -223,6 +224,13 @@ def test_the_catalogue_can_be_set_per_detector(tmp_path, catalog_path):
     assert config.options_for("astrometry", "WFI02").catalog_path is None
 
 
+def test_options_are_checked_when_the_configuration_loads():
+    with pytest.raises(ConfigError, match=r"astrometry\.options: fit_shape: must be odd, got 4"):
+        load_config(monitors={"astrometry": {"options": {"fit_shape": 4}}})
+    with pytest.raises(ConfigError, match="match_radius_arcsec"):
+        load_config(monitors={"astrometry": {"options": {"match_radius_arcsec": -1}}})
+
+
 def test_report_figures_from_extras_and_from_metrics(tmp_path, catalog_path):
     arrays, file_wcs, _, _ = _image(L2Injection(wcs_shift_arcsec=(0.05, -0.1)))
     result = _result(arrays, file_wcs, _config(catalog_path=str(catalog_path), min_stars_per_cell=1))
@@ -275,3 +283,26 @@ def test_registered_and_accepts_image_models():
     result = AstrometryMonitor.compute(arrays, AstrometryMonitor.options_model(), context)
     assert "status" not in result.notes
     assert _values(result)["n_matched"].detector >= 10
+
+
+@pytest.mark.slow
+def test_full_size_clean_image_both_star_monitors(tmp_path):
+    """A full 4088x4088 image with about 2,000 stars: both star monitors measure it and pass."""
+    scene = L2Scene()
+    catalog = field_catalog(scene, 4096, (DETECTOR,))
+    path = tmp_path / "field.ecsv"
+    catalog.write(path, format="ascii.ecsv")
+    arrays, file_wcs, _, truth = l2_arrays(DETECTOR, catalog, scene, 4096)
+    config = _config(catalog_path=str(path))
+    astrometry = _result(arrays, file_wcs, config, n_pixels=4088)
+    got = _values(astrometry)
+    assert got["n_detected"].detector == pytest.approx(truth.x.size, rel=0.02)
+    assert got["n_matched"].detector >= 550
+    assert np.isfinite(got["offset_ra_mean"].amplifier).all()  # every 128-column strip has its stars
+    assert got["offset_rms"].detector < 0.005
+    assert abs(got["rotation"].detector) < 1.0
+    identity = FileIdentity("synthetic.asdf", "ImageModel", DETECTOR, START)
+    psf = file_result(get_monitor("psf_shape"), arrays, identity, config, History(), "test")
+    assert _values(psf)["psf_fwhm"].detector == pytest.approx(1.6, rel=0.01)
+    for result in (astrometry, psf):
+        assert _absolute_statuses(result) <= {Status.PASS.value, Status.INCOMPLETE.value}

@@ -6,11 +6,14 @@ Gaussian PRF), converted to the sky with the file's WCS (``meta.wcs``) and
 matched to a reference catalogue (Gaia-like ECSV, ``ra``/``dec`` in degrees).
 The offsets, measured minus catalogue, give the metrics.
 
-Matching is done twice: first within ``search_radius_arcsec`` to find the
-median offset (so a WCS error larger than the final radius is still measured),
-then, with that offset removed, within ``match_radius_arcsec``, one catalogue
-star per measured star. Offsets further than ``clip_sigma`` robust sigmas from
-the median, in either axis, are rejected before the statistics.
+Matching is done twice: the common offset is voted for by every pair closer
+than ``search_radius_arcsec`` (so a WCS error larger than the final radius, or
+than the distance between stars, is still measured); then, with that offset
+removed, nearest neighbours within ``match_radius_arcsec``, one measured star
+per catalogue star. A shift plus a rotation about the detector centre is fitted
+to the offsets, rejecting those beyond ``clip_sigma`` robust sigmas of it
+(blends, mismatches); the rotation is a metric, the kept offsets give the
+others.
 
 The monitor's I/O is :meth:`AstrometryMonitor.load_context`: it reads the WCS
 and the catalogue rows near the image footprint; problems (no WCS, no
@@ -35,7 +38,7 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
 from astropy.utils.exceptions import AstropyUserWarning
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from ..data_access import ArraySpec
 from ..geometry import FULL_SIDE, GRID, Geometry
@@ -71,15 +74,26 @@ class AstrometryOptions(DetectionOptions):
     catalog_dir: str | None = Field(
         None, description="Directory of ECSV catalogues; those overlapping the image footprint are used."
     )
-    match_radius_arcsec: float = Field(0.5, gt=0, description="Final match radius, after the median offset.")
-    search_radius_arcsec: float = Field(3.0, gt=0, description="First-pass match radius, to find the median offset.")
+    match_radius_arcsec: float = Field(0.5, gt=0, description="Final match radius, after the common offset.")
+    search_radius_arcsec: float = Field(
+        3.0, gt=0, description="Pairs closer than this vote for the common offset: the largest error measured."
+    )
     min_snr: float = Field(20.0, ge=0, description="Peak signal-to-noise of a star to be centroided.")
     max_fit_stars: int = Field(600, ge=1, description="Centroid at most this many stars, the brightest first.")
     fit_fwhm_pixels: float = Field(1.6, gt=0, description="FWHM of the circular Gaussian PRF fitted (pixels).")
     fit_shape: int = Field(5, ge=3, description="Side of the fitted box (pixels, odd).")
     min_stars: int = Field(10, ge=3, description="Matched stars needed for the detector values.")
     min_stars_per_cell: int = Field(5, ge=1, description="Matched stars needed for an amplifier or super-pixel.")
-    clip_sigma: float = Field(5.0, gt=0, description="Reject offsets this many robust sigmas from the median.")
+    clip_sigma: float = Field(
+        5.0, gt=0, description="Reject offsets this many robust sigmas from the fitted shift and rotation."
+    )
+
+    @field_validator("fit_shape")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"must be odd, got {value}")
+        return value
 
 
 ARCSEC = "arcsec"
@@ -282,10 +296,8 @@ def fit_centroids(
     from photutils.psf import CircularGaussianPRF, PSFPhotometry
 
     init = Table({"x_init": x, "y_init": y, "flux_init": np.maximum(flux, 1e-3), "local_bkg": background})
-    shape = options.fit_shape if options.fit_shape % 2 else options.fit_shape + 1
-    photometry = PSFPhotometry(
-        CircularGaussianPRF(fwhm=options.fit_fwhm_pixels), (shape, shape), fitter=LevMarLSQFitter()
-    )
+    shape = (options.fit_shape, options.fit_shape)
+    photometry = PSFPhotometry(CircularGaussianPRF(fwhm=options.fit_fwhm_pixels), shape, fitter=LevMarLSQFitter())
     with warnings.catch_warnings():  # non-convergence is reported per star in the flags column
         warnings.simplefilter("ignore", AstropyUserWarning)
         table = photometry(data, mask=~np.isfinite(data), init_params=init)

@@ -25,8 +25,8 @@ The ellipticity is ``(a^2 - b^2) / (a^2 + b^2)`` of the second moments,
 (not their FWHMs), so per-star noise and pixel-phase errors average out, and
 then convert.
 
-**Undersampling.** The WFI PSF is undersampled (FWHM about 1.1 to 1.6 pixels
-by filter): the moments of one star depend on where its centre falls in the
+**Undersampling.** The WFI PSF is undersampled (FWHM about 0.5 to 1.5 pixels
+from F062 to F213): the moments of one star depend on where its centre falls in the
 pixel, and the aperture edge runs through whole pixels. Averaged over pixel
 phases these leave a bias of a few percent (trace about +5 % at FWHM 1.6
 pixels, ellipticity about -5 %), which :func:`calibration` tabulates once per
@@ -280,8 +280,9 @@ def psf_metrics(data: np.ndarray, dq: np.ndarray, options: PsfShapeOptions) -> M
         f"({n_rejected} rejected by size)"
     )
     notes["model"] = (
-        f"second moments in an aperture of {options.aperture_sigma:g} moment widths, corrected for truncation "
-        f"and pixel integration; FWHM on a Moffat beta = {options.moffat_beta:g} scale"
+        f"second moments in an aperture of {options.aperture_sigma:g} moment widths, corrected for truncation, "
+        f"pixel integration and undersampling (calibrated on Moffat beta = {options.moffat_beta:g} stars); "
+        "FWHM on that Moffat scale"
     )
     star_fwhm, star_e = calibrated_shape(cxx, cyy, cxy, options)
     angle = np.arctan2(2.0 * cxy, cxx - cyy)  # twice the position angle of the major axis
