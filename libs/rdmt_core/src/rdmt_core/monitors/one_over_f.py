@@ -337,8 +337,8 @@ def _masking_note(counts: np.ndarray, frame: np.ndarray, n_flagged: int, options
     finite = int(np.count_nonzero(np.isfinite(frame)))
     flagged = f", {n_flagged} more ignored for DQ flags {', '.join(options.mask_dq_flags)}" if n_flagged else ""
     return (
-        f"{kept} of {finite} finite pixels kept within {options.clip_sigma:g} sigma of their super-pixel's "
-        f"clipped level ({finite - kept} masked as sources or outliers{flagged})"
+        f"{kept} of {finite} finite pixels kept within {options.clip_sigma:g} sigma of the smooth background "
+        f"({finite - kept} masked as sources, within 4x4 blocks, or as outliers{flagged})"
     )
 
 
