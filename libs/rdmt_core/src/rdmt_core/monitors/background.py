@@ -424,8 +424,8 @@ def draw_background_map(result: FileResult, path: Path) -> str:
     figure = Figure(figsize=(6.4, 5.4), dpi=100)
     axes = figure.add_axes((0.1, 0.15, 0.68, 0.74))
     image = axes.imshow(level.reshape(GRID, GRID), origin="lower", interpolation="nearest", cmap=_MAP_COLOURS)
-    image.set_clim(*colour_range(level, count=False))
-    figure.colorbar(image, cax=figure.add_axes((0.82, 0.15, 0.035, 0.74)), extend="both").set_label(RATE_UNIT)
+    image.set_clim(*colour_range(level, count=True))  # the full range: a gradient across the detector is real
+    figure.colorbar(image, cax=figure.add_axes((0.82, 0.15, 0.035, 0.74)), extend="neither").set_label(RATE_UNIT)
     marked = {Status.CAUTION: 0, Status.FAIL: 0}
     amp_severity = worst_severity([b for b in blocks if b.scale == "amplifier"], "amplifier")
     cell_severity = worst_severity([b for b in blocks if b.scale == "superpixel"], "superpixel").reshape(GRID, GRID)

@@ -447,7 +447,7 @@ def draw_spectra(result: FileResult, path: Path) -> str:
         status = Status.FAIL if severity[amp] == Status.FAIL.severity else None
         status = Status.CAUTION if severity[amp] == Status.CAUTION.severity else status
         colour, width = (STATUS_LINE[status], 1.0) if status else ("#9e9e9e", 0.5)
-        axes.plot(centres, amps[amp], color=colour, linewidth=width)
+        axes.plot(centres, amps[amp], color=colour, linewidth=width, alpha=0.6)
     axes.plot(centres, np.nanmedian(amps, axis=0), color="black", linewidth=1.6, label="median amplifier")
     axes.plot(centres, common[0], color="#1565c0", linewidth=1.8, label="common mode")
     axes.axhline(1.0, color="black", linestyle=":", linewidth=0.8)
