@@ -5,7 +5,8 @@ evaluator's ``change`` evaluations are incomplete in the first delivery and fail
 second, also when the evaluator was killed (SIGTERM or SIGKILL) between the deliveries and lost its
 state directory: the history comes back from the changelog topic. The notifier sends exactly one
 alert and one webhook POST for the second delivery. A message that is not Avro goes to the
-dead-letter topic and the partition moves on. Both services count what they did on ``/metrics``:
+dead-letter topic and the partition moves on. Outputs carry the time they were produced, not the
+input's timestamp. Both services count what they did on ``/metrics``:
 messages in and out per topic, dead letters, processing times and their consumer lag.
 """
 
@@ -85,6 +86,7 @@ class Services:
         })  # fmt: skip
         self.consumer.subscribe([f"{self.prefix}.{t}" for t in ("evaluations", "alerts", "deadletter")])
         self.received: dict[str, list[dict]] = {"evaluation_record": [], "alert": [], "dead_letter": []}
+        self.timestamps: dict[str, list[int]] = {name: [] for name in self.received}  # Kafka timestamps, ms
 
     def start(self, module: str, *args: str) -> subprocess.Popen:
         with open(self.logs / f"{module}-{len(self.procs)}.log", "w") as log:  # the child keeps its own copy
@@ -94,10 +96,11 @@ class Services:
         self.procs.append(proc)
         return proc
 
-    def produce(self, records: list[dict]) -> None:
+    def produce(self, records: list[dict], timestamp_ms: int = 0) -> None:
+        """Produce metric records, with ``timestamp_ms`` as their Kafka timestamp (0: now)."""
         for record in records:
             value = avro.encode("metric_record", record)
-            self.producer.produce(f"{self.prefix}.metrics", value, key=record["detector"])
+            self.producer.produce(f"{self.prefix}.metrics", value, key=record["detector"], timestamp=timestamp_ms)
         self.producer.flush(10)
 
     def wait_for(self, name: str, n: int, timeout_s: float = TIMEOUT_S) -> list[dict]:
@@ -114,6 +117,7 @@ class Services:
         if message is not None and not message.error():
             decoded = avro.decode(message.value())
             self.received[decoded.name].append(decoded.record)
+            self.timestamps[decoded.name].append(message.timestamp()[1])
 
     def drain(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -220,9 +224,13 @@ def test_evaluations_dead_letter_and_one_alert(kafka_bootstrap: str, tmp_path: P
         evaluator_port, notifier_port = _free_port(), _free_port()
         services.start("evaluator_service", "--metrics-port", str(evaluator_port))
         services.start("notifier_service", "--metrics-port", str(notifier_port))
-        services.produce(_metric_records(1))
-        services.producer.produce(f"{services.prefix}.metrics", b"not avro at all", key=b"WFI01")
-        services.produce(_metric_records(2))
+        # Inputs stamped a day ago: the outputs must carry the time they were produced, not the input's.
+        published_ms = round(time.time() * 1000)
+        day_ago_ms = published_ms - 86_400_000
+        services.produce(_metric_records(1), timestamp_ms=day_ago_ms)
+        services.producer.produce(f"{services.prefix}.metrics", b"not avro at all", key=b"WFI01",
+                                  timestamp=day_ago_ms)  # fmt: skip
+        services.produce(_metric_records(2), timestamp_ms=day_ago_ms)
 
         evaluations = services.wait_for("evaluation_record", 6)
         assert _changes(evaluations, "d1") == dict.fromkeys(DETECTORS, "incomplete")
@@ -242,6 +250,9 @@ def test_evaluations_dead_letter_and_one_alert(kafka_bootstrap: str, tmp_path: P
         assert RAISED in [d["detector"] for d in alert["detectors"]]
         assert len(posts) == 1, services.log_tails()
         assert "d2" in posts[0]["text"] and RAISED in posts[0]["text"]
+        now_ms = round(time.time() * 1000)
+        for name, stamps in services.timestamps.items():
+            assert all(published_ms <= ts <= now_ms for ts in stamps), (name, published_ms, stamps, now_ms)
         _check_evaluator_metrics(evaluator_port, services)
         _check_notifier_metrics(notifier_port, services)
     finally:

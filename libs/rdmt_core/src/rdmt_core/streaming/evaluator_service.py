@@ -38,6 +38,7 @@ from .quix_app import (
     avro_topic,
     dead_letter,
     deadletter_topic,
+    produced_now,
     qualified,
     run_service,
 )
@@ -95,9 +96,9 @@ def build(config: RdmtConfig, settings: StreamingSettings, options: ServiceOptio
     sdf = app.dataframe(source)
     sdf = sdf.apply(lambda v, k, _t, _h, state: process(config, v, k, state), stateful=True, metadata=True)
     good = sdf.filter(lambda out: out[0] == "evaluation").apply(lambda out: out[1])
-    good.to_topic(sink, key=lambda record: record["detector"])
+    produced_now(good).to_topic(sink, key=lambda record: record["detector"])
     bad = sdf.filter(lambda out: out[0] == "dead_letter").apply(lambda out: out[1])
-    bad.to_topic(dead, key=lambda record: record["key"])
+    produced_now(bad).to_topic(dead, key=lambda record: record["key"])
     return app
 
 

@@ -46,6 +46,7 @@ from .quix_app import (
     avro_topic,
     deadletter_topic,
     metered_json,
+    produced_now,
     route_poison,
     run_service,
 )
@@ -143,7 +144,7 @@ def build(config: RdmtConfig, settings: StreamingSettings, options: ServiceOptio
                                                      **metered_json(meter))
     grouper = DeliveryGrouper(grouped, options, config.notify.report_base_url)
     grouped = grouped.apply(grouper, stateful=True, metadata=True, expand=True)
-    grouped.to_topic(alert_topic, key=lambda alert: alert["delivery_id"])
+    produced_now(grouped).to_topic(alert_topic, key=lambda alert: alert["delivery_id"])
 
     limit = RateLimit(options.notify_max_per_hour)
     app.dataframe(alert_topic).update(lambda alert: notify(alert, config, options, limit))

@@ -224,6 +224,16 @@ def metered_json(meter: MessageMeter) -> dict[str, Any]:
     }
 
 
+def produced_now(sdf: StreamingDataFrame) -> StreamingDataFrame:
+    """``sdf`` with each message's timestamp set to the time it is produced (now, in milliseconds).
+
+    quixstreams otherwise gives an output the timestamp of the input it came from: the lag measured
+    from an output topic's timestamps would include the time spent upstream, and a replayed or
+    restored input would make fresh outputs look old.
+    """
+    return sdf.set_timestamp(lambda _v, _k, _t, _h: round(time.time() * 1000))
+
+
 def dead_letter(key: bytes | None, value: bytes | None, error: str, error_type: str, service: str) -> dict[str, Any]:
     """The ``dead_letter`` record of the message being processed (topic, partition, offset from its context)."""
     context = message_context()
@@ -284,7 +294,7 @@ def route_poison(sdf: StreamingDataFrame, dead: Topic, service: str) -> Streamin
     """Send :class:`Poison` values to the dead-letter topic ``dead``; return the dataframe of the others."""
     bad = sdf.filter(lambda v: isinstance(v, Poison))
     bad = bad.apply(lambda v, k, _t, _h: dead_letter(k, v.value, v.error, v.error_type, service), metadata=True)
-    bad.to_topic(dead, key=lambda record: record["key"])
+    produced_now(bad).to_topic(dead, key=lambda record: record["key"])
     return sdf.filter(lambda v: not isinstance(v, Poison))
 
 
