@@ -596,13 +596,13 @@ class AstrometryMonitor(Monitor):
     def example_arrays(cls, side: int, seed: int) -> dict[str, np.ndarray]:
         from ..geometry import to_frame
 
-        arrays, _, _ = _example(side, seed)
+        arrays, _, _ = example_image(side, seed)
         geometry = Geometry(side, BORDER)
         return {"data": to_frame(arrays["data"], geometry, np.nan), "dq": to_frame(arrays["dq"], geometry, 0)}
 
     @classmethod
     def example_context(cls, side: int, seed: int) -> dict[str, Any]:
-        _, wcs, catalog = _example(side, seed)
+        _, wcs, catalog = example_image(side, seed)
         return {"wcs": wcs, "catalog": catalog, "problem": None}
 
     @classmethod
@@ -626,7 +626,7 @@ class AstrometryMonitor(Monitor):
 
 
 @functools.lru_cache(maxsize=1)  # one example at a time: a full-size one is 130 MB
-def _example(side: int, seed: int) -> tuple[dict[str, np.ndarray], Any, ReferenceCatalog]:
+def example_image(side: int, seed: int) -> tuple[dict[str, np.ndarray], Any, ReferenceCatalog]:
     """A synthetic image (science arrays), its file WCS and catalogue; at least ~100 stars at small sizes."""
     from ..synthetic_l2 import L2Scene, field_catalog, l2_arrays
 

@@ -385,9 +385,9 @@ class PsfShapeMonitor(Monitor):
     @classmethod
     def example_arrays(cls, side: int, seed: int) -> dict[str, np.ndarray]:
         from ..geometry import to_frame
-        from .astrometry import _example
+        from .astrometry import example_image
 
-        arrays, _, _ = _example(side, seed)
+        arrays, _, _ = example_image(side, seed)
         geometry = Geometry(side, BORDER)
         return {"data": to_frame(arrays["data"], geometry, np.nan), "dq": to_frame(arrays["dq"], geometry, 0)}
 
