@@ -179,6 +179,15 @@ def test_all_nan_and_constant_images_give_a_status_and_no_warning():
     assert values["background_rms"].detector == 0.0 and np.all(values["background_jump"].superpixel == 0.0)
 
 
+def test_a_frame_the_source_blocks_do_not_tile_is_a_status_unless_sources_are_kept():
+    frame = np.random.default_rng(1).normal(1.0, 0.1, (160, 160))  # 5-pixel super-pixels
+    dq = np.zeros(frame.shape, np.uint32)
+    result = background_metrics(frame, dq, BackgroundOptions())
+    assert "divisible by 128" in result.notes["status"]
+    unmasked = background_metrics(frame, dq, BackgroundOptions(mask_sources=False))
+    assert unmasked.notes["status"].startswith("measured") and "not masked" in unmasked.notes["sources"]
+
+
 def test_dq_flagged_pixels_are_ignored_and_the_input_is_not_changed():
     data = np.random.default_rng(2).normal(1.0, 0.1, (256, 256)).astype(np.float32)
     data[10:40, 10:40] = 50.0

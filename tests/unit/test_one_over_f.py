@@ -170,6 +170,13 @@ def test_all_nan_constant_and_starless_images_give_a_status_without_warnings():
     assert finite == 504 * 504 and finite - kept < 0.01 * finite  # no star: hardly anything masked
 
 
+def test_a_frame_the_source_blocks_do_not_tile_is_a_status():
+    frame = np.random.default_rng(1).normal(1.0, 0.1, (160, 160))  # 5-pixel super-pixels
+    result = one_over_f_metrics(frame, np.zeros(frame.shape, np.uint32), OneOverFOptions())
+    assert "divisible by 128" in result.notes["status"]
+    assert all(np.isnan(m.values.detector) for m in result.metrics)
+
+
 def test_the_input_is_not_changed():
     arrays = OneOverFMonitor.example_arrays(256, 2)
     before = {k: v.copy() for k, v in arrays.items()}

@@ -127,6 +127,16 @@ class Sources:
         return np.repeat(np.repeat(self.blocks, SOURCE_BLOCK, axis=0), SOURCE_BLOCK, axis=1)
 
 
+def source_blocks_problem(side: int) -> str:
+    """Why a frame of ``side`` cannot be masked in 4x4 blocks aligned with its super-pixels ("" if it can)."""
+    if side % (GRID * SOURCE_BLOCK):
+        return (
+            f"a {side}-pixel frame has {side // GRID}-pixel super-pixels: the 4x4 source blocks need a side "
+            f"divisible by {GRID * SOURCE_BLOCK}"
+        )
+    return ""
+
+
 def find_sources(frame: np.ndarray, source_sigma: float, sigma: float = 3.0) -> Sources:
     """Smooth background and source mask of a frame (square, side divisible by 128).
 
@@ -308,6 +318,10 @@ def background_metrics(data: np.ndarray, dq: np.ndarray, options: BackgroundOpti
     """
     frame, n_flagged = masked_data(data, dq, options.mask_dq_flags)
     finite = count_at_scales(np.isfinite(frame))
+    if options.mask_sources and (problem := source_blocks_problem(frame.shape[0])):
+        return MonitorResult(
+            [Metric(spec, _nan_values()) for spec in METRICS], {"status": f"{problem} (all metrics NaN)"}
+        )
     if options.mask_sources:
         blocks = find_sources(frame, options.source_sigma).blocks[:, None, :, None]
         n_blocks = blocks.shape[0]

@@ -48,7 +48,14 @@ from ..blockstats import ScaleValues
 from ..data_access import ArraySpec
 from ..geometry import GRID, N_AMPLIFIERS, N_SUPERPIXELS
 from ..records import Metric, MetricSpec
-from .background import SOURCE_BLOCK, find_sources, flagged_pixels, known_dq_flags, level2_example_frame
+from .background import (
+    SOURCE_BLOCK,
+    find_sources,
+    flagged_pixels,
+    known_dq_flags,
+    level2_example_frame,
+    source_blocks_problem,
+)
 from .base import Context, Monitor, MonitorResult, ReportFigure
 
 if TYPE_CHECKING:
@@ -272,6 +279,8 @@ def one_over_f_metrics(data: np.ndarray, dq: np.ndarray, options: OneOverFOption
     options : OneOverFOptions
         Masking, bands and detrending.
     """
+    if problem := source_blocks_problem(data.shape[0]):
+        return _result({}, {"status": f"{problem} (all metrics NaN)"})
     flagged = flagged_pixels(dq, options.mask_dq_flags)
     means, counts, pixel_noise = row_series(data, options.clip_sigma, options.source_sigma, flagged)
     rows = np.flatnonzero(counts.any(axis=0))
