@@ -102,9 +102,9 @@ def bad_inputs(tmp_path: Path, two_deliveries) -> dict[str, Path]:
     files["not_asdf"].write_text("this is not ASDF\n")
     files["no_roman"] = bad / "plain.asdf"
     asdf.AsdfFile({"data": np.arange(4)}).write_to(files["no_roman"])
-    files["unsupported"] = bad / "image.asdf"
-    image = dm.ImageModel.create_fake_data(shape=(64, 64))
-    image.save(files["unsupported"])
+    files["unsupported"] = bad / "flat.asdf"  # no monitor for flats (yet)
+    flat = dm.FlatRefModel.create_fake_data(shape=(64, 64))
+    flat.save(files["unsupported"])
     files["truncated"] = bad / "truncated.asdf"
     shutil.copy(good, files["truncated"])
     with open(files["truncated"], "r+b") as handle:
@@ -140,7 +140,7 @@ def bad_inputs(tmp_path: Path, two_deliveries) -> dict[str, Path]:
         ("missing", "file not found"),
         ("not_asdf", "not a readable ASDF file"),
         ("no_roman", "no Roman metadata"),
-        ("unsupported", "no enabled monitor handles kind 'ImageModel'"),
+        ("unsupported", "no enabled monitor handles kind 'FLAT'"),
         ("truncated", "cannot read array 'dark_slope'"),
         ("wrong_shape", "side divisible by 32"),
         ("wrong_dtype", "array 'dq' has dtype float32"),
