@@ -346,7 +346,7 @@ def background_metrics(data: np.ndarray, dq: np.ndarray, options: BackgroundOpti
         "background_jump": jumps,
     }
     notes = {
-        "status": _status(stats, fraction),
+        **_status(stats, fraction),
         "clipping": f"sigma-clipped statistics: {sigma:g} sigma about the median, at most {maxiters} iterations",
         "jump": f"clipped medians of the {width} columns on each side of each amplifier boundary",
         "finite pixels": f"{int(finite.detector)} of {data.size}"
@@ -368,15 +368,18 @@ def _nan_values() -> ScaleValues:
     return ScaleValues(float("nan"), np.full(N_AMPLIFIERS, np.nan), np.full(N_SUPERPIXELS, np.nan))
 
 
-def _status(stats, fraction: ScaleValues) -> str:
+def _status(stats, fraction: ScaleValues) -> dict[str, str]:
+    """``status`` when the image could not be measured as usual (as every monitor says it), else ``summary``."""
     if stats.n_valid.detector == 0:
-        return "no finite pixel: nothing to measure (all metrics NaN)"
+        return {"status": "no finite pixel: nothing to measure (all metrics NaN)"}
     if stats.std.detector == 0:
-        return f"constant image: every kept pixel is {stats.median.detector:g} DN/s, so the rms is 0 (no noise)"
-    return (
-        f"measured: level {stats.median.detector:.6g} DN/s, rms {stats.std.detector:.6g} DN/s, "
+        return {
+            "status": f"constant image: every kept pixel is {stats.median.detector:g} DN/s, so the rms is 0 (no noise)"
+        }
+    return {
+        "summary": f"measured: level {stats.median.detector:.6g} DN/s, rms {stats.std.detector:.6g} DN/s, "
         f"{fraction.detector:.2%} of the finite pixels masked as sources or rejected by the clipping"
-    )
+    }
 
 
 class BackgroundMonitor(Monitor):

@@ -322,7 +322,7 @@ def one_over_f_metrics(data: np.ndarray, dq: np.ndarray, options: OneOverFOption
         "one_over_f_common_significance": (float(f_significance(common_ratio, dof_low, dof_white)), None),
     }
     notes["bands"] = _bands_note(amps, n_rows, n_amps, options.detrend_degree)
-    notes["status"] = _status(values, noisy)
+    notes["summary"] = _summary(values, noisy)
     white = np.where(noisy[:, None], amps["white"][:, None], np.nan)
     extras = {
         "frequency": np.arange(amps["power"].shape[1], dtype=np.float64),  # cycles per frame
@@ -366,7 +366,7 @@ def _bands_note(amps: dict[str, np.ndarray], n_rows: int, n_amps: int, degree: i
     )
 
 
-def _status(values: dict[str, tuple], noisy: np.ndarray) -> str:
+def _summary(values: dict[str, tuple], noisy: np.ndarray) -> str:
     pooled, per_amp = values["one_over_f_significance"]
     common = values["one_over_f_common_significance"][0]
     worst = int(np.nanargmax(per_amp))
