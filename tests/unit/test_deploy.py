@@ -20,6 +20,8 @@ import jsonschema
 import pytest
 import yaml
 
+from rdmt_core.monitors import registered_monitors
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 COMPOSE_SCHEMA = REPO / "deploy" / "docker" / "compose-spec.json"
@@ -270,9 +272,9 @@ def test_services_share_data_config_and_metrics_port(compose: dict[str, Any]) ->
 
 def test_monitors_are_scalable(compose: dict[str, Any]) -> None:
     monitors = {n: s for n, s in _rdmt_services(compose).items() if s["command"][:2] == ["service", "monitor"]}
-    assert monitors
+    assert {_option_value(s["command"], "--monitor") for s in monitors.values()} == set(registered_monitors())
     for name, svc in monitors.items():
-        assert name == f"monitor-{_option_value(svc['command'], '--monitor')}"
+        assert name == f"monitor-{_option_value(svc['command'], '--monitor').replace('_', '-')}"
         assert int(svc["deploy"]["replicas"]) >= 1, name
         assert "container_name" not in svc and "ports" not in svc, f"{name}: replicas need no fixed name or port"
 
@@ -386,7 +388,7 @@ def test_chart_metadata_and_values_parse() -> None:
     assert re.fullmatch(r"\d+\.\d+\.\d+", chart["version"]) and chart["appVersion"]
     values = _values()
     assert values["metrics"]["port"] == METRICS_PORT
-    assert [m["name"] for m in values["monitors"]] == ["dark"]
+    assert sorted(m["name"] for m in values["monitors"]) == sorted(registered_monitors())
     assert set(values["services"]) == {"ingest", "evaluator", "sink", "notifier"}
 
 
@@ -424,7 +426,8 @@ def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_helm_renders_one_deployment_per_service_and_monitor(helm_default: dict[str, list[dict]]) -> None:
     deployments = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in helm_default["Deployment"]}
-    assert set(deployments) == {"ingest", "evaluator", "sink", "notifier", "monitor-dark"}
+    monitor_components = {f"monitor-{name.replace('_', '-')}": name for name in registered_monitors()}
+    assert set(deployments) == {"ingest", "evaluator", "sink", "notifier", *monitor_components}
     image = {c["image"] for d in deployments.values() for c in _containers(d)}
     image |= {c["image"] for j in helm_default["Job"] for c in _containers(j)}
     assert image == {"rdmt:0.1.0"}, "every workload runs the chart's one image"
@@ -441,8 +444,8 @@ def test_helm_renders_one_deployment_per_service_and_monitor(helm_default: dict[
         args = container["args"]
         assert _option_value(args, "--config") == CONFIG_PATH
         assert _option_value(args, "--metrics-port") == str(METRICS_PORT)
-        monitor_args = ["service", "monitor", "--monitor", "dark"]
-        expected = monitor_args if component == "monitor-dark" else ["service", component]
+        monitor = monitor_components.get(component)
+        expected = ["service", "monitor", "--monitor", monitor] if monitor else ["service", component]
         assert args[: len(expected)] == expected
         unset = SECRET_VARS | {"RDMT_KAFKA_SASL_MECHANISM", "RDMT_KAFKA_SASL_USERNAME"}
         expected_env = ENV_VARS - unset | {"RDMT_METRICS_PORT"} | COMPONENT_VARS.get(component, set())
