@@ -87,7 +87,6 @@ def run_and_report(config, paths: list[str], run_id: str | None) -> int:
         if outcome.problem is not None:
             word = "skipped" if outcome.problem.skipped else "FAILED"
             click.echo(f"{word}: {outcome.problem.source}: {outcome.problem.reason}", err=True)
-            continue
         for result, stored in zip(outcome.results, outcome.stored, strict=True):
             fails = result.count(Status.FAIL)
             note = "" if stored or not config.outputs.store else " (already stored)"
@@ -96,7 +95,7 @@ def run_and_report(config, paths: list[str], run_id: str | None) -> int:
                 f"{result.identity.file_time:%Y-%m-%dT%H:%M:%S} {result.monitor}: {fails} failing values{note}"
             )
     failed = summary.failed_results
-    n_ok = sum(1 for o in outcomes if o.problem is None)
+    n_ok = sum(1 for o in outcomes if o.problem is None)  # a file where one monitor failed is not processed
     click.echo(f"\nrun {summary.run_id}: {n_ok} of {len(outcomes)} files processed, {len(failed)} with failures")
     if config.outputs.store:
         click.echo(f"store:    {parse_store_url(config.store_url).display}")

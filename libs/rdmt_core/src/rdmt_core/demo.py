@@ -1,9 +1,11 @@
-"""``rdmt demo``: two synthetic dark deliveries for all 18 detectors, monitored end to end.
+"""``rdmt demo``: two synthetic dark deliveries and one Level-2 exposure for all 18 detectors, monitored end to end.
 
-Delivery 1 is clean. In delivery 2, WFI07 has a 96x96 cluster of hot pixels and
-WFI12 a dark current raised by 40%. The inputs are written to a scratch
-directory and removed afterwards; the store and reports stay in the output
-directory.
+Dark delivery 1 is clean. In delivery 2, WFI07 has a 96x96 cluster of hot
+pixels and WFI12 a dark current raised by 40%. In the Level-2 exposure, WFI04's
+WCS is off by (0.12, -0.08) arcsec, WFI09 has 1/f noise, WFI13 a background step
+of 0.05 DN/s at amplifier 17 and WFI16 a PSF blurred by 40%. The inputs are
+written to a scratch directory and removed afterwards; the store and reports
+stay in the output directory.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import click
 
 from .config import load_config
 from .synthetic import Anomaly, HotCluster, write_dark_delivery
+from .synthetic_l2 import L2Injection, write_l2_exposure
 
 DELIVERIES = (
     ("demo-delivery-1", datetime(2026, 10, 1), {}),
@@ -30,13 +33,30 @@ DELIVERIES = (
         },
     ),
 )
+EXPOSURE = ("demo-exposure-1", datetime(2026, 11, 2, 3, 4, 5))
+EXPOSURE_INJECTIONS = {
+    "WFI04": L2Injection(wcs_shift_arcsec=(0.12, -0.08)),
+    "WFI09": L2Injection(one_over_f=0.05),
+    "WFI13": L2Injection(background_step=(17, 0.05)),
+    "WFI16": L2Injection(psf_fwhm_scale=1.4),
+}
+_INJECTED = {
+    "WFI04": "WCS off by (0.12, -0.08) arcsec",
+    "WFI09": "1/f noise at 0.05 of the white noise",
+    "WFI13": "background step of 0.05 DN/s at amplifier 17",
+    "WFI16": "PSF FWHM x1.4",
+}
 
 
 def run_demo(output: Path, size: int, keep_inputs: bool) -> int:
     from .cli import run_and_report
 
-    config = load_config(store_url=f"chdb://{output / 'store'}", output_dir=str(output))
     scratch = Path(tempfile.mkdtemp(prefix="rdmt-demo-inputs-"))
+    config = load_config(
+        store_url=f"chdb://{output / 'store'}",
+        output_dir=str(output),
+        monitors={"astrometry": {"options": {"catalog_dir": str(scratch / "catalog")}}},
+    )
     worst = 0
     try:
         for seed, (run_id, useafter, anomalies) in enumerate(DELIVERIES, start=1):
@@ -51,6 +71,19 @@ def run_demo(output: Path, size: int, keep_inputs: bool) -> int:
             code = run_and_report(config, [str(directory)], run_id)
             click.echo(f"   monitored in {time.perf_counter() - start:.1f} s")
             worst = max(worst, code)
+        run_id, start_time = EXPOSURE
+        click.echo(
+            f"\n== {run_id}: generating 18 synthetic Level-2 images ({size - 8}x{size - 8}, {start_time:%Y-%m-%d})"
+        )
+        start = time.perf_counter()
+        write_l2_exposure(
+            scratch / run_id, start_time, side=size, injections=EXPOSURE_INJECTIONS, catalog_dir=scratch / "catalog"
+        )
+        injected = "; ".join(f"{d} {what}" for d, what in _INJECTED.items())
+        click.echo(f"   written in {time.perf_counter() - start:.1f} s; injected: {injected}")
+        start = time.perf_counter()
+        worst = max(worst, run_and_report(config, [str(scratch / run_id)], run_id))
+        click.echo(f"   monitored in {time.perf_counter() - start:.1f} s")
     finally:
         if keep_inputs:
             click.echo(f"\ninputs kept in {scratch}")
@@ -58,6 +91,10 @@ def run_demo(output: Path, size: int, keep_inputs: bool) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
     click.echo(
         f"\nTry: rdmt history --store chdb://{output / 'store'} --monitor dark --metric n_hot_pixels --detector WFI07"
+    )
+    click.echo(
+        f"     rdmt sql --store chdb://{output / 'store'} \"SELECT detector, monitor, status, n_fail FROM rdmt.files "
+        f"WHERE run_id = '{EXPOSURE[0]}' ORDER BY detector, monitor\""
     )
     return worst
 
