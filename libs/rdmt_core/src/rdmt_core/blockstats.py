@@ -139,8 +139,8 @@ def distribution_at_scales(frame: np.ndarray, qs: Sequence[float]) -> Distributi
 
     mean_sp, m2_sp = np.where(n_cell > 0, cell_mean, np.nan), np.where(n_cell > 0, cell_m2, 0.0)
     amp_groups = np.arange(N_SUPERPIXELS) % GRID  # amplifier index (0-based) of each cell
-    n_amp, mean_amp, m2_amp = _combine(n_cell, mean_sp, m2_sp, amp_groups, N_AMPLIFIERS)
-    n_det, mean_det, m2_det = _combine(n_cell, mean_sp, m2_sp, np.zeros(N_SUPERPIXELS, dtype=int), 1)
+    n_amp, mean_amp, m2_amp = combine(n_cell, mean_sp, m2_sp, amp_groups, N_AMPLIFIERS)
+    n_det, mean_det, m2_det = combine(n_cell, mean_sp, m2_sp, np.zeros(N_SUPERPIXELS, dtype=int), 1)
 
     by_amp = amplifier_rows(values)
     by_amp.sort(axis=1)
@@ -160,7 +160,7 @@ def distribution_at_scales(frame: np.ndarray, qs: Sequence[float]) -> Distributi
     )
 
 
-def _sortable(values: np.ndarray) -> np.ndarray:
+def sortable(values: np.ndarray) -> np.ndarray:
     """Map floats to unsigned integers with the same order (IEEE-754 sign-magnitude trick)."""
     utype = np.uint32 if values.dtype.itemsize == 4 else np.uint64
     bits = values.view(utype)
@@ -168,7 +168,8 @@ def _sortable(values: np.ndarray) -> np.ndarray:
     return np.where(bits & sign, ~bits, bits | sign)
 
 
-def _from_sortable(key: np.ndarray, dtype: np.dtype) -> np.ndarray:
+def from_sortable(key: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The floats of ``dtype`` whose :func:`sortable` keys are ``key`` (its inverse)."""
     utype = key.dtype.type
     sign = utype(1) << utype(8 * np.dtype(dtype).itemsize - 1)
     return np.where(key & sign, key & ~sign, ~key).view(dtype)
@@ -181,17 +182,17 @@ def _order_statistic_of_union(rows: np.ndarray, counts: np.ndarray, rank: int) -
     ``searchsorted`` per row, so the union is never sorted or copied. Exact.
     """
     filled = np.nonzero(counts > 0)[0]
-    low = _sortable(rows[filled, 0].min(keepdims=True))[0]
-    high = _sortable(rows[filled, counts[filled] - 1].max(keepdims=True))[0]
+    low = sortable(rows[filled, 0].min(keepdims=True))[0]
+    high = sortable(rows[filled, counts[filled] - 1].max(keepdims=True))[0]
     while low < high:
         middle = low + (high - low) // 2
-        value = _from_sortable(np.array([middle]), rows.dtype)[0]
+        value = from_sortable(np.array([middle]), rows.dtype)[0]
         count = sum(int(np.searchsorted(rows[r], value, side="right")) for r in filled)
         if count >= rank + 1:
             high = middle
         else:
             low = middle + 1
-    return float(_from_sortable(np.array([low]), rows.dtype)[0])
+    return float(from_sortable(np.array([low]), rows.dtype)[0])
 
 
 def _percentiles_of_sorted_union(rows: np.ndarray, counts: np.ndarray, qs: Sequence[float]) -> np.ndarray:
@@ -217,7 +218,7 @@ def _percentiles_of_sorted_union(rows: np.ndarray, counts: np.ndarray, qs: Seque
     return out
 
 
-def _combine(
+def combine(
     n: np.ndarray, mean: np.ndarray, m2: np.ndarray, group: np.ndarray, n_groups: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exactly combine per-cell (count, mean, M2) into per-group values (Chan et al.)."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..blockstats import ScaleValues, _combine, _from_sortable, _sortable, amplifier_rows, superpixel_rows
+from ..blockstats import ScaleValues, amplifier_rows, combine, from_sortable, sortable, superpixel_rows
 from ..geometry import GRID, N_AMPLIFIERS, N_SUPERPIXELS
 
 SIGMA = 3.0  # astropy's default clipping bound, in standard deviations
@@ -131,18 +131,18 @@ def _window_sums(rows: np.ndarray, row_ids: np.ndarray, starts: np.ndarray, stop
 def _union_select(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, rank: int) -> float:
     """The ``rank``-th smallest (0-based) value of the union of the windows ``rows[r, lo[r]:hi[r]]``. Exact."""
     filled = np.nonzero(hi > lo)[0]
-    low = _sortable(rows[filled, lo[filled]].min(keepdims=True))[0]
-    high = _sortable(rows[filled, hi[filled] - 1].max(keepdims=True))[0]
+    low = sortable(rows[filled, lo[filled]].min(keepdims=True))[0]
+    high = sortable(rows[filled, hi[filled] - 1].max(keepdims=True))[0]
     windows = [rows[r, lo[r] : hi[r]] for r in filled]
     while low < high:
         middle = low + (high - low) // 2
-        value = _from_sortable(np.array([middle]), rows.dtype)[0]
+        value = from_sortable(np.array([middle]), rows.dtype)[0]
         count = sum(int(np.searchsorted(w, value, side="right")) for w in windows)
         if count >= rank + 1:
             high = middle
         else:
             low = middle + 1
-    return float(_from_sortable(np.array([low]), rows.dtype)[0])
+    return float(from_sortable(np.array([low]), rows.dtype)[0])
 
 
 def _medians(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, union: bool) -> np.ndarray:
@@ -328,7 +328,7 @@ def clipped_at_scales(frame: np.ndarray, sigma: float = SIGMA, maxiters: int = M
     cell_stats = clip_sorted(cells, n_cell, sigma, maxiters, moments=(n_cell, mean_cell, m2_cell))
     del cells
     amp_of_cell = np.arange(N_SUPERPIXELS) % GRID
-    n_amp, mean_amp, m2_amp = _combine(n_cell, mean_cell, m2_cell, amp_of_cell, N_AMPLIFIERS)
+    n_amp, mean_amp, m2_amp = combine(n_cell, mean_cell, m2_cell, amp_of_cell, N_AMPLIFIERS)
     strips, n_strip = sorted_rows(amplifier_rows(values))
     amp_stats = clip_sorted(strips, n_strip, sigma, maxiters, moments=(n_amp, mean_amp, m2_amp))
     detector = clip_sorted(strips, n_strip, sigma, maxiters, union=True, moments=(n_amp, mean_amp, m2_amp))
