@@ -16,7 +16,8 @@ from rdmt_core.config import load_config
 from rdmt_core.errors import ConfigError
 from rdmt_core.evaluators import History
 from rdmt_core.monitors import get_monitor, monitors_for
-from rdmt_core.monitors.astrometry import AstrometryMonitor, context_for, read_catalog_file
+from rdmt_core.monitors.astrometry import AstrometryMonitor, context_for
+from rdmt_core.monitors.catalog import read_catalog_file
 from rdmt_core.outputs import write_report
 from rdmt_core.pipeline import EmbeddedPipeline
 from rdmt_core.records import FileIdentity, FileResult, Status

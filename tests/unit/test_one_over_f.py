@@ -13,15 +13,8 @@ from scipy import stats
 from rdmt_core.config import load_config
 from rdmt_core.evaluators import History
 from rdmt_core.geometry import DETECTORS, N_AMPLIFIERS, Geometry, to_frame
-from rdmt_core.monitors.one_over_f import (
-    OneOverFMonitor,
-    OneOverFOptions,
-    band_power,
-    detrend,
-    f_significance,
-    one_over_f_metrics,
-    row_series,
-)
+from rdmt_core.monitors.one_over_f import OneOverFMonitor, OneOverFOptions, one_over_f_metrics, row_series
+from rdmt_core.monitors.spectra import band_power, detrend, f_significance
 from rdmt_core.records import FileIdentity, Status
 from rdmt_core.results import file_result
 from rdmt_core.synthetic_l2 import L2Injection, L2Scene, field_catalog, l2_arrays, readout_order

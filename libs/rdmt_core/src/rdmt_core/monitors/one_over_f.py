@@ -16,7 +16,7 @@ materialised). Binning keeps every frequency below 0.5 cycles per row, the whole
 1/f band, and reduces the white noise per sample by the row length, at a tenth
 of the cost of a full-resolution spectrum.
 
-Steps, per amplifier:
+Steps, per amplifier (steps 3 and 4 are :mod:`.spectra`):
 
 1. mask: DQ-flagged and non-finite pixels (the NaN border), and pixels farther
    than ``clip_sigma`` sigma from their super-pixel's sigma-clipped level
@@ -48,15 +48,12 @@ from ..blockstats import ScaleValues
 from ..data_access import ArraySpec
 from ..geometry import GRID, N_AMPLIFIERS, N_SUPERPIXELS
 from ..records import Metric, MetricSpec
-from .background import (
-    SOURCE_BLOCK,
-    find_sources,
-    flagged_pixels,
-    known_dq_flags,
-    level2_example_frame,
-    source_blocks_problem,
-)
 from .base import Context, Monitor, MonitorResult, ReportFigure
+from .dq import flagged_pixels, known_dq_flags
+from .l2_examples import level2_example_frame
+from .l2_figures import draw_significance_bars, draw_spectra
+from .sky import SOURCE_BLOCK, find_sources, source_blocks_problem
+from .spectra import band_power, detrend, f_significance
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -142,7 +139,7 @@ def row_series(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Background-corrected mean of the kept pixels of every row of every amplifier strip, and their number.
 
-    Deviations are taken from the smooth background of :func:`.background.find_sources`. A pixel
+    Deviations are taken from the smooth background of :func:`.sky.find_sources`. A pixel
     is kept when finite, within ``clip_sigma`` of its super-pixel's standard deviation, and not in
     a block masked around a source (``source_sigma``). Each row's value is the background level of
     its strip at that row plus the mean kept deviation, so neither a gradient along the row nor
@@ -170,100 +167,6 @@ def row_series(
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(counts > 0, sources.level + sums / counts, np.nan)
     return means.T, counts.T, np.median(sources.spread, axis=0)
-
-
-def detrend(means: np.ndarray, counts: np.ndarray, degree: int) -> tuple[np.ndarray, np.ndarray]:
-    """Subtract from each row series its count-weighted polynomial of ``degree`` in the row number.
-
-    Rows without a kept pixel get a residual of 0 (the trend). Returns the residuals (same shape)
-    and a boolean per series: True when it had more rows with data than polynomial terms.
-    """
-    n_series, n_rows = means.shape
-    x = np.linspace(-1.0, 1.0, n_rows)
-    basis = np.polynomial.legendre.legvander(x, degree)  # (rows, degree + 1), well conditioned on [-1, 1]
-    weight = counts.astype(np.float64)
-    values = np.where(counts > 0, means, 0.0)
-    normal = np.einsum("rk,ar,rl->akl", basis, weight, basis)
-    target = np.einsum("rk,ar->ak", basis, weight * values)
-    fitted = np.count_nonzero(counts, axis=1) > degree + 1
-    coefficients = np.zeros((n_series, degree + 1))
-    if fitted.any():
-        coefficients[fitted] = np.linalg.solve(normal[fitted], target[fitted][:, :, None])[:, :, 0]
-    residual = np.where(counts > 0, values - coefficients @ basis.T, 0.0)
-    residual[~fitted] = 0.0
-    return residual, fitted
-
-
-def white_fraction(n_rows: int, degree: int) -> np.ndarray:
-    """Expected fraction of white-noise power left in each frequency bin after :func:`detrend` (equal weights).
-
-    The polynomial takes ``degree + 1`` dimensions out of the series, all at the lowest
-    frequencies: with degree 2 the first bin keeps about a quarter of its white power. For
-    ``n_rows // 2 + 1`` bins; the zero-frequency bin is 0.
-    """
-    basis = np.polynomial.legendre.legvander(np.linspace(-1.0, 1.0, n_rows), degree)
-    orthonormal, _ = np.linalg.qr(basis)
-    removed = (np.abs(np.fft.rfft(orthonormal, axis=0)) ** 2).sum(axis=1) / n_rows
-    return np.clip(1.0 - removed, 0.0, 1.0)
-
-
-def band_power(
-    residual: np.ndarray, low_band: tuple[int, int], white_start: float, degree: int
-) -> dict[str, np.ndarray]:
-    """Periodogram of each series, its band powers and the bands' white-noise statistics.
-
-    Returns ``power`` (series, rows // 2 + 1, normalised so white noise of variance s2 has mean
-    power s2 in every bin), ``low`` (mean low-band power divided by the detrended white fraction,
-    so white noise gives the white level) and ``white`` (series,), the bins ``low_bins`` and
-    ``white_bins`` (first, last, in cycles per series), and the degrees of freedom of the two
-    band means under white noise, ``dof_low`` (effective, reduced by the detrending) and
-    ``dof_white``.
-    """
-    n_rows = residual.shape[1]
-    nyquist = n_rows // 2
-    last_white = nyquist - 1 if n_rows % 2 == 0 else nyquist  # the Nyquist bin of an even series has 1 dof
-    first_white = max(int(np.ceil(white_start * nyquist)), low_band[1] + 1)
-    if first_white > last_white or low_band[1] >= first_white:
-        raise ValueError(f"a {n_rows}-row series has no room for low band {low_band} and a white band")
-    power = np.abs(np.fft.rfft(residual, axis=1)) ** 2 / n_rows
-    kept = white_fraction(n_rows, degree)[low_band[0] : low_band[1] + 1]
-    low = power[:, low_band[0] : low_band[1] + 1].mean(axis=1) / kept.mean()
-    white = power[:, first_white : last_white + 1].mean(axis=1)
-    return {
-        "power": power,
-        "low": low,
-        "white": white,
-        "low_bins": np.array(low_band),
-        "white_bins": np.array([first_white, last_white]),
-        "dof_low": np.array(2.0 * kept.sum() ** 2 / (kept**2).sum()),
-        "dof_white": np.array(2.0 * (last_white - first_white + 1)),
-    }
-
-
-def f_significance(ratio: np.ndarray, dof_low: np.ndarray, dof_white: np.ndarray) -> np.ndarray:
-    """One-sided Gaussian-equivalent significance of mean-power ratios under white noise.
-
-    Under white noise ``ratio`` follows F(``dof_low``, ``dof_white``); the result is ``z`` with
-    ``P(Z > z) = P(F > ratio)``. Exact where the tail probability is representable, Paulson's
-    cube-root approximation beyond (z above about 37). NaN where ``ratio`` is NaN.
-    """
-    from scipy import special
-
-    ratio = np.asarray(ratio, dtype=np.float64)
-    d1 = np.broadcast_to(np.asarray(dof_low, dtype=np.float64), ratio.shape)
-    d2 = np.broadcast_to(np.asarray(dof_white, dtype=np.float64), ratio.shape)
-    valid = np.isfinite(ratio) & (d1 > 0) & (d2 > 0)
-    z = np.full(ratio.shape, np.nan)
-    if not valid.any():
-        return z
-    r, a, b = ratio[valid], d1[valid], d2[valid]
-    with np.errstate(under="ignore"):
-        tail = special.fdtrc(a, b, np.maximum(r, 0.0))
-    exact = -special.ndtri(np.clip(tail, 1e-300, 1.0))
-    cube = np.cbrt(r)
-    paulson = ((1 - 2 / (9 * b)) * cube - (1 - 2 / (9 * a))) / np.sqrt(2 / (9 * a) + cube * cube * 2 / (9 * b))
-    z[valid] = np.where(tail > 1e-300, exact, np.maximum(paulson, exact))
-    return z
 
 
 def one_over_f_metrics(data: np.ndarray, dq: np.ndarray, options: OneOverFOptions) -> MonitorResult:
@@ -423,98 +326,3 @@ class OneOverFMonitor(Monitor):
         path = directory / f"{stem}_one_over_f_amplifiers.png"
         figures.append(ReportFigure(path, "1/f significance per amplifier", draw_significance_bars(result, path)))
         return figures
-
-
-def _log_binned(frequency: np.ndarray, power: np.ndarray, n_bins: int = 48) -> tuple[np.ndarray, np.ndarray]:
-    """Mean power in logarithmic frequency bins from 1 cycle per frame (last axis of ``power``)."""
-    edges = np.unique(np.round(np.geomspace(1, len(frequency), n_bins)).astype(int))
-    centres = np.sqrt(frequency[edges[:-1]] * frequency[edges[1:] - 1])
-    sums = np.add.reduceat(power[..., edges[0] :], edges[:-1] - edges[0], axis=-1)[..., : len(edges) - 1]
-    return centres, sums / np.diff(edges)
-
-
-def draw_spectra(result: FileResult, path: Path) -> str:
-    """Per-amplifier and common-mode spectra over the white level (log-binned), bands shaded; return the caption."""
-    from matplotlib.figure import Figure
-
-    from ..outputs.html import STATUS_LINE
-    from ..outputs.verdicts import worst_severity
-    from ..records import Status
-
-    extras = result.extras
-    frequency = extras["frequency"]
-    centres, amps = _log_binned(frequency, extras["amplifier_power"])
-    _, common = _log_binned(frequency, extras["common_power"][None, :])
-    blocks = [b for b in result.evaluations if b.metric == "one_over_f_significance" and b.scale == "amplifier"]
-    severity = worst_severity(blocks, "amplifier")
-    figure = Figure(figsize=(7.0, 4.6), dpi=100)
-    axes = figure.add_axes((0.1, 0.12, 0.86, 0.78))
-    low, white = extras["low_bins"], extras["white_bins"]
-    axes.axvspan(low[0] - 0.5, low[1] + 0.5, color="#fde2c4", label="low band")
-    axes.axvspan(white[0], white[1], color="#e3eefc", label="white band")
-    for amp in np.argsort(severity):  # flagged amplifiers drawn last, on top
-        status = Status.FAIL if severity[amp] == Status.FAIL.severity else None
-        status = Status.CAUTION if severity[amp] == Status.CAUTION.severity else status
-        colour, width = (STATUS_LINE[status], 1.0) if status else ("#9e9e9e", 0.5)
-        axes.plot(centres, amps[amp], color=colour, linewidth=width, alpha=0.6)
-    axes.plot(centres, np.nanmedian(amps, axis=0), color="black", linewidth=1.6, label="median amplifier")
-    axes.plot(centres, common[0], color="#1565c0", linewidth=1.8, label="common mode")
-    axes.axhline(1.0, color="black", linestyle=":", linewidth=0.8)
-    axes.set_xscale("log")
-    axes.set_yscale("log")
-    axes.set_xlabel("frequency (cycles per frame; the row series is sampled once per row)")
-    axes.set_ylabel("power / white level")
-    axes.set_title(f"{result.identity.detector} row-series power spectra", fontsize=10)
-    axes.legend(fontsize=8, loc="upper right")
-    figure.savefig(path, pil_kwargs={"compress_level": 1})
-    n_flagged = int(np.count_nonzero(severity >= Status.CAUTION.severity))
-    return (
-        "Power spectra of the detrended row series, divided by each series' white level and averaged in "
-        "logarithmic frequency bins: one grey line per amplifier (red fail, amber caution), their median (black) "
-        f"and the common mode (blue). 1/f noise rises to the left of the shaded low band; {n_flagged} amplifier(s) "
-        "flagged."
-    )
-
-
-def draw_significance_bars(result: FileResult, path: Path) -> str:
-    """Bar chart of the per-amplifier significance from the metrics (drawable without extras); return the caption."""
-    from matplotlib.figure import Figure
-
-    from ..outputs.html import STATUS_LINE
-    from ..outputs.verdicts import worst_severity
-    from ..records import Status
-
-    metrics = {m.spec.name: m.values for m in result.metrics}
-    significance = metrics["one_over_f_significance"]
-    blocks = [b for b in result.evaluations if b.metric == "one_over_f_significance" and b.scale == "amplifier"]
-    severity = worst_severity(blocks, "amplifier")
-    colours = [
-        STATUS_LINE[Status.FAIL]
-        if s == Status.FAIL.severity
-        else STATUS_LINE[Status.CAUTION]
-        if s == Status.CAUTION.severity
-        else "#78909c"
-        for s in severity
-    ]
-    figure = Figure(figsize=(7.0, 3.6), dpi=100)
-    axes = figure.add_axes((0.09, 0.15, 0.88, 0.72))
-    values = np.nan_to_num(significance.amplifier)
-    axes.bar(np.arange(1, N_AMPLIFIERS + 1), values, color=colours)
-    limits = sorted({b.threshold for b in blocks if b.scale == "amplifier" and np.isfinite(b.threshold)})
-    for limit in limits:
-        axes.axhline(limit, color=STATUS_LINE[Status.FAIL], linestyle="--", linewidth=0.9)
-    axes.axhline(0.0, color="black", linewidth=0.6)
-    axes.set_xlim(0.4, N_AMPLIFIERS + 0.6)
-    axes.set_xlabel("amplifier")
-    axes.set_ylabel("significance (sigma)")
-    common = metrics["one_over_f_common_significance"].detector
-    axes.set_title(
-        f"{result.identity.detector}: pooled {significance.detector:.1f} sigma, common mode {common:.1f} sigma",
-        fontsize=10,
-    )
-    figure.savefig(path, pil_kwargs={"compress_level": 1})
-    limit_text = ", ".join(f"{v:g}" for v in limits) or "none configured"
-    return (
-        "Gaussian-equivalent significance of each amplifier's low-band power ratio against white noise (0 is white "
-        f"noise; NaN drawn as 0); dashed: the limit ({limit_text} sigma); red fail, amber caution."
-    )

@@ -48,9 +48,10 @@ from pydantic import BaseModel, Field
 
 from ..blockstats import ScaleValues
 from ..data_access import ArraySpec
-from ..geometry import FULL_SIDE, GRID, Geometry
 from ..records import Metric, MetricSpec
 from .base import Context, Monitor, MonitorResult, ReportFigure
+from .l2_examples import star_example_frame
+from .l2_figures import draw_psf_fwhm
 from .stars import DetectionOptions, counts_at_scales, detect_stars, nan_at_scales, scale_cells, stat_at_scales
 
 if TYPE_CHECKING:
@@ -307,70 +308,6 @@ def _scale_values(by_scale: dict[str, np.ndarray], factor: float = 1.0) -> Scale
     )
 
 
-def _fwhm_figure(result: FileResult, path: Path) -> str | None:
-    """Draw the PSF size on the detector; the caption, or None when there is nothing to draw.
-
-    From the stars of ``result.extras`` (coloured by FWHM, with ellipticity sticks) when present;
-    otherwise (a result rebuilt from stored metrics) the FWHM of the super-pixels or the
-    amplifiers, whichever has more values, on the grid of cells.
-    """
-    import matplotlib as mpl
-    from matplotlib.figure import Figure
-
-    extras = result.extras
-    values = {m.spec.name: m.values for m in result.metrics}
-    figure = Figure(figsize=(6.4, 5.6), dpi=100)
-    axes = figure.add_axes((0.1, 0.1, 0.72, 0.82))
-    colour_axes = figure.add_axes((0.85, 0.1, 0.03, 0.82))
-    cmap = mpl.colormaps["viridis"].with_extremes(bad="#d9d9d9")
-    if "star_x" in extras and extras["star_x"].size:
-        extent = float(extras["frame_side"][0]) if "frame_side" in extras else float(FULL_SIDE)
-        x, y, fwhm = extras["star_x"], extras["star_y"], extras["fwhm"]
-        low, high = np.percentile(fwhm, [2.0, 98.0])
-        points = axes.scatter(x, y, c=fwhm, s=9, cmap=cmap, vmin=low, vmax=max(high, low + 1e-3), linewidths=0)
-        e = np.hypot(extras["e1"], extras["e2"])
-        angle = 0.5 * np.arctan2(extras["e2"], extras["e1"])
-        stick = e * extent / 4.0  # an ellipticity of 0.1 is a stick of 1/40 of the frame
-        sticks = {"angles": "xy", "scale_units": "xy", "scale": 1.0, "pivot": "middle", "width": 0.002}
-        no_heads = {"headwidth": 0, "headlength": 0, "headaxislength": 0}
-        axes.quiver(x, y, stick * np.cos(angle), stick * np.sin(angle), color="#333333", **sticks, **no_heads)
-        labels = ("frame column (pixels)", "frame row (pixels)")
-        what = f"{x.size} stars coloured by FWHM; sticks show the ellipticity and its direction (0.1 = 1/40 frame)"
-    else:
-        extent = float(GRID)
-        superpixels = values["psf_fwhm"].superpixel.reshape(GRID, GRID)
-        amplifiers = values["psf_fwhm"].amplifier[None, :]
-        grid, where = (
-            (superpixels, "super-pixel")
-            if np.isfinite(superpixels).sum() >= np.isfinite(amplifiers).sum()
-            else (amplifiers, "amplifier")
-        )
-        finite = grid[np.isfinite(grid)]
-        if finite.size == 0:
-            return None
-        low, high = float(finite.min()), max(float(finite.max()), float(finite.min()) + 1e-3)
-        image = np.ma.masked_invalid(grid)
-        points = axes.imshow(
-            image, origin="lower", extent=(0, extent, 0, extent), aspect="auto", cmap=cmap, vmin=low, vmax=high
-        )
-        labels = ("super-pixel column (amplifier - 1)", "super-pixel row")
-        what = f"FWHM per {where} ({finite.size} with enough stars; grey: none)"
-    figure.colorbar(points, cax=colour_axes, label="FWHM (pixels)")
-    axes.set_xlim(0, extent)
-    axes.set_ylim(0, extent)
-    axes.set_aspect("equal")
-    axes.set_xlabel(labels[0])
-    axes.set_ylabel(labels[1])
-    axes.set_title(
-        f"{result.identity.detector}: FWHM {values['psf_fwhm'].detector:.3f} px, "
-        f"ellipticity {values['psf_ellipticity'].detector:.3f}",
-        loc="left",
-        fontsize=10,
-    )
-    figure.savefig(path, pil_kwargs={"compress_level": 1})
-    return f"PSF size across the detector: {what}."
-
-
 class PsfShapeMonitor(Monitor):
     """PSF FWHM and ellipticity of Level-2 images from bright, unsaturated, isolated stars."""
 
@@ -384,12 +321,7 @@ class PsfShapeMonitor(Monitor):
 
     @classmethod
     def example_arrays(cls, side: int, seed: int) -> dict[str, np.ndarray]:
-        from ..geometry import to_frame
-        from .astrometry import example_image
-
-        arrays, _, _ = example_image(side, seed)
-        geometry = Geometry(side, BORDER)
-        return {"data": to_frame(arrays["data"], geometry, np.nan), "dq": to_frame(arrays["dq"], geometry, 0)}
+        return star_example_frame(side, seed)
 
     @classmethod
     def compute(cls, arrays: dict[str, np.ndarray], options: BaseModel, context: Context) -> MonitorResult:
@@ -400,5 +332,5 @@ class PsfShapeMonitor(Monitor):
     def report_figures(cls, result: FileResult, directory: Path, stem: str) -> list[ReportFigure]:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{stem}_psf_fwhm.png"
-        caption = _fwhm_figure(result, path)
+        caption = draw_psf_fwhm(result, path)
         return [] if caption is None else [ReportFigure(path, "PSF FWHM on the detector", caption)]

@@ -30,7 +30,8 @@ from ..records import Status
 from .html import STATUS_LINE
 
 _MISSING = "#d9d9d9"
-_MAP_COLOURS = mpl.colormaps["viridis"].with_extremes(under="#000000", over="#ff4fd8", bad=_MISSING)
+# colours of the super-pixel maps, here and in the Level-2 background map
+MAP_COLOURS = mpl.colormaps["viridis"].with_extremes(under="#000000", over="#ff4fd8", bad=_MISSING)
 _FAILURE_COLOURS = mpl.colormaps["Reds"].with_extremes(bad=_MISSING)
 _INSET_SQUARE = 0.42 * np.array([[-1, -1], [1, -1], [1, 1], [-1, 1], [-1, -1]])
 _SQUARE_CODES = [MplPath.MOVETO, MplPath.LINETO, MplPath.LINETO, MplPath.LINETO, MplPath.CLOSEPOLY]
@@ -83,7 +84,7 @@ class _MapCanvas:
             np.zeros((GRID, GRID)),
             origin="lower",
             interpolation="nearest",
-            cmap=_MAP_COLOURS,
+            cmap=MAP_COLOURS,
             norm=Normalize(0, 1),
         )
         # Rates use a robust (percentile) range, so values beyond it exist: show them as extensions.
