@@ -11,7 +11,7 @@ import pytest
 from rdmt_core.config import load_config
 from rdmt_core.synthetic import Anomaly, HotCluster, write_dark_delivery
 
-pytest_plugins = ["tests.kafka_broker"]
+pytest_plugins = ["tests.kafka_broker", "tests.schema_registry"]
 
 # The testcontainers tier needs a Docker engine: it runs only when asked (make test-containers).
 collect_ignore = [] if os.environ.get("RDMT_CONTAINERS") == "1" else ["containers"]

@@ -103,22 +103,29 @@ def _describe(schema: Any) -> str:
     return str(schema)
 
 
+def _fingerprint(parsed: dict) -> bytes:
+    """8-byte CRC-64-AVRO fingerprint (little-endian) of the canonical form of a parsed schema."""
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+
+
 class Catalog:
     """Every schema version under one schema folder, indexed by name, version and fingerprint."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._schemas: dict[tuple[str, str], tuple[dict, bytes]] = {}  # (name, version) -> (parsed, fingerprint)
+        self._texts: dict[tuple[str, str], str] = {}  # (name, version) -> the .avsc file's text
         for path in root.glob("[0-9]*/[0-9]*/*.avsc"):
             major, minor = int(path.parts[-3]), int(path.parts[-2])
+            text = path.read_text()
             try:
-                parsed = parse_schema(json.loads(path.read_text()))
+                parsed = parse_schema(json.loads(text))
             except Exception as exc:  # a broken schema file must say which file
                 raise SchemaError(f"{path}: not a valid Avro schema: {exc}") from exc
             if not parsed["name"].startswith(f"rdmt.v{major}."):
                 raise SchemaError(f"{path}: schema {parsed['name']} is not in namespace rdmt.v{major}")
-            fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
-            self._schemas[path.stem, f"{major}.{minor}"] = parsed, fp
+            self._schemas[path.stem, f"{major}.{minor}"] = parsed, _fingerprint(parsed)
+            self._texts[path.stem, f"{major}.{minor}"] = text
         self._by_fingerprint: dict[bytes, tuple[str, str]] = {}
         for key in sorted(self._schemas, key=lambda k: _version_key(k[1])):  # a doc-only change keeps the fingerprint
             self._by_fingerprint.setdefault(self._schemas[key][1], key)
@@ -146,6 +153,26 @@ class Catalog:
     def schema(self, name: str, version: str | None = None) -> dict:
         """Parsed schema of ``name`` at ``version`` (default: newest)."""
         return self._entry(name, version)[0]
+
+    def schema_json(self, name: str, version: str | None = None) -> Any:
+        """Schema ``name`` at ``version`` (default: newest) as written in its ``.avsc`` file (JSON data)."""
+        version = version or self.newest(name)
+        self._entry(name, version)
+        return json.loads(self._texts[name, version])
+
+    def identify(self, schema_text: str, label: str = "writer schema") -> tuple[str, str]:
+        """(name, version) of the catalog schema with the canonical form of ``schema_text`` (JSON).
+
+        How a schema from a schema registry is matched with the catalog: by the fingerprint of its
+        canonical form, so documentation and formatting do not matter.
+        """
+        try:
+            fp = _fingerprint(parse_schema(json.loads(schema_text)))
+        except Exception as exc:  # whatever the registry holds, say what is wrong with it
+            raise SchemaError(f"{label} is not a valid Avro schema: {type(exc).__name__} {exc}") from exc
+        if fp not in self._by_fingerprint:
+            raise SchemaError(f"{label} (fingerprint {fp.hex()}) is not a schema in {self.root}")
+        return self._by_fingerprint[fp]
 
     def fingerprint(self, name: str, version: str | None = None) -> bytes:
         """8-byte CRC-64-AVRO fingerprint (little-endian) of the canonical form of ``name`` at ``version``."""

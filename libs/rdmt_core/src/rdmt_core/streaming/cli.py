@@ -91,12 +91,16 @@ def _run(runner, metrics_port: int | None) -> None:
     from confluent_kafka import KafkaException
 
     from .observability import json_logging
+    from .schema_registry import RegistryError
 
     json_logging(runner.service, logging.getLogger().level or logging.INFO)
     try:
         runner.run(metrics_port)
     except KafkaException as exc:
         logging.getLogger("rdmt.streaming").error("stopping on a Kafka error: %s", exc)
+        sys.exit(1)
+    except RegistryError as exc:  # not even a dead letter could be encoded
+        logging.getLogger("rdmt.streaming").error("stopping: %s", exc)
         sys.exit(1)
 
 
@@ -180,6 +184,7 @@ def replay(start, end, release: str, monitors: tuple[str, ...], config_file: str
 
     from ..monitors import registered_monitors
     from .replay import replay as run_replay
+    from .schema_registry import RegistryError
 
     _, settings = _load(config_file)
     try:
@@ -187,7 +192,7 @@ def replay(start, end, release: str, monitors: tuple[str, ...], config_file: str
             settings, monitors or sorted(registered_monitors()), start.replace(tzinfo=UTC), end.replace(tzinfo=UTC),
             release,
         )
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError, RegistryError) as exc:
         _fail(str(exc))
     for topic, count in summary.topics.items():
         click.echo(f"{count:6d} requests replayed on {topic}")
@@ -211,12 +216,16 @@ def _publish(settings, suffix: str, schema: str, messages) -> None:
     from confluent_kafka import KafkaException
 
     from .publish import publish as send
+    from .schema_registry import Codec, RegistryError
 
     topic = f"{settings.topic_prefix}.{suffix}"
     try:
-        n = send(_producer(settings), topic, schema, messages)
+        with Codec.from_settings(settings.schema_registry) as codec:
+            n = send(_producer(settings), topic, schema, messages, codec=codec)
     except KafkaException as exc:
         _fail(f"cannot publish to {topic} on {settings.kafka.bootstrap_servers}: {exc}")
+    except RegistryError as exc:
+        _fail(f"cannot publish to {topic}: {exc}")
     click.echo(f"published {n} {schema} message(s) to {topic}")
 
 
@@ -268,11 +277,13 @@ def publish_archive(files: tuple[str, ...], monitor: str | None, release: str | 
 @config_option
 def subscribe(topic, monitor, detector, from_beginning, max_messages, idle_timeout, config_file) -> None:
     """Print the decoded messages of a topic as JSON lines (the public alert topic by default)."""
+    from .schema_registry import Codec
     from .subscribe import print_messages
 
     _, settings = _load(config_file)
-    print_messages(settings.kafka, f"{settings.topic_prefix}.{topic}", monitor, detector, from_beginning,
-                   max_messages, idle_timeout, echo=click.echo)
+    with Codec.from_settings(settings.schema_registry) as codec:
+        print_messages(settings.kafka, f"{settings.topic_prefix}.{topic}", monitor, detector, from_beginning,
+                       max_messages, idle_timeout, echo=click.echo, codec=codec)
 
 
 COMMANDS = (topics, service, publish, subscribe, replay)

@@ -42,6 +42,7 @@ from .quix_app import (
     qualified,
     run_service,
 )
+from .schema_registry import Codec
 from .settings import StreamingSettings
 from .topics import EVALUATIONS, METRICS, spec_for
 
@@ -89,9 +90,10 @@ def build(config: RdmtConfig, settings: StreamingSettings, options: ServiceOptio
     prefix = settings.topic_prefix
     metrics = spec_for(METRICS)
     evaluations = spec_for(EVALUATIONS)
-    source = avro_topic(app, metrics.name(prefix), metrics.schema, meter, read=True)
-    sink = avro_topic(app, evaluations.name(prefix), evaluations.schema, meter, write=True)
-    dead = deadletter_topic(app, prefix, meter)
+    codec = Codec.from_settings(settings.schema_registry)
+    source = avro_topic(app, metrics.name(prefix), metrics.schema, meter, codec, read=True)
+    sink = avro_topic(app, evaluations.name(prefix), evaluations.schema, meter, codec, write=True)
+    dead = deadletter_topic(app, prefix, meter, codec)
 
     sdf = app.dataframe(source)
     sdf = sdf.apply(lambda v, k, _t, _h, state: process(config, v, k, state), stateful=True, metadata=True)

@@ -4,7 +4,8 @@ Permanent errors can never succeed however often they are tried: a message that 
 Avro message (:class:`SchemaError`), a file that is corrupt, not Roman or gone (:class:`InputError`),
 a configuration that names an unknown monitor (:class:`ConfigError`). Transient errors may pass on a
 later attempt: I/O errors raised outside RDMT's input checks (a timeout reading from object
-storage), an unreachable store (:class:`StoreError`), and errors RDMT did not anticipate.
+storage), an unreachable store (:class:`StoreError`) or schema registry (:class:`RegistryError`),
+and errors RDMT did not anticipate.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import InputError, RdmtError, StoreError
+from .schema_registry import RegistryError
 from .settings import RetrySettings
 
 TRANSIENT_CAUSES = (TimeoutError, ConnectionError, InterruptedError, BlockingIOError)
@@ -21,7 +23,7 @@ TRANSIENT_CAUSES = (TimeoutError, ConnectionError, InterruptedError, BlockingIOE
 
 def is_permanent(exc: BaseException) -> bool:
     """True when retrying ``exc`` cannot help."""
-    if isinstance(exc, StoreError):
+    if isinstance(exc, StoreError | RegistryError):
         return False
     if isinstance(exc, InputError):
         # An input check that failed because the storage timed out is worth another try.

@@ -51,6 +51,7 @@ from .quix_app import (
     run_service,
 )
 from .rate_limit import RateLimit
+from .schema_registry import Codec
 from .settings import StreamingSettings
 from .topics import ALERTS, EVALUATIONS, spec_for
 
@@ -135,11 +136,13 @@ def build(config: RdmtConfig, settings: StreamingSettings, options: ServiceOptio
     app = application(settings, options, SERVICE, meter)
     prefix = settings.topic_prefix
     evaluations, alerts = spec_for(EVALUATIONS), spec_for(ALERTS)
-    source = avro_topic(app, evaluations.name(prefix), evaluations.schema, meter, read=True)
-    alert_topic = avro_topic(app, alerts.name(prefix), alerts.schema, meter, read=True, write=True,
+    codec = Codec.from_settings(settings.schema_registry)
+    source = avro_topic(app, evaluations.name(prefix), evaluations.schema, meter, codec, read=True)
+    alert_topic = avro_topic(app, alerts.name(prefix), alerts.schema, meter, codec, read=True, write=True,
                              key_deserializer="string")
 
-    results = route_poison(app.dataframe(source), deadletter_topic(app, prefix, meter), f"rdmt-{SERVICE}")
+    dead = deadletter_topic(app, prefix, meter, codec)
+    results = route_poison(app.dataframe(source), dead, f"rdmt-{SERVICE}")
     grouped = results.apply(result_summary).group_by(lambda s: s["delivery_id"], name="delivery_id",
                                                      **metered_json(meter))
     grouper = DeliveryGrouper(grouped, options, config.notify.report_base_url)

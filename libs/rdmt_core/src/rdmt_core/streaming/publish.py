@@ -15,8 +15,8 @@ from urllib.parse import urlparse
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from .. import avro
 from ..data_access import open_roman
+from .schema_registry import PLAIN, Codec
 
 log = logging.getLogger("rdmt.streaming.publish")
 
@@ -64,9 +64,9 @@ def archive_event(
 
 def publish(
     producer: Producer, topic: str, schema: str, messages: Iterable[tuple[str | None, dict[str, Any]]],
-    timeout_s: float = 30.0,
+    timeout_s: float = 30.0, codec: Codec = PLAIN,
 ) -> int:
-    """Encode and produce (key, record) pairs; return how many the broker acknowledged.
+    """Encode (with ``codec``) and produce (key, record) pairs; return how many the broker acknowledged.
 
     Raises
     ------
@@ -81,7 +81,7 @@ def publish(
 
     n = 0
     for key, record in messages:
-        producer.produce(topic, key=key.encode() if key else None, value=avro.encode(schema, record),
+        producer.produce(topic, key=key.encode() if key else None, value=codec.encode(topic, schema, record),
                          on_delivery=delivered)
         n += 1
     left = producer.flush(timeout_s)

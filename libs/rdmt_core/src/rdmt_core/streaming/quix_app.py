@@ -52,6 +52,7 @@ from .. import avro
 from ..config import RdmtConfig, _describe
 from ..errors import ConfigError, RdmtError
 from .observability import LAG_EVERY_S, ServiceMetrics, ServiceState, json_logging, measure_lag, serve_http
+from .schema_registry import PLAIN, Codec
 from .settings import StreamingSettings, load_service_config
 from .topics import DEADLETTER, spec_for
 
@@ -110,29 +111,35 @@ class Poison:
 
 
 class AvroDeserializer(Deserializer):
-    """Decode RDMT Avro records of one schema; anything else becomes :class:`Poison`, never an exception."""
+    """Decode RDMT Avro records of one schema; anything else becomes :class:`Poison`.
 
-    def __init__(self, expected: str) -> None:
+    A schema registry that cannot be reached raises (:class:`.schema_registry.RegistryError`): the
+    application stops without committing, and the message is read again after the restart.
+    """
+
+    def __init__(self, expected: str, codec: Codec = PLAIN) -> None:
         super().__init__()
         self.expected = expected
+        self.codec = codec
 
     def __call__(self, value: bytes, ctx: SerializationContext) -> dict[str, Any] | Poison:
         if value is None:
             return Poison(None, f"tombstone (no value) on {ctx.topic}, expected a {self.expected}", "ValueError")
         try:
-            return avro.decode(value, self.expected).record
+            return self.codec.decode(value, self.expected).record
         except avro.SchemaError as exc:
             return Poison(bytes(value), str(exc), f"{type(exc).__module__}.{type(exc).__qualname__}")
 
 
 class AvroSerializer(Serializer):
-    """Encode records of one schema (single-object encoding)."""
+    """Encode records of one schema (single-object encoding, or the Confluent framing with a registry)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, codec: Codec = PLAIN) -> None:
         self.name = name
+        self.codec = codec
 
     def __call__(self, value: Mapping[str, Any], ctx: SerializationContext) -> bytes:
-        return avro.encode(self.name, value)
+        return self.codec.encode(ctx.topic, self.name, value)
 
 
 class MessageMeter:
@@ -204,15 +211,15 @@ class MeteredSerializer(Serializer):
 
 
 def avro_topic(
-    app: Application, name: str, schema: str, meter: MessageMeter, *, read: bool = False, write: bool = False,
-    key_deserializer: str = "bytes", key_serializer: str = "string",
+    app: Application, name: str, schema: str, meter: MessageMeter, codec: Codec, *, read: bool = False,
+    write: bool = False, key_deserializer: str = "bytes", key_serializer: str = "string",
 ) -> Topic:
-    """Topic ``name`` carrying ``schema`` records: metered Avro decoding if ``read``, encoding if ``write``."""
+    """Topic ``name`` carrying ``schema`` records: metered decoding if ``read``, encoding if ``write``."""
     kwargs: dict[str, Any] = {"key_deserializer": key_deserializer, "key_serializer": key_serializer}
     if read:
-        kwargs["value_deserializer"] = MeteredDeserializer(AvroDeserializer(schema), meter)
+        kwargs["value_deserializer"] = MeteredDeserializer(AvroDeserializer(schema, codec), meter)
     if write:
-        kwargs["value_serializer"] = MeteredSerializer(AvroSerializer(schema), meter)
+        kwargs["value_serializer"] = MeteredSerializer(AvroSerializer(schema, codec), meter)
     return app.topic(name, **kwargs)
 
 
@@ -285,9 +292,9 @@ def application(
     )
 
 
-def deadletter_topic(app: Application, prefix: str, meter: MessageMeter) -> Topic:
+def deadletter_topic(app: Application, prefix: str, meter: MessageMeter, codec: Codec) -> Topic:
     spec = spec_for(DEADLETTER)
-    return avro_topic(app, spec.name(prefix), spec.schema, meter, write=True, key_serializer="bytes")
+    return avro_topic(app, spec.name(prefix), spec.schema, meter, codec, write=True, key_serializer="bytes")
 
 
 def route_poison(sdf: StreamingDataFrame, dead: Topic, service: str) -> StreamingDataFrame:
@@ -356,8 +363,9 @@ def run_service(
         print(f"{service}: error: {exc}", file=sys.stderr)
         return 2
     logging.getLogger(f"rdmt.streaming.{service}").info(
-        "kafka %s, topics %s.*, state %s, %s, alert timeout %.0f s", settings.kafka.describe(),
-        settings.topic_prefix, options.state_dir, options.processing_guarantee, options.alert_timeout_s,
+        "kafka %s, topics %s.*, schema registry %s, state %s, %s, alert timeout %.0f s", settings.kafka.describe(),
+        settings.topic_prefix, settings.schema_registry.url or "none", options.state_dir,
+        options.processing_guarantee, options.alert_timeout_s,
     )  # fmt: skip
     metrics = ServiceMetrics(service)
     app = build(config, settings, options, MessageMeter(metrics, f"{settings.topic_prefix}.{DEADLETTER}"))

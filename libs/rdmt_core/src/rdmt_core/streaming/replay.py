@@ -20,8 +20,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
-from .. import avro
 from ..avro import SchemaError
+from .schema_registry import PLAIN, Codec
 from .settings import StreamingSettings
 from .topics import requests_suffix
 
@@ -74,7 +74,7 @@ def _range(consumer: Consumer, topic: str, start: datetime, end: datetime) -> It
 
 
 def read_requests(
-    consumer: Consumer, topic: str, start: datetime, end: datetime
+    consumer: Consumer, topic: str, start: datetime, end: datetime, codec: Codec = PLAIN
 ) -> Iterator[tuple[bytes | None, dict[str, Any] | None]]:
     """(key, request) of every message of ``topic`` produced in ``[start, end)``; request None if undecodable."""
     for partition, first, stop in _range(consumer, topic, start, end):
@@ -88,7 +88,7 @@ def read_requests(
                 continue
             position = msg.offset() + 1
             try:
-                yield msg.key(), dict(avro.decode(msg.value(), "monitor_request").record)
+                yield msg.key(), dict(codec.decode(msg.value(), "monitor_request").record)
             except SchemaError:
                 yield msg.key(), None
         consumer.assign([TopicPartition(topic, partition, OFFSET_END)])
@@ -103,6 +103,7 @@ def replay(
     kafka = settings.kafka
     consumer = Consumer(kafka.common() | {"group.id": f"rdmt-replay-{release}", "enable.auto.commit": False})
     producer = Producer(kafka.producer("rdmt-replay"))
+    codec = Codec.from_settings(settings.schema_registry)
     counts: dict[str, int] = {}
     skipped = 0
     now = datetime.now(UTC)
@@ -110,14 +111,16 @@ def replay(
         for monitor in monitors:
             topic = f"{settings.topic_prefix}.{requests_suffix(monitor)}"
             counts[topic] = 0
-            for key, request in list(read_requests(consumer, topic, start, end)):
+            for key, request in list(read_requests(consumer, topic, start, end, codec)):
                 if request is None or request.get("release") != "live":
                     skipped += 1  # undecodable, or itself a replay: only live requests are reprocessed
                     continue
-                producer.produce(topic, key=key, value=avro.encode("monitor_request", replayed(request, release, now)))
+                value = codec.encode(topic, "monitor_request", replayed(request, release, now))
+                producer.produce(topic, key=key, value=value)
                 counts[topic] += 1
         if producer.flush(60) != 0:
             raise RuntimeError("replay: some requests were not delivered within 60 s")
     finally:
         consumer.close()
+        codec.close()
     return ReplaySummary(counts, skipped)

@@ -26,10 +26,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from .. import avro
 from ..avro import Decoded, SchemaError
 from .failures import Origin, backoff_s, dead_letter, error_type, is_permanent, one_line, should_retry
 from .observability import LAG_EVERY_S, ServiceMetrics, ServiceState, measure_lag, serve_http
+from .schema_registry import Codec
 from .settings import StreamingSettings
 from .topics import DEADLETTER
 
@@ -102,6 +102,7 @@ class ServiceRunner:
         self.inputs = dict(inputs)
         self.process = process
         self.deadletter_topic = f"{settings.topic_prefix}.{DEADLETTER}"
+        self.codec = Codec.from_settings(settings.schema_registry)
         self.metrics = ServiceMetrics(service)
         self.state = ServiceState(stale_after_s=settings.kafka.max_poll_interval_ms / 1000)
         self._stop = threading.Event()
@@ -111,17 +112,15 @@ class ServiceRunner:
     # -- decisions on one message, no Kafka -------------------------------------------------------
 
     def handle(self, origin: Origin) -> list[Encoded]:
-        """Decode, process with retries, encode; the outputs, or one dead letter."""
-        try:
-            if origin.value is None:
-                raise SchemaError("tombstone: the message has no value")
-            decoded = avro.decode(origin.value, self.inputs.get(origin.topic))
-        except SchemaError as exc:
-            return [self._dead_letter(origin, exc, attempts=1)]
+        """Decode, process, encode, with retries; the outputs, or one dead letter.
+
+        A message that does not decode (:class:`SchemaError`) is dead-lettered at once; a schema registry
+        that cannot be reached is retried like any transient failure.
+        """
         attempt = 1
         while True:
             try:
-                outputs = self.process(Inbound(origin, decoded))
+                outputs = self.process(Inbound(origin, self._decode(origin)))
                 return [self._encode(o) for o in outputs]
             except Exception as exc:  # every failure is classified, retried or dead-lettered, never swallowed
                 if not should_retry(exc, attempt, self.settings.retry):
@@ -137,9 +136,14 @@ class ServiceRunner:
                     raise _Interrupted from exc
                 attempt += 1
 
+    def _decode(self, origin: Origin) -> Decoded:
+        if origin.value is None:
+            raise SchemaError("tombstone: the message has no value")
+        return self.codec.decode(origin.value, self.inputs.get(origin.topic))
+
     def _encode(self, output: Output) -> Encoded:
         key = output.key.encode() if output.key is not None else None
-        return Encoded(output.topic, key, avro.encode(output.schema, output.record))
+        return Encoded(output.topic, key, self.codec.encode(output.topic, output.schema, output.record))
 
     def _dead_letter(self, origin: Origin, exc: BaseException, attempts: int) -> Encoded:
         kind = error_type(exc)
@@ -151,7 +155,8 @@ class ServiceRunner:
             extra={"error_type": kind, "attempts": attempts},
         )
         record = dead_letter(origin, reason, kind, attempts, self.service, datetime.now(UTC))
-        return Encoded(self.deadletter_topic, origin.key, avro.encode("dead_letter", record))
+        value = self.codec.encode(self.deadletter_topic, "dead_letter", record)
+        return Encoded(self.deadletter_topic, origin.key, value)
 
     # -- the Kafka edge ---------------------------------------------------------------------------
 
@@ -183,6 +188,7 @@ class ServiceRunner:
             self.state.stopping = True
             producer.flush(FLUSH_TIMEOUT_S)
             consumer.close()  # commits the stored offsets and leaves the group
+            self.codec.close()
             if server is not None:
                 server.shutdown()
             log.info("%s stopped", self.service)

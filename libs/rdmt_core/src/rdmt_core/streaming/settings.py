@@ -1,10 +1,10 @@
-"""Settings of the streaming services: Kafka connection, topic prefix, routing rules, retries.
+"""Settings of the streaming services: Kafka connection, schema registry, topic prefix, routing, retries.
 
 They come from the ``streaming:`` section of the service's YAML file (``rdmt service ... --config``),
 then from the environment, which wins (what a deployment sets). Secrets come only from the
-environment (``RDMT_KAFKA_SASL_PASSWORD``) and are ``SecretStr``: :meth:`KafkaSettings.describe`
-is what may be logged. This module builds confluent-kafka configuration dictionaries; it opens no
-connection.
+environment (``RDMT_KAFKA_SASL_PASSWORD``, ``RDMT_SCHEMA_REGISTRY_AUTH``) and are ``SecretStr``:
+:meth:`KafkaSettings.describe` is what may be logged. This module builds confluent-kafka configuration
+dictionaries; it opens no connection.
 
 Environment variables:
 
@@ -18,6 +18,11 @@ Environment variables:
 ``RDMT_KAFKA_GROUP_PROTOCOL``      ``consumer`` (KIP-848, default) or ``classic``
 ``RDMT_KAFKA_GROUP_INSTANCE_ID``   static group membership id (e.g. the pod name)
 ``RDMT_TOPIC_PREFIX``              prefix of every topic name (default ``rdmt``)
+``RDMT_SCHEMA_REGISTRY_URL``       Confluent-compatible schema registry: messages are produced in
+                                   the Confluent wire format with a schema id (default: none,
+                                   Avro single-object encoding)
+``RDMT_SCHEMA_REGISTRY_AUTH``      ``user:password`` for the registry's basic authentication
+                                   (secret: environment only)
 =================================  ==============================================================
 """
 
@@ -27,9 +32,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from ..config import RdmtConfig, _describe, load_config
 from ..errors import ConfigError
@@ -45,6 +51,12 @@ ENV = {
     "RDMT_KAFKA_GROUP_PROTOCOL": ("kafka", "group_protocol"),
     "RDMT_KAFKA_GROUP_INSTANCE_ID": ("kafka", "group_instance_id"),
     "RDMT_TOPIC_PREFIX": ("topic_prefix",),
+    "RDMT_SCHEMA_REGISTRY_URL": ("schema_registry", "url"),
+    "RDMT_SCHEMA_REGISTRY_AUTH": ("schema_registry", "basic_auth_user_info"),
+}
+SECRETS = {  # settings that must not be in a file: (section, key) -> environment variable
+    ("kafka", "sasl_password"): "RDMT_KAFKA_SASL_PASSWORD",
+    ("schema_registry", "basic_auth_user_info"): "RDMT_SCHEMA_REGISTRY_AUTH",
 }
 
 
@@ -156,10 +168,41 @@ class RetrySettings(_Frozen):
     backoff_max_s: float = Field(30.0, ge=0, description="Longest wait between two attempts (seconds).")
 
 
+class SchemaRegistrySettings(_Frozen):
+    """Where the schema registry is, if there is one (see :mod:`.schema_registry`)."""
+
+    url: str | None = Field(
+        None,
+        description="Base URL of a Confluent-compatible schema registry API, e.g. http://registry:8081 or "
+        "http://apicurio:8080/apis/ccompat/v7. Unset: no registry, Avro single-object encoding.",
+    )
+    basic_auth_user_info: SecretStr | None = Field(
+        None, description="user:password for basic authentication; from RDMT_SCHEMA_REGISTRY_AUTH only."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("must be an http:// or https:// URL with a host (and no query)")
+        return url.rstrip("/")
+
+    def client_config(self) -> dict[str, Any]:
+        """Configuration of ``confluent_kafka.schema_registry.SchemaRegistryClient`` (with the secret)."""
+        conf: dict[str, Any] = {"url": self.url}
+        if self.basic_auth_user_info is not None:
+            conf["basic.auth.user.info"] = self.basic_auth_user_info.get_secret_value()
+        return conf
+
+
 class StreamingSettings(_Frozen):
     """Everything a streaming service needs besides the monitors' configuration."""
 
     kafka: KafkaSettings = KafkaSettings()
+    schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
     topic_prefix: str = Field("rdmt", pattern=r"^[A-Za-z0-9._-]+$", description="Prefix of every topic name.")
     routing: RoutingRules = RoutingRules()
     retry: RetrySettings = RetrySettings()
@@ -175,8 +218,9 @@ def streaming_settings(section: Mapping[str, Any] | None = None, environ: Mappin
         Naming the key and value, or a password given in a file.
     """
     data: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in (section or {}).items()}
-    if isinstance(data.get("kafka"), dict) and "sasl_password" in data["kafka"]:
-        raise ConfigError(f"{label}: kafka.sasl_password must not be in a file; set RDMT_KAFKA_SASL_PASSWORD")
+    for (group, key), variable in SECRETS.items():
+        if isinstance(data.get(group), dict) and key in data[group]:
+            raise ConfigError(f"{label}: {group}.{key} must not be in a file; set {variable}")
     environ = os.environ if environ is None else environ
     for variable, path in ENV.items():
         value = environ.get(variable)

@@ -16,8 +16,8 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from .. import avro
 from ..avro import SchemaError
+from .schema_registry import PLAIN, Codec, RegistryError
 from .settings import KafkaSettings
 
 
@@ -53,9 +53,12 @@ def matches(record: Mapping[str, Any], monitor: str | None, detector: str | None
 
 
 def messages(
-    kafka: KafkaSettings, topic: str, from_beginning: bool, idle_timeout_s: float | None
+    kafka: KafkaSettings, topic: str, from_beginning: bool, idle_timeout_s: float | None, codec: Codec = PLAIN
 ) -> Iterator[dict[str, Any]]:
-    """Decoded messages of ``topic`` as JSON-ready dicts, until ``idle_timeout_s`` passes without one."""
+    """Decoded messages of ``topic`` as JSON-ready dicts, until ``idle_timeout_s`` passes without one.
+
+    ``codec`` decodes both framings; without a registry, a Confluent-framed message is an error line.
+    """
     conf = kafka.common() | {
         "group.id": f"rdmt-subscribe-{uuid.uuid4().hex[:12]}",
         "enable.auto.commit": False,
@@ -77,8 +80,8 @@ def messages(
                 continue
             where = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()}
             try:
-                decoded = avro.decode(msg.value())
-            except SchemaError as exc:
+                decoded = codec.decode(msg.value())
+            except (SchemaError, RegistryError) as exc:
                 yield where | {"error": str(exc)}
                 continue
             yield where | {"schema": decoded.name, "version": decoded.version, "record": to_json(decoded.record)}
@@ -88,11 +91,11 @@ def messages(
 
 def print_messages(
     kafka: KafkaSettings, topic: str, monitor: str | None, detector: str | None, from_beginning: bool,
-    max_messages: int | None, idle_timeout_s: float | None, echo: Any = print,
+    max_messages: int | None, idle_timeout_s: float | None, echo: Any = print, codec: Codec = PLAIN,
 ) -> int:
     """Print matching messages as JSON lines; return how many were printed."""
     n = 0
-    for message in messages(kafka, topic, from_beginning, idle_timeout_s):
+    for message in messages(kafka, topic, from_beginning, idle_timeout_s, codec):
         if "record" in message and not matches(message["record"], monitor, detector):
             continue
         echo(json.dumps(message))

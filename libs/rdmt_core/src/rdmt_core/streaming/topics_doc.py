@@ -27,7 +27,10 @@ missing (existing topics are left as they are) and `rdmt topics list` prints thi
   installations or test runs can share a broker.
 * **Framing**: every value is one Avro message, single-object encoded (`C3 01`, the 8-byte
   CRC-64-AVRO fingerprint of the writer schema, the Avro binary body), as described in
-  [schemas.md](schemas.md); the schema column names the message. Keys are plain UTF-8 text.
+  [schemas.md](schemas.md); the schema column names the message. With a schema registry
+  (`RDMT_SCHEMA_REGISTRY_URL`) the services write the Confluent wire format instead (`00`, the
+  4-byte schema id of the subject `<topic>-value`, the same body) and read both. Keys are plain
+  UTF-8 text.
 * **Delivery** is at least once: a service stores a message's offset only after its outputs are
   produced and flushed, so after a crash a message may be processed again and its outputs appear
   twice. Consumers that keep results (the sink) are idempotent.
