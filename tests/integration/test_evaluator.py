@@ -4,10 +4,10 @@ Three detectors, two deliveries; in the second, WFI02's dark current is raised b
 evaluator's ``change`` evaluations are incomplete in the first delivery and fail for WFI02 in the
 second, also when the evaluator was killed (SIGTERM or SIGKILL) between the deliveries and lost its
 state directory: the history comes back from the changelog topic. The notifier sends exactly one
-alert and one webhook POST for the second delivery. A message that is not Avro goes to the
-dead-letter topic and the partition moves on. Outputs carry the time they were produced, not the
-input's timestamp. Both services count what they did on ``/metrics``:
-messages in and out per topic, dead letters, processing times and their consumer lag.
+alert and one webhook POST for the second delivery. A message that is not Avro, or has no value
+(a tombstone), goes to the dead-letter topic and the partition moves on. Outputs carry the time
+they were produced, not the input's timestamp. Both services count what they did on
+``/metrics``: messages in and out per topic, dead letters, processing times and their consumer lag.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class Services:
 
     def poll(self, timeout_s: float) -> None:
         message = self.consumer.poll(timeout_s)
-        if message is not None and not message.error():
+        if message is not None and not message.error() and message.value() is not None:
             decoded = avro.decode(message.value())
             self.received[decoded.name].append(decoded.record)
             self.timestamps[decoded.name].append(message.timestamp()[1])
@@ -230,14 +230,23 @@ def test_evaluations_dead_letter_and_one_alert(kafka_bootstrap: str, tmp_path: P
         services.produce(_metric_records(1), timestamp_ms=day_ago_ms)
         services.producer.produce(f"{services.prefix}.metrics", b"not avro at all", key=b"WFI01",
                                   timestamp=day_ago_ms)  # fmt: skip
+        services.producer.produce(f"{services.prefix}.metrics", None, key=b"WFI02")  # tombstones: no value
+        services.producer.produce(f"{services.prefix}.evaluations", None, key=b"WFI03")
         services.produce(_metric_records(2), timestamp_ms=day_ago_ms)
 
         evaluations = services.wait_for("evaluation_record", 6)
         assert _changes(evaluations, "d1") == dict.fromkeys(DETECTORS, "incomplete")
         assert _changes(evaluations, "d2") == {"WFI01": "pass", "WFI02": "fail", "WFI03": "pass"}
-        [dead] = services.wait_for("dead_letter", 1)
-        assert dead["value"] == b"not avro at all" and dead["service"] == "rdmt-evaluator"
-        assert "not Avro single-object encoded" in dead["error"]
+        dead = {(d["service"], d["topic"].removeprefix(f"{services.prefix}."), d["error_type"], d["value"]): d["error"]
+                for d in services.wait_for("dead_letter", 3)}  # fmt: skip
+        assert sorted(dead) == [
+            ("rdmt-evaluator", "metrics", "ValueError", None),
+            ("rdmt-evaluator", "metrics", "rdmt_core.avro.SchemaError", b"not avro at all"),
+            ("rdmt-notifier", "evaluations", "ValueError", None),
+        ]
+        assert "not Avro single-object encoded" in dead["rdmt-evaluator", "metrics", "rdmt_core.avro.SchemaError",
+                                                        b"not avro at all"]  # fmt: skip
+        assert "tombstone (no value)" in dead["rdmt-notifier", "evaluations", "ValueError", None]
 
         [alert] = services.wait_for("alert", 1)
         deadline = time.monotonic() + 15
@@ -260,7 +269,7 @@ def test_evaluations_dead_letter_and_one_alert(kafka_bootstrap: str, tmp_path: P
 
 
 def _check_evaluator_metrics(port: int, services: Services) -> None:
-    """7 metric-topic messages in (6 records, 1 poison): 6 evaluations and 1 dead letter out; lag 0."""
+    """8 metric-topic messages in (6 records, 1 not Avro, 1 tombstone): 6 evaluations, 2 dead letters; lag 0."""
     service = {"service": "rdmt-evaluator"}
     metrics, evaluations, dead = (f"{services.prefix}.{t}" for t in ("metrics", "evaluations", "deadletter"))
     n_partitions = spec_for("metrics").partitions
@@ -268,13 +277,14 @@ def _check_evaluator_metrics(port: int, services: Services) -> None:
         port, lambda s: len(_series(s, "rdmt_consumer_lag", **service)) == n_partitions
         and _value(s, "rdmt_consumer_lag", **service) == 0, "consumer lag 0 on every metrics partition", services,
     )  # fmt: skip
-    assert _value(samples, "rdmt_messages_in_total", **service, topic=metrics) == 7
-    assert _value(samples, "rdmt_messages_in_total", **service) == 7  # and nothing else
+    assert _value(samples, "rdmt_messages_in_total", **service, topic=metrics) == 8
+    assert _value(samples, "rdmt_messages_in_total", **service) == 8  # and nothing else
     assert _value(samples, "rdmt_messages_out_total", **service, topic=evaluations) == 6
-    assert _value(samples, "rdmt_messages_out_total", **service, topic=dead) == 1
-    assert _value(samples, "rdmt_failures_total", **service, error_type="rdmt_core.avro.SchemaError",
-                  outcome="dead_letter") == 1  # fmt: skip
-    assert _value(samples, "rdmt_failures_total", **service) == 1
+    assert _value(samples, "rdmt_messages_out_total", **service, topic=dead) == 2
+    for error_type in ("rdmt_core.avro.SchemaError", "ValueError"):
+        assert _value(samples, "rdmt_failures_total", **service, error_type=error_type, outcome="dead_letter") == 1
+    assert _value(samples, "rdmt_failures_total", **service) == 2
+    # The tombstone skips the deserializer, where the clock starts: counted in, not timed.
     assert _value(samples, "rdmt_processing_seconds_count", **service, topic=metrics) == 7
     assert 0 < _value(samples, "rdmt_processing_seconds_sum", **service, topic=metrics) < 60
     assert {s["topic"] for s in _series(samples, "rdmt_consumer_lag", **service)} == {metrics}
@@ -282,7 +292,8 @@ def _check_evaluator_metrics(port: int, services: Services) -> None:
 
 
 def _check_notifier_metrics(port: int, services: Services) -> None:
-    """6 evaluations in, each through the repartition topic once; 1 alert out, and in again to be sent."""
+    """7 evaluations-topic messages in (1 a tombstone, dead-lettered), 6 through the repartition topic;
+    1 alert out, and in again to be sent."""
     service = {"service": "rdmt-notifier"}
     evaluations, alerts = f"{services.prefix}.evaluations", f"{services.prefix}.alerts"
     samples = _wait_metrics(
@@ -294,14 +305,15 @@ def _check_notifier_metrics(port: int, services: Services) -> None:
               for s in _series(samples, "rdmt_messages_in_total", **service)}  # fmt: skip
     [repartition] = [t for t in inputs if t not in (evaluations, alerts)]
     assert "repartition" in repartition
-    assert inputs == {evaluations: 6, repartition: 6, alerts: 1}
+    assert inputs == {evaluations: 7, repartition: 6, alerts: 1}
     outputs = {s["topic"]: _value(samples, "rdmt_messages_out_total", **service, topic=s["topic"])
                for s in _series(samples, "rdmt_messages_out_total", **service)}  # fmt: skip
-    assert outputs == {repartition: 6, alerts: 1}
+    assert outputs == {repartition: 6, alerts: 1, f"{services.prefix}.deadletter": 1}
     assert _value(samples, "rdmt_processing_seconds_count", **service, topic=evaluations) == 6
     assert _value(samples, "rdmt_processing_seconds_count", **service, topic=repartition) == 6
     assert _value(samples, "rdmt_processing_seconds_count", **service, topic=alerts) == 1
-    assert _value(samples, "rdmt_failures_total", **service) == 0
+    assert _value(samples, "rdmt_failures_total", **service) == 1
+    assert _value(samples, "rdmt_failures_total", **service, error_type="ValueError", outcome="dead_letter") == 1
     # The evaluator writes in transactions: the commit marker after a partition's last record stays
     # behind the committed offset, so a partition the notifier has finished shows 0 or 1.
     lags = [_value(samples, "rdmt_consumer_lag", **service, topic=evaluations, partition=str(p))

@@ -38,6 +38,7 @@ from .quix_app import (
     avro_topic,
     dead_letter,
     deadletter_topic,
+    poison_tombstones,
     produced_now,
     qualified,
     run_service,
@@ -95,7 +96,7 @@ def build(config: RdmtConfig, settings: StreamingSettings, options: ServiceOptio
     sink = avro_topic(app, evaluations.name(prefix), evaluations.schema, meter, codec, write=True)
     dead = deadletter_topic(app, prefix, meter, codec)
 
-    sdf = app.dataframe(source)
+    sdf = poison_tombstones(app.dataframe(source), metrics.schema)
     sdf = sdf.apply(lambda v, k, _t, _h, state: process(config, v, k, state), stateful=True, metadata=True)
     good = sdf.filter(lambda out: out[0] == "evaluation").apply(lambda out: out[1])
     produced_now(good).to_topic(sink, key=lambda record: record["detector"])

@@ -46,6 +46,7 @@ from .quix_app import (
     avro_topic,
     deadletter_topic,
     metered_json,
+    poison_tombstones,
     produced_now,
     route_poison,
     run_service,
@@ -142,7 +143,7 @@ def build(config: RdmtConfig, settings: StreamingSettings, options: ServiceOptio
                              key_deserializer="string")
 
     dead = deadletter_topic(app, prefix, meter, codec)
-    results = route_poison(app.dataframe(source), dead, f"rdmt-{SERVICE}")
+    results = route_poison(poison_tombstones(app.dataframe(source), evaluations.schema), dead, f"rdmt-{SERVICE}")
     grouped = results.apply(result_summary).group_by(lambda s: s["delivery_id"], name="delivery_id",
                                                      **metered_json(meter))
     grouper = DeliveryGrouper(grouped, options, config.notify.report_base_url)
@@ -150,7 +151,7 @@ def build(config: RdmtConfig, settings: StreamingSettings, options: ServiceOptio
     produced_now(grouped).to_topic(alert_topic, key=lambda alert: alert["delivery_id"])
 
     limit = RateLimit(options.notify_max_per_hour)
-    app.dataframe(alert_topic).update(lambda alert: notify(alert, config, options, limit))
+    poison_tombstones(app.dataframe(alert_topic), alerts.schema).update(lambda a: notify(a, config, options, limit))
     return app
 
 

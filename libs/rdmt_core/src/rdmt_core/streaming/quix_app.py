@@ -123,8 +123,6 @@ class AvroDeserializer(Deserializer):
         self.codec = codec
 
     def __call__(self, value: bytes, ctx: SerializationContext) -> dict[str, Any] | Poison:
-        if value is None:
-            return Poison(None, f"tombstone (no value) on {ctx.topic}, expected a {self.expected}", "ValueError")
         try:
             return self.codec.decode(value, self.expected).record
         except avro.SchemaError as exc:
@@ -295,6 +293,22 @@ def application(
 def deadletter_topic(app: Application, prefix: str, meter: MessageMeter, codec: Codec) -> Topic:
     spec = spec_for(DEADLETTER)
     return avro_topic(app, spec.name(prefix), spec.schema, meter, codec, write=True, key_serializer="bytes")
+
+
+def poison_tombstones(sdf: StreamingDataFrame, expected: str) -> StreamingDataFrame:
+    """``sdf`` with every message without a value (a tombstone) as :class:`Poison`.
+
+    quixstreams does not call the deserializer for such a message: it hands ``None`` on, which
+    would stop the service on every restart (the message is never committed).
+    """
+
+    def check(value: Any) -> Any:
+        if value is None:
+            where = message_context().topic
+            return Poison(None, f"tombstone (no value) on {where}, expected a {expected}", "ValueError")
+        return value
+
+    return sdf.apply(check)
 
 
 def route_poison(sdf: StreamingDataFrame, dead: Topic, service: str) -> StreamingDataFrame:
