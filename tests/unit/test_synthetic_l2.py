@@ -66,6 +66,25 @@ def test_the_file_wcs_is_the_true_one_shifted_by_the_injection(shift):
     np.testing.assert_allclose(d_dec.to_value(u.arcsec), shift[1], atol=1e-3)
 
 
+@pytest.mark.parametrize("angle", [25.0, 45.0, -70.0])
+def test_the_catalogue_covers_the_rotated_image_to_its_corners(angle):
+    """The stars fill the whole image at the scene density, corners included, whatever the position angle."""
+    side, n = 512, 512 - 2 * BORDER
+    scene = L2Scene(star_density=4e-3, position_angle_deg=angle, seed=4)
+    *_, truth = l2_arrays("WFI05", field_catalog(scene, side, ("WFI05",)), scene, side)
+    corner = n // 8  # the corner squares lie outside a footprint that ignores the rotation (0.55 n)
+    expected = scene.star_density * corner**2  # 16 stars in each
+    counts = []
+    for x_low in (True, False):
+        for y_low in (True, False):
+            in_x = truth.x < corner - 0.5 if x_low else truth.x > n - corner - 0.5
+            in_y = truth.y < corner - 0.5 if y_low else truth.y > n - corner - 0.5
+            counts.append(np.count_nonzero(in_x & in_y))
+    assert min(counts) > expected / 3 and sum(counts) > 0.6 * 4 * expected, counts  # before: 3 to 24 in all
+    inside = (truth.x > -0.5) & (truth.x < n - 0.5) & (truth.y > -0.5) & (truth.y < n - 0.5)
+    assert np.count_nonzero(inside) == pytest.approx(scene.star_density * n**2, rel=0.1)  # 1,016 stars
+
+
 def test_readout_order_reverses_even_amplifiers_and_inverts():
     side = 256
     cell = side // N_AMPLIFIERS

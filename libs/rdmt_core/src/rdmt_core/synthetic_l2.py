@@ -130,10 +130,12 @@ def field_catalog(scene: L2Scene, side: int = 4096, detectors: tuple[str, ...] =
     """The reference catalogue of a field: stars over the detectors' footprints plus a margin."""
     rng = np.random.default_rng([scene.seed, 7])
     science = side - 2 * BORDER
+    # arcsec: half the side of the (RA, Dec)-aligned square holding the rotated footprint, plus a 10% margin
+    theta = np.deg2rad(scene.position_angle_deg)
+    half = 0.55 * science * PIXEL_SCALE * (abs(np.cos(theta)) + abs(np.sin(theta)))
     rows = []
     for detector in detectors:
         centre = detector_centre(scene, detector, side)
-        half = 0.55 * science * PIXEL_SCALE  # arcsec: the footprint plus 10% margin (rotation included)
         n = rng.poisson(scene.star_density * (2 * half / PIXEL_SCALE) ** 2)
         dx, dy = rng.uniform(-half, half, (2, n))
         positions = centre.spherical_offsets_by(dx * u.arcsec, dy * u.arcsec)
