@@ -25,6 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from rdmt_core import avro
 from rdmt_core.geometry import DETECTORS
+from rdmt_core.monitors import registered_monitors
 from rdmt_core.streaming.publish import archive_event, crds_delivery, publish
 from rdmt_core.synthetic import Anomaly, write_dark_delivery
 
@@ -237,7 +238,7 @@ def test_poison_inputs_end_in_dead_letter_or_unrouted_and_good_ones_are_processe
     reasons = sorted(r["error"] for r in unrouted)
     assert len(reasons) == 2
     assert "no monitor for reftype 'FLAT'" in reasons[0] and "/data/flat.asdf" in reasons[0]
-    assert "unknown monitor 'nosuch' (known: dark)" in reasons[1]
+    assert f"unknown monitor 'nosuch' (known: {', '.join(sorted(registered_monitors()))})" in reasons[1]
     assert {r["topic"] for r in unrouted} == {crds, archive}
 
 
