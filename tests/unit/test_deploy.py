@@ -44,8 +44,10 @@ ENV_VARS = {
     "RDMT_KAFKA_SASL_PASSWORD",
     "RDMT_SLACK_WEBHOOK_URL",
     "RDMT_SMTP_PASSWORD",
+    "RDMT_SCHEMA_REGISTRY_URL",
+    "RDMT_SCHEMA_REGISTRY_AUTH",
 }
-SECRET_VARS = {"RDMT_KAFKA_SASL_PASSWORD", "RDMT_SLACK_WEBHOOK_URL", "RDMT_SMTP_PASSWORD"}
+SECRET_VARS = {"RDMT_KAFKA_SASL_PASSWORD", "RDMT_SLACK_WEBHOOK_URL", "RDMT_SMTP_PASSWORD", "RDMT_SCHEMA_REGISTRY_AUTH"}
 # Set by the deployments themselves, per component.
 COMPONENT_VARS = {"evaluator": {"RDMT_STATE_DIR"}}
 STATE_DIR = "/var/lib/rdmt/state"
@@ -59,6 +61,7 @@ FULL_VALUES: dict[str, Any] = {
         "sasl": {"mechanism": "SCRAM-SHA-512", "username": "rdmt", "passwordSecret": {"name": "kafka-user"}},
     },
     "store": {"urlSecret": {"name": "rdmt-store", "key": "url"}},
+    "schemaRegistry": {"url": "http://registry:8080/apis/ccompat/v7", "authSecret": {"name": "rdmt-registry"}},
     "secrets": {
         "slackWebhookUrl": {"name": "rdmt-notify", "key": "slack"},
         "smtpPassword": {"name": "rdmt-notify", "key": "smtp"},
@@ -447,7 +450,7 @@ def test_helm_renders_one_deployment_per_service_and_monitor(helm_default: dict[
         monitor = monitor_components.get(component)
         expected = ["service", "monitor", "--monitor", monitor] if monitor else ["service", component]
         assert args[: len(expected)] == expected
-        unset = SECRET_VARS | {"RDMT_KAFKA_SASL_MECHANISM", "RDMT_KAFKA_SASL_USERNAME"}
+        unset = SECRET_VARS | {"RDMT_KAFKA_SASL_MECHANISM", "RDMT_KAFKA_SASL_USERNAME", "RDMT_SCHEMA_REGISTRY_URL"}
         expected_env = ENV_VARS - unset | {"RDMT_METRICS_PORT"} | COMPONENT_VARS.get(component, set())
         assert set(_env(container)) == expected_env, "unset settings are left out"
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
@@ -511,6 +514,8 @@ def test_helm_all_options(helm_full: dict[str, list[dict]]) -> None:
         for var in [*SECRET_VARS, "RDMT_STORE_URL"]:
             assert "value" not in env[var] and env[var]["valueFrom"]["secretKeyRef"]["name"], var
         assert env["RDMT_KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL"
+        assert env["RDMT_SCHEMA_REGISTRY_URL"]["value"] == "http://registry:8080/apis/ccompat/v7"
+        assert env["RDMT_SCHEMA_REGISTRY_AUTH"]["valueFrom"]["secretKeyRef"] == {"name": "rdmt-registry", "key": "auth"}
         assert workload["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
     (job,) = helm_full["Job"]
     assert "annotations" not in job["metadata"], "topicsJob.hook=false: a plain Job"

@@ -72,6 +72,11 @@ app.kubernetes.io/part-of: rdmt
 - name: RDMT_STORE_URL
   value: {{ .Values.store.url | quote }}
 {{- end }}
+{{- with .Values.schemaRegistry.url }}
+- name: RDMT_SCHEMA_REGISTRY_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- include "rdmt.secretEnv" (dict "env" "RDMT_SCHEMA_REGISTRY_AUTH" "ref" .Values.schemaRegistry.authSecret) }}
 {{- include "rdmt.secretEnv" (dict "env" "RDMT_SLACK_WEBHOOK_URL" "ref" .Values.secrets.slackWebhookUrl) }}
 {{- include "rdmt.secretEnv" (dict "env" "RDMT_SMTP_PASSWORD" "ref" .Values.secrets.smtpPassword) }}
 - name: RDMT_METRICS_PORT
