@@ -114,9 +114,14 @@ class KafkaSettings(_Frozen):
         return shown | {"group.protocol": self.group_protocol}
 
     def producer(self, client_id: str) -> dict[str, Any]:
-        """An idempotent producer: no duplicates or reordering from the producer's own retries."""
+        """An idempotent producer: no duplicates or reordering from the producer's own retries.
+
+        Keys are hashed with murmur2, as the Java clients and quixstreams (the evaluator and notifier) do,
+        so one detector's key lands on the same partition number in every topic of the same size.
+        """
         return self.common() | {
             "client.id": client_id,
+            "partitioner": "murmur2_random",
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
