@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.table import Table
+from roman_datamodels import dqflags
 from scipy.spatial import cKDTree
 
 from rdmt_core.config import load_config
@@ -126,6 +127,31 @@ def test_a_clean_image_has_centroid_noise_only_and_passes(catalog_path):
     assert not any(b.metric == "rotation" and b.scale != "detector" for b in result.evaluations)
 
 
+def _with_bad_pixels(arrays: dict[str, np.ndarray], fraction: float, seed: int = 1) -> dict[str, np.ndarray]:
+    """A copy with ``fraction`` of the pixels DO_NOT_USE and NaN, scattered at random (as on an H4RG detector)."""
+    bad = np.random.default_rng(seed).random(arrays["data"].shape) < fraction
+    data, dq = arrays["data"].copy(), arrays["dq"].copy()
+    data[bad] = np.nan
+    dq[bad] |= dqflags.pixel.DO_NOT_USE
+    return {**arrays, "data": data, "dq": dq}
+
+
+def test_scattered_bad_pixels_cost_few_stars_and_no_accuracy(catalog_path):
+    """2 % of the pixels unusable: a star is still fitted on the usable pixels of its box (they used to cost 90 %)."""
+    shift = (0.05, -0.1)
+    arrays, file_wcs, _, _ = _image(L2Injection(wcs_shift_arcsec=shift))
+    config = _config(catalog_path=str(catalog_path))
+    clean = _values(_result(arrays, file_wcs, config))
+    result = _result(_with_bad_pixels(arrays, 0.02), file_wcs, config)
+    got = _values(result)
+    assert "status" not in result.notes
+    assert got["n_matched"].detector == pytest.approx(clean["n_matched"].detector, rel=0.15)  # 268 and 264
+    assert got["offset_ra_mean"].detector == pytest.approx(shift[0], abs=0.010)
+    assert got["offset_dec_mean"].detector == pytest.approx(shift[1], abs=0.010)
+    assert got["offset_rms"].detector == pytest.approx(clean["offset_rms"].detector, abs=0.002)
+    assert " measured with unusable pixels (non-finite or DO_NOT_USE) left out" in result.notes["centroids"]
+
+
 def _nan_offsets(result: FileResult) -> bool:
     got = _values(result)
     return all(
@@ -146,7 +172,7 @@ def test_no_wcs_is_a_status_with_the_stars_still_counted(catalog_path):
 @pytest.mark.parametrize(
     ("make", "status"),
     [
-        (lambda a: np.full_like(a, np.nan), "no finite pixel"),
+        (lambda a: np.full_like(a, np.nan), "no usable pixel"),
         (lambda a: np.full_like(a, 0.8), "no noise"),
     ],
 )

@@ -108,10 +108,47 @@ def test_saturated_stars_are_not_used():
     assert _values(result)["psf_fwhm"].detector == pytest.approx(1.6, rel=0.01)
 
 
+def test_scattered_bad_pixels_cost_few_stars_and_no_accuracy(clean):
+    """2 % of the pixels unusable: the moments take the star's model there, so neither the count nor the size moves."""
+
+    def bad_pixels(arrays):
+        bad = np.random.default_rng(1).random(arrays["data"].shape) < 0.02
+        data, dq = arrays["data"].copy(), arrays["dq"].copy()
+        data[bad] = np.nan
+        dq[bad] |= dqflags.pixel.DO_NOT_USE
+        return {**arrays, "data": data, "dq": dq}
+
+    result = _result(edit=bad_pixels)
+    got, before = _values(result), _values(clean)
+    assert "status" not in result.notes
+    assert got["n_psf_stars"].detector == pytest.approx(before["n_psf_stars"].detector, rel=0.15)
+    assert got["psf_fwhm"].detector == pytest.approx(1.6, rel=0.01)
+    assert got["psf_fwhm"].detector == pytest.approx(before["psf_fwhm"].detector, rel=0.002)
+    assert got["psf_ellipticity"].detector < 0.01
+    assert " measured with unusable pixels (non-finite or DO_NOT_USE) left out" in result.notes["stars"]
+
+
+def test_unusable_pixels_take_the_model_in_the_moments():
+    """Model stars with a few pixels unusable keep their moments; leaving the pixels out would shrink them."""
+    options = PsfShapeOptions()
+    steps = (np.arange(4) + 0.5) / 4 - 0.5
+    phases = np.tile(np.stack(np.meshgrid(steps, steps), axis=-1).reshape(-1, 2), (64, 1))  # 1,024 stars
+    stamps = moffat_stamps(1.6, 0.1, 20.0, phases, 3.0, options.stamp_radius)
+    usable = np.random.default_rng(3).random(stamps.shape) >= 0.05
+    usable[:, options.stamp_radius, options.stamp_radius] = True  # a detected peak is always usable
+    reference = np.array([np.mean(m) for m in stamp_moments(stamps, *phases.T, options)])
+    filled = np.array([np.mean(m) for m in stamp_moments(stamps, *phases.T, options, usable)])
+    dropped = np.array([np.mean(m) for m in stamp_moments(np.where(usable, stamps, 0.0), *phases.T, options)])
+    trace = reference[0] + reference[1]
+    assert (filled[0] + filled[1]) / trace == pytest.approx(1.0, abs=0.002)
+    assert np.abs(filled - reference).max() < 0.002 * trace  # the ellipticity's Cxx - Cyy and Cxy too
+    assert (dropped[0] + dropped[1]) / trace < 0.995  # zero weight alone: 1 % low (filled: +0.06 %)
+
+
 @pytest.mark.parametrize(
     ("edit", "status"),
     [
-        (lambda a: {**a, "data": np.full_like(a["data"], np.nan)}, "no finite pixel"),
+        (lambda a: {**a, "data": np.full_like(a["data"], np.nan)}, "no usable pixel"),
         (lambda a: {**a, "data": np.full_like(a["data"], 0.8)}, "no noise"),
     ],
 )

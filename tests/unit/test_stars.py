@@ -1,4 +1,4 @@
-"""Star detection shared by the Level-2 star monitors: truth recovery, flags, cell statistics, per-cell stats."""
+"""Star detection shared by the Level-2 star monitors: truth recovery, flags, memory; cells and per-cell statistics."""
 
 from __future__ import annotations
 
@@ -10,14 +10,8 @@ from roman_datamodels import dqflags
 from scipy.spatial import cKDTree
 
 from rdmt_core.geometry import N_AMPLIFIERS, N_SUPERPIXELS, Geometry, to_frame
-from rdmt_core.monitors.stars import (
-    DetectionOptions,
-    binned,
-    block_statistics,
-    detect_stars,
-    scale_cells,
-    stat_at_scales,
-)
+from rdmt_core.monitors.star_cells import binned, scale_cells, stat_at_scales
+from rdmt_core.monitors.stars import DetectionOptions, block_statistics, detect_stars
 from rdmt_core.synthetic_l2 import BORDER, L2Scene, field_catalog, l2_arrays, render_stars
 
 SIDE = 512
@@ -41,7 +35,8 @@ def test_detections_are_the_drawn_stars_at_their_positions(field):
     assert stars.problem is None
     tx, ty = truth.x + BORDER, truth.y + BORDER  # science pixel -> frame pixel
     distance, index = cKDTree(np.column_stack([tx, ty])).query(np.column_stack([stars.x, stars.y]))
-    assert np.all(distance < 1.0)  # no false detection
+    assert np.all(distance[stars.measurable] < 1.0)  # no false detection
+    assert np.all(distance < 1.5)  # a star centred just off the image edge peaks on its last row
     # every drawn star well inside the image and clear of neighbours is found
     inside = (truth.x > 6) & (truth.x < SIDE - 2 * BORDER - 7) & (truth.y > 6) & (truth.y < SIDE - 2 * BORDER - 7)
     near, _ = cKDTree(np.column_stack([tx, ty])).query(np.column_stack([tx, ty]), k=2)
@@ -93,12 +88,38 @@ def test_flags_isolated_saturated_complete_and_spikes_rejected():
 
     assert stars.size == 5  # the spike is not a star; the saturated top is one star
     i = star_at(*isolated[:2])
-    assert stars.isolated[i] and not stars.saturated[i] and stars.complete[i]
+    assert stars.isolated[i] and not stars.saturated[i] and stars.measurable[i]
     assert abs(stars.x[i] - isolated[0]) < 0.2 and abs(stars.y[i] - isolated[1]) < 0.2
     assert not any(stars.isolated[star_at(*p[:2])] for p in pair)
     assert stars.saturated[star_at(*bright[:2])]
-    assert not stars.complete[star_at(*edge[:2])]
+    assert not stars.measurable[star_at(*edge[:2])]
     assert list(stars.usable()) == [i]
+
+
+def test_unusable_pixels_are_left_out_rather_than_losing_the_star():
+    wing = (40.0, 40.0, 800.0)  # bad pixels in its wing and box: still measured
+    column = (90.0, 40.0, 800.0)  # a bad column beside its peak: 5 of its box, not measured
+    beside = (40.0, 90.0, 800.0)  # a NaN neighbour brighter than the peak would be: still found
+    data = _stars_image([wing, column, beside])
+    dq = np.zeros(data.shape, dtype=np.uint32)
+    do_not_use = int(dqflags.pixel.DO_NOT_USE)
+    data[41, 41] = np.nan  # in the 3x3 core of the first star
+    dq[40, 42] = do_not_use  # finite but DO_NOT_USE: left out all the same
+    dq[36, 40] = do_not_use  # outside the 5x5 box: no count
+    data[38:43, 91] = np.nan
+    data[90, 41] = np.nan
+    dq[100:103, 100:103] = do_not_use  # a flagged hot cluster is no star
+    data[100:103, 100:103] = 900.0
+    stars = detect_stars(data, dq, DetectionOptions())
+    assert stars.size == 3
+    found = {star: int(np.argmin(np.hypot(stars.x - star[0], stars.y - star[1]))) for star in (wing, column, beside)}
+    assert all(np.hypot(stars.x[i] - s[0], stars.y[i] - s[1]) < 0.5 for s, i in found.items())
+    assert stars.n_masked[found[wing]] == 2 and stars.measurable[found[wing]]
+    assert stars.n_masked[found[column]] == 5 and not stars.measurable[found[column]]
+    assert stars.n_masked[found[beside]] == 1 and stars.measurable[found[beside]]
+    strict = detect_stars(data, dq, DetectionOptions(max_masked_pixels=1))
+    assert not strict.measurable[int(np.argmin(np.hypot(strict.x - wing[0], strict.y - wing[1])))]
+    assert np.isfinite(stars.block_background).all() and stars.n_usable == data.size - 18  # 7 NaN, 11 flagged
 
 
 def test_a_peak_over_max_peak_counts_as_saturated_without_a_dq_flag():
@@ -110,7 +131,7 @@ def test_a_peak_over_max_peak_counts_as_saturated_without_a_dq_flag():
 
 @pytest.mark.parametrize(
     ("fill", "problem"),
-    [(np.nan, "no finite pixel"), (0.8, "no noise")],
+    [(np.nan, "no usable pixel"), (0.8, "no noise")],
 )
 def test_unmeasurable_frames_give_a_problem_not_an_exception(fill, problem):
     data = np.full((256, 256), fill, dtype=np.float32)

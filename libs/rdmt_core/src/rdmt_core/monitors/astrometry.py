@@ -41,15 +41,8 @@ from .catalog import find_catalog, image_footprint
 from .l2_examples import example_image, star_example_frame
 from .l2_figures import draw_offsets
 from .matching import fit_offset_model, match_offsets
-from .stars import (
-    DetectionOptions,
-    counts_at_scales,
-    detect_stars,
-    detector_only,
-    nan_at_scales,
-    scale_cells,
-    stat_at_scales,
-)
+from .star_cells import counts_at_scales, detector_only, nan_at_scales, scale_cells, stat_at_scales
+from .stars import DetectionOptions, detect_stars, masked_note, usable_pixels
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -59,8 +52,9 @@ if TYPE_CHECKING:
 
 BORDER = 4
 LEVEL2_SIDE = 4088
-# PSFPhotometry flags that make a centroid unusable (fit bounds, non-convergence, masked or non-finite)
-_BAD_FIT_FLAGS = 1 | 2 | 4 | 8 | 64 | 128 | 256 | 512 | 1024 | 2048
+# PSFPhotometry flags that make a centroid unusable (fit bounds, non-convergence, fully masked, too few pixels,
+# non-finite); flag 1, a fit on part of the box (its unusable pixels masked), is a good fit
+_BAD_FIT_FLAGS = 2 | 4 | 8 | 64 | 128 | 256 | 512 | 1024 | 2048
 
 
 class AstrometryOptions(DetectionOptions):
@@ -147,9 +141,19 @@ def context_for(wcs: Any, n_pixels: int, options: AstrometryOptions) -> dict[str
 
 
 def fit_centroids(
-    data: np.ndarray, x: np.ndarray, y: np.ndarray, flux: np.ndarray, background: np.ndarray, options: AstrometryOptions
+    data: np.ndarray,
+    unusable: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    flux: np.ndarray,
+    background: np.ndarray,
+    options: AstrometryOptions,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """PSF-fitted positions (frame pixels) and a good-fit mask, by photutils ``PSFPhotometry``."""
+    """PSF-fitted positions (frame pixels) and a good-fit mask, by photutils ``PSFPhotometry``.
+
+    ``unusable`` (boolean, the frame's shape) masks the pixels left out of the fits: a star's
+    fit uses the usable pixels of its box.
+    """
     from astropy.modeling.fitting import LevMarLSQFitter
     from photutils.psf import CircularGaussianPRF, PSFPhotometry
 
@@ -158,7 +162,7 @@ def fit_centroids(
     photometry = PSFPhotometry(CircularGaussianPRF(fwhm=options.fit_fwhm_pixels), shape, fitter=LevMarLSQFitter())
     with warnings.catch_warnings():  # non-convergence is reported per star in the flags column
         warnings.simplefilter("ignore", AstropyUserWarning)
-        table = photometry(data, mask=~np.isfinite(data), init_params=init)
+        table = photometry(data, mask=unusable, init_params=init)
     fx = np.asarray(table["x_fit"], dtype=np.float64)
     fy = np.asarray(table["y_fit"], dtype=np.float64)
     flags = np.asarray(table["flags"], dtype=np.int64)
@@ -205,14 +209,16 @@ def astrometry_metrics(
     if chosen.size == 0:
         values["n_matched"] = counts_at_scales(scale_cells(np.empty(0), np.empty(0), side))
         return done(f"no isolated, unsaturated star with S/N >= {options.min_snr:g} to centroid")
+    unusable = ~usable_pixels(data, dq)
     fx, fy, good = fit_centroids(
-        data, stars.x[chosen], stars.y[chosen], stars.flux[chosen], stars.background[chosen], options
+        data, unusable, stars.x[chosen], stars.y[chosen], stars.flux[chosen], stars.background[chosen], options
     )
     fx, fy = fx[good], fy[good]
     notes["centroids"] = (
         f"{int(good.sum())} of {chosen.size} stars fitted (the brightest isolated, unsaturated with "
         f"S/N >= {options.min_snr:g}; circular Gaussian PRF, FWHM {options.fit_fwhm_pixels:g} px, "
         f"{options.fit_shape}x{options.fit_shape} pixels)"
+        + masked_note(stars, chosen, options.min_snr, options.max_masked_pixels)
     )
     ra, dec = (np.asarray(v, dtype=np.float64) for v in wcs.pixel_to_world_values(fx - border, fy - border))
     measured = SkyCoord(ra * u.deg, dec * u.deg)

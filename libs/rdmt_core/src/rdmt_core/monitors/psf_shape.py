@@ -2,13 +2,16 @@
 
 Stars come from :mod:`.stars` (one detection for both star monitors); the ones
 used are isolated, unsaturated (no DQ SATURATED within 2 pixels of the peak,
-peak below ``max_peak``), on a complete stamp, with a peak S/N of at least
-``min_snr``.
+peak below ``max_peak``), measurable (stamp inside the frame, at most
+``max_masked_pixels`` unusable pixels in the 5x5 box around the peak), with a
+peak S/N of at least ``min_snr``.
 
 **Measurement**, vectorised over all stars at once: second moments of the
 background-subtracted stamp inside an elliptical aperture matched to the star,
 ``d^T C^-1 d <= k^2`` with ``k = aperture_sigma``, iterated from a circular
 start (``psf_fwhm_pixels``) so that the centroid and ``C`` converge together.
+Unusable pixels (non-finite or DQ DO_NOT_USE) are not read: the sums take the
+star's own model there (see :func:`stamp_moments`).
 Two first-order corrections turn the measured moments ``M`` into the PSF's:
 
 * **truncation**: for a profile of elliptical symmetry the aperture matched to
@@ -52,7 +55,8 @@ from ..records import Metric, MetricSpec
 from .base import Context, Monitor, MonitorResult, ReportFigure
 from .l2_examples import star_example_frame
 from .l2_figures import draw_psf_fwhm
-from .stars import DetectionOptions, counts_at_scales, detect_stars, nan_at_scales, scale_cells, stat_at_scales
+from .star_cells import counts_at_scales, nan_at_scales, scale_cells, stat_at_scales
+from .stars import DO_NOT_USE, DetectionOptions, detect_stars, masked_note
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -117,7 +121,7 @@ def moffat_variance(fwhm: float, beta: float) -> float:
 
 
 def stamp_moments(
-    stamps: np.ndarray, cx: np.ndarray, cy: np.ndarray, options: PsfShapeOptions
+    stamps: np.ndarray, cx: np.ndarray, cy: np.ndarray, options: PsfShapeOptions, usable: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """PSF covariance (Cxx, Cyy, Cxy in pixels^2) of each background-subtracted stamp.
 
@@ -129,6 +133,13 @@ def stamp_moments(
         First guess of each centroid relative to the central pixel.
     options : PsfShapeOptions
         Aperture size, Moffat index and first FWHM.
+    usable : ndarray, optional
+        Boolean, the stamps' shape: pixels to measure. An unusable pixel's value is never read
+        (zero weight); in its place the sums take the star's own model: the Moffat of index
+        ``moffat_beta`` with the current centroid and covariance, scaled to the flux of the
+        usable pixels of the aperture. Leaving the pixel out instead would bias the moments,
+        since a star's peak pixel is always usable and its lost pixels lie farther out than its
+        light on average (FWHM 0.3 % low with 2 % of the pixels unusable).
 
     Returns
     -------
@@ -144,13 +155,21 @@ def stamp_moments(
     start = moffat_variance(options.psf_fwhm_pixels, options.moffat_beta) + PIXEL_VARIANCE
     cxx, cyy, cxy = np.full(n, start), np.full(n, start), np.zeros(n)
     cx, cy = cx.astype(np.float64).copy(), cy.astype(np.float64).copy()
+    fill = usable is not None and not usable.all()
+    if usable is not None:
+        stamps = np.where(usable, stamps, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         for _ in range(ITERATIONS):
             det = cxx * cyy - cxy**2
             ixx, iyy, ixy = (v[:, None, None] for v in (cyy / det, cxx / det, -cxy / det))
             ddx, ddy = dx - cx[:, None, None], dy - cy[:, None, None]
-            inside = ixx * ddx**2 + iyy * ddy**2 + 2.0 * ixy * ddx * ddy <= k2
+            q = ixx * ddx**2 + iyy * ddy**2 + 2.0 * ixy * ddx * ddy  # squared distance in moment widths
+            inside = q <= k2
             weighted = np.where(inside, stamps, 0.0)
+            if fill:
+                model = np.where(inside, (1.0 + q / (2.0 * options.moffat_beta - 4.0)) ** -options.moffat_beta, 0.0)
+                scale = weighted.sum(axis=(1, 2)) / np.where(usable, model, 0.0).sum(axis=(1, 2))
+                weighted = np.where(usable, weighted, scale[:, None, None] * model)
             flux = weighted.sum(axis=(1, 2))
             mx = (weighted * ddx).sum(axis=(1, 2)) / flux
             my = (weighted * ddy).sum(axis=(1, 2)) / flux
@@ -261,9 +280,10 @@ def psf_metrics(data: np.ndarray, dq: np.ndarray, options: PsfShapeOptions) -> M
     r = options.stamp_radius
     px, py = stars.peak_x[chosen], stars.peak_y[chosen]
     offsets = np.arange(-r, r + 1)
-    stamps = data[py[:, None, None] + offsets[None, :, None], px[:, None, None] + offsets[None, None, :]]
-    stamps = stamps.astype(np.float64) - stars.background[chosen][:, None, None]
-    cxx, cyy, cxy = stamp_moments(stamps, stars.x[chosen] - px, stars.y[chosen] - py, options)
+    rows, columns = py[:, None, None] + offsets[None, :, None], px[:, None, None] + offsets[None, None, :]
+    stamps = data[rows, columns].astype(np.float64) - stars.background[chosen][:, None, None]
+    usable = np.isfinite(stamps) & ((dq[rows, columns] & DO_NOT_USE) == 0)
+    cxx, cyy, cxy = stamp_moments(stamps, stars.x[chosen] - px, stars.y[chosen] - py, options, usable)
     fwhm, _ = shape_of(cxx, cyy, cxy, options.moffat_beta)
     good = np.isfinite(fwhm)
     if good.any():  # outliers in size: blends, galaxies, residual cosmic rays
@@ -278,7 +298,7 @@ def psf_metrics(data: np.ndarray, dq: np.ndarray, options: PsfShapeOptions) -> M
     values["n_psf_stars"] = counts_at_scales(groups)
     notes["stars"] = (
         f"{x.size} measured of {chosen.size} isolated, unsaturated with S/N >= {options.min_snr:g} "
-        f"({n_rejected} rejected by size)"
+        f"({n_rejected} rejected by size)" + masked_note(stars, chosen, options.min_snr, options.max_masked_pixels)
     )
     notes["model"] = (
         f"second moments in an aperture of {options.aperture_sigma:g} moment widths, corrected for truncation, "
