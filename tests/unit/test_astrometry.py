@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from astropy import units as u
+from astropy.coordinates import SkyCoord
 from astropy.table import Table
 from roman_datamodels import dqflags
 from scipy.spatial import cKDTree
@@ -17,8 +19,9 @@ from rdmt_core.config import load_config
 from rdmt_core.errors import ConfigError
 from rdmt_core.evaluators import History
 from rdmt_core.monitors import get_monitor, monitors_for
-from rdmt_core.monitors.astrometry import AstrometryMonitor, context_for
-from rdmt_core.monitors.catalog import read_catalog_file
+from rdmt_core.monitors.astrometry import AstrometryMonitor, AstrometryOptions, context_for
+from rdmt_core.monitors.catalog import ReferenceCatalog, read_catalog_file
+from rdmt_core.monitors.matching import match_offsets
 from rdmt_core.outputs import write_report
 from rdmt_core.pipeline import EmbeddedPipeline
 from rdmt_core.records import FileIdentity, FileResult, Status
@@ -200,6 +203,47 @@ def test_too_few_matched_stars_reports_the_counts(catalog_path):
     assert result.notes["status"].endswith(" < 1000")
     assert _nan_offsets(result)
     assert _values(result)["n_matched"].detector > 200
+
+
+def test_stars_outside_the_wcs_bounding_box_are_left_out_of_the_matching(tmp_path, catalog_path):
+    """A gwcs WCS is NaN outside its bounding box: those stars are set aside (with a note), not a crash."""
+    shift = (0.05, -0.1)
+    arrays, file_wcs, _, _ = _image(L2Injection(wcs_shift_arcsec=shift))
+    file_wcs.bounding_box = ((-0.5, 300.0), (-0.5, N - 0.5))  # NaN beyond science column 300
+    entry = read_catalog_file(catalog_path)
+    context = {"wcs": file_wcs, "catalog": ReferenceCatalog(entry.ra, entry.dec, "field"), "problem": None}
+    identity = FileIdentity("synthetic.asdf", "ImageModel", DETECTOR, START)
+    result = file_result(AstrometryMonitor, arrays, identity, _config(), History(), "test", context)
+    got = _values(result)
+    assert "status" not in result.notes
+    outside = int(result.notes["sky positions"].split()[0])
+    assert outside > 50 and "outside its bounding box" in result.notes["sky positions"]
+    assert result.extras["star_x"].max() - BORDER < 300.5
+    assert got["n_matched"].detector > 100
+    assert got["offset_ra_mean"].detector == pytest.approx(shift[0], abs=0.010)
+    assert got["offset_dec_mean"].detector == pytest.approx(shift[1], abs=0.010)
+    assert len(AstrometryMonitor.report_figures(result, tmp_path, "bounded")) == 1
+    file_wcs.bounding_box = ((-0.5, 200.0), (-0.5, N - 0.5))  # the centre (251.5, 251.5) too
+    result = file_result(AstrometryMonitor, arrays, identity, _config(), History(), "test", context)
+    assert result.notes["status"].startswith("the WCS gives no sky position for the image centre")
+    assert _nan_offsets(result) and _values(result)["n_matched"].detector == 0
+
+
+def test_matching_sets_non_finite_positions_aside():
+    rng = np.random.default_rng(4)
+    ra, dec = 268.0 + rng.uniform(0, 0.01, 50), -29.0 + rng.uniform(0, 0.01, 50)
+    catalog = SkyCoord(np.append(ra, np.nan) * u.deg, np.append(dec, 0.0) * u.deg)
+    measured_ra, measured_dec = ra + 0.1 / 3600 / np.cos(np.deg2rad(dec)), dec.copy()  # +0.1" in RA
+    measured_ra[[3, 17]] = np.nan
+    measured_dec[40] = np.nan
+    measured = SkyCoord(measured_ra * u.deg, measured_dec * u.deg)
+    options = AstrometryOptions()
+    index, d_ra, d_dec = match_offsets(measured, catalog, options)
+    lost = np.isin(np.arange(50), [3, 17, 40])
+    assert np.all(index[lost] == -1) and np.isnan(d_ra[lost]).all()
+    np.testing.assert_array_equal(index[~lost], np.arange(50)[~lost])
+    np.testing.assert_allclose(d_ra[~lost], 0.1, atol=1e-6)
+    np.testing.assert_allclose(d_dec[~lost], 0.0, atol=1e-6)
 
 
 def test_catalogue_problems_are_statuses(tmp_path, catalog_path):

@@ -220,14 +220,24 @@ def astrometry_metrics(
         f"{options.fit_shape}x{options.fit_shape} pixels)"
         + masked_note(stars, chosen, options.min_snr, options.max_masked_pixels)
     )
+    n = side - 2 * border
+    centre_ra, centre_dec = (float(v) for v in wcs.pixel_to_world_values((n - 1) / 2.0, (n - 1) / 2.0))
+    if not (np.isfinite(centre_ra) and np.isfinite(centre_dec)):
+        values["n_matched"] = counts_at_scales(scale_cells(np.empty(0), np.empty(0), side))
+        return done("the WCS gives no sky position for the image centre (outside its bounding box or domain)")
+    centre = SkyCoord(centre_ra * u.deg, centre_dec * u.deg)
     ra, dec = (np.asarray(v, dtype=np.float64) for v in wcs.pixel_to_world_values(fx - border, fy - border))
+    on_sky = np.isfinite(ra) & np.isfinite(dec)
+    if not on_sky.all():  # a gwcs WCS is NaN outside its bounding box; astropy's matching refuses NaN
+        notes["sky positions"] = (
+            f"{int((~on_sky).sum())} of {on_sky.size} fitted stars have no sky position through the WCS "
+            "(outside its bounding box or domain): left out of the matching"
+        )
+        fx, fy, ra, dec = fx[on_sky], fy[on_sky], ra[on_sky], dec[on_sky]
     measured = SkyCoord(ra * u.deg, dec * u.deg)
     reference = SkyCoord(catalog.ra * u.deg, catalog.dec * u.deg)
     index, d_ra, d_dec = match_offsets(measured, reference, options)
     matched = index >= 0
-    n = side - 2 * border
-    centre_ra, centre_dec = wcs.pixel_to_world_values((n - 1) / 2.0, (n - 1) / 2.0)
-    centre = SkyCoord(float(centre_ra) * u.deg, float(centre_dec) * u.deg)
     keep = np.zeros(matched.size, dtype=bool)
     rotation = float("nan")
     if matched.any():

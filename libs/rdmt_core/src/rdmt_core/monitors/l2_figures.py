@@ -46,8 +46,12 @@ def draw_offsets(result: FileResult, path: Path) -> str | None:
     values = {m.spec.name: m.values for m in result.metrics}
     if "star_x" in extras and extras["star_x"].size:
         extent = float(extras["frame_side"][0]) if "frame_side" in extras else float(FULL_SIDE)
-        x, y = extras["star_x"], extras["star_y"]
-        u_, v_ = extras["offset_x"], extras["offset_y"]
+        # a catalogue star outside the WCS's bounding box has no pixel position: no arrow
+        drawn = np.isfinite(extras["offset_x"]) & np.isfinite(extras["offset_y"])
+        if not drawn.any():
+            return None
+        x, y = extras["star_x"][drawn], extras["star_y"][drawn]
+        u_, v_ = extras["offset_x"][drawn], extras["offset_y"][drawn]
         labels = ("frame column (pixels)", "frame row (pixels)")
         what = f"{x.size} matched stars, along the detector axes (x, y)"
     else:

@@ -4,8 +4,9 @@ Pure functions on astropy ``SkyCoord`` positions; offsets are measured minus
 catalogue, in arcsec, along (RA*cos(Dec), Dec). :func:`match_offsets` matches
 in two passes: the common offset voted for by every close pair
 (:func:`median_offset`), then one-to-one nearest neighbours with that offset
-removed. :func:`fit_offset_model` fits a shift plus a rotation about the
-detector centre to the matched offsets, rejecting outliers.
+removed (positions that are not finite match nothing). :func:`fit_offset_model`
+fits a shift plus a rotation about the detector centre to the matched offsets,
+rejecting outliers.
 """
 
 from __future__ import annotations
@@ -62,11 +63,20 @@ def match_offsets(
     Offsets are measured minus catalogue: (RA*cos(Dec), Dec). Two passes: the common offset
     within ``search_radius_arcsec`` (:func:`median_offset`), then one-to-one nearest matches
     (``match_to_catalog_sky``) within ``match_radius_arcsec`` of the positions corrected by it.
+    Positions that are not finite (a WCS outside its bounding box gives NaN) match nothing:
+    astropy's matching refuses them, so they are set aside first, on both sides.
     """
     n = len(measured)
     index = np.full(n, -1, dtype=np.int64)
     d_ra = np.full(n, np.nan)
     d_dec = np.full(n, np.nan)
+    finite, in_catalog = _finite(measured), _finite(catalog)
+    if not (finite.all() and in_catalog.all()):
+        inner, inner_ra, inner_dec = match_offsets(measured[finite], catalog[in_catalog], options)
+        matched = inner >= 0
+        index[np.flatnonzero(finite)[matched]] = np.flatnonzero(in_catalog)[inner[matched]]
+        d_ra[finite], d_dec[finite] = inner_ra, inner_dec
+        return index, d_ra, d_dec
     if n == 0 or len(catalog) == 0:
         return index, d_ra, d_dec
     shift_ra, shift_dec = median_offset(
@@ -89,6 +99,11 @@ def match_offsets(
         index[ok] = nearest[ok]
         d_ra[ok], d_dec[ok] = lon.arcsec, lat.arcsec
     return index, d_ra, d_dec
+
+
+def _finite(positions: SkyCoord) -> np.ndarray:
+    """Which positions have a finite longitude and latitude."""
+    return np.atleast_1d(np.isfinite(positions.spherical.lon.deg) & np.isfinite(positions.spherical.lat.deg))
 
 
 @dataclass(frozen=True)
