@@ -93,6 +93,7 @@ class Received:
     partition: int
     offset: int
     record: dict[str, Any]
+    timestamp_ms: int  # the message's Kafka timestamp
 
 
 class Reader:
@@ -117,7 +118,8 @@ class Reader:
         msg = self.consumer.poll(timeout_s)
         if msg is None or msg.error() is not None:
             return False
-        self.received.append(Received(msg.partition(), msg.offset(), avro.decode(msg.value()).record))
+        self.received.append(Received(msg.partition(), msg.offset(), avro.decode(msg.value()).record,
+                                      msg.timestamp()[1]))
         return True
 
     def read_until(self, until: Callable[[list[dict]], bool], what: str, timeout_s: float = TIMEOUT_S,

@@ -7,8 +7,12 @@ Wiring only (the decisions are in :mod:`.alerts`). One quixstreams application w
    ``n_files_in_delivery`` results of a delivery are in, or ``RDMT_ALERT_TIMEOUT_S`` after its first
    one, the delivery is closed, and if anything failed one ``alert`` goes to ``<prefix>.alerts``
    (keyed by delivery id). A closed delivery stays closed: late or redelivered results do not alert
-   again. quixstreams has no wall-clock timers, so the timeout is checked whenever a result arrives
-   on the same partition (the next delivery closes an earlier one still waiting for a lost file).
+   again. quixstreams has no wall-clock timers, so a :class:`Ticker` thread stands in for them: every
+   ``max(1, RDMT_ALERT_TIMEOUT_S / 4)`` seconds it produces a heartbeat tick (key :data:`TICK`, which no
+   delivery id can be) to every partition of the repartition topic, and a tick closes the overdue
+   deliveries of its partition as a result does. A delivery waiting for a file that never comes (a
+   corrupt file, dead-lettered by the monitor) alerts with what it has at most
+   ``RDMT_ALERT_TIMEOUT_S`` plus one tick period after its first result, without any other traffic.
 2. ``<prefix>.alerts`` is sent to the configured channels (Slack-compatible webhook, e-mail) by
    :func:`rdmt_core.notify.send_notification`. Alerts of a release other than ``live`` (replays) are
    only logged unless ``RDMT_NOTIFY_REPLAYS`` is set; alerts older than ``RDMT_NOTIFY_MAX_AGE_S`` are
@@ -16,7 +20,8 @@ Wiring only (the decisions are in :mod:`.alerts`). One quixstreams application w
 
 Alert records, state and offsets are committed together (exactly-once); a message to a channel is a
 side effect outside the transaction, sent again only if the service dies between sending it and its
-next checkpoint.
+next checkpoint. Ticks are produced outside the transaction by a producer of their own: a tick adds
+nothing to any group, so a duplicated or replayed tick changes nothing.
 
 Run it with ``rdmt service notifier`` or ``python -m rdmt_core.streaming.notifier_service [--config FILE]``.
 """
@@ -27,11 +32,15 @@ import argparse
 import dataclasses
 import logging
 import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+from confluent_kafka import KafkaError, KafkaException, Producer
 from quixstreams import Application, message_context
 from quixstreams.dataframe import StreamingDataFrame
+from quixstreams.models.topics import Topic
 from quixstreams.state import State
 
 from ..config import RdmtConfig
@@ -49,6 +58,7 @@ from .quix_app import (
     poison_tombstones,
     produced_now,
     route_poison,
+    run_alongside,
     run_service,
 )
 from .rate_limit import RateLimit
@@ -58,40 +68,52 @@ from .topics import ALERTS, EVALUATIONS, spec_for
 
 SERVICE = "notifier"
 OPEN = "\x00open-deliveries"  # state prefix of the partition's open deliveries (no delivery id starts with NUL)
+TICK = "\x00tick"  # key of a heartbeat tick on the repartition topic (no delivery id starts with NUL)
 log = logging.getLogger("rdmt.streaming.notifier")
 
 
 class DeliveryGrouper:
-    """The stateful step of the repartitioned stream: one result in, the alerts it completes out."""
+    """The stateful step of the repartitioned stream: one result (or tick) in, the alerts it completes out.
 
-    def __init__(self, grouped: StreamingDataFrame, options: ServiceOptions, report_url: str | None) -> None:
+    A result is added to its delivery's group; then every other delivery of the partition open for
+    ``alert_timeout_s`` is closed. A tick (key :data:`TICK`) only does the second part: it reads no
+    state of its own key and writes none, and the partition's index of open deliveries is written
+    only when a delivery opens or closes.
+    """
+
+    def __init__(self, grouped: StreamingDataFrame, options: ServiceOptions, report_url: str | None,
+                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
         self.grouped = grouped
         self.options = options
         self.report_url = report_url
+        self.clock = clock
 
     def __call__(self, summary: dict[str, Any], key: str, _ts: int, _headers: Any, state: State) -> list[dict]:
-        now_ms = round(time.time() * 1000)
+        now_ms = round(self.clock() * 1000)
         transaction = self.grouped.processing_context.checkpoint.get_store_transaction(
             stream_id=self.grouped.stream_id, partition=message_context().partition
         )
         index = transaction.as_state(prefix=OPEN)
-        open_deliveries: dict[str, int] = dict(index.get("open", {}))
+        before: dict[str, int] = index.get("open", {})
+        open_deliveries = dict(before)
         alerts: list[dict] = []
-        group = state.get("group")
-        if group is not None and group.get("closed"):
-            log.info("delivery %s is closed: result %s not grouped", key, summary["file_key"])
-        else:
-            group = add_result(group, summary, now_ms)
-            open_deliveries[key] = group["first_seen_ms"]
-            if is_complete(group):
-                alerts += self._close(key, group, state, open_deliveries)
+        if key != TICK:
+            group = state.get("group")
+            if group is not None and group.get("closed"):
+                log.info("delivery %s is closed: result %s not grouped", key, summary["file_key"])
             else:
-                state.set("group", group)
+                group = add_result(group, summary, now_ms)
+                open_deliveries[key] = group["first_seen_ms"]
+                if is_complete(group):
+                    alerts += self._close(key, group, state, open_deliveries)
+                else:
+                    state.set("group", group)
         for other, first_seen_ms in sorted(open_deliveries.items(), key=lambda item: item[1]):
             if other != key and is_overdue({"first_seen_ms": first_seen_ms}, now_ms, self.options.alert_timeout_s):
                 other_state = transaction.as_state(prefix=other)
                 alerts += self._close(other, other_state.get("group"), other_state, open_deliveries)
-        index.set("open", open_deliveries)
+        if open_deliveries != before:
+            index.set("open", open_deliveries)
         return alerts
 
     def _close(self, key: str, group: dict | None, state: State, open_deliveries: dict[str, int]) -> list[dict]:
@@ -103,6 +125,71 @@ class DeliveryGrouper:
         log.info("delivery %s closed with %d of %d results: %s", key, len(group["results"]), group["n_expected"],
                  "alert" if alert else "no failures")  # fmt: skip
         return [] if alert is None else [alert]
+
+
+class Ticker:
+    """Heartbeat ticks: one message with key :data:`TICK` to every partition of ``topic`` every ``every_s``.
+
+    ``topic`` is the notifier's repartition topic; its own serializers encode the tick (so the
+    metered value serializer counts it in ``rdmt_messages_out_total`` of that topic). Runs in a daemon
+    thread between :meth:`start` and :meth:`stop` (or as a context manager); a tick that cannot be
+    produced is logged and the next one tried: ticks only bound how late an alert can be.
+    """
+
+    def __init__(self, topic: Topic, producer_config: dict[str, Any], every_s: float) -> None:
+        self.topic = topic
+        self.partitions = topic.broker_config.num_partitions
+        self.every_s = every_s
+        self.producer_config = producer_config
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._producer: Producer | None = None
+
+    def __enter__(self) -> Ticker:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._producer = Producer(self.producer_config)
+        self._thread = threading.Thread(target=self._run, name=f"{SERVICE}-ticker", daemon=True)
+        self._thread.start()
+        log.info("ticking every %.1f s on the %d partitions of %s", self.every_s, self.partitions, self.topic.name)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._producer is not None:
+            self._producer.flush(5.0)
+
+    def tick(self) -> None:
+        """Produce one tick to every partition (not waiting for the broker's acknowledgement)."""
+        assert self._producer is not None
+        for partition in range(self.partitions):
+            message = self.topic.serialize(key=TICK, value={"tick_ms": round(time.time() * 1000)})
+            self._producer.produce(self.topic.name, key=message.key, value=message.value, partition=partition,
+                                   on_delivery=_tick_delivered)  # fmt: skip
+        self._producer.poll(0)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.tick()
+            except (KafkaException, BufferError) as exc:
+                log.warning("cannot produce a tick to %s: %s", self.topic.name, exc)
+
+
+def _tick_delivered(err: KafkaError | None, _msg: Any) -> None:
+    if err is not None:
+        log.warning("tick not delivered: %s", err)
+
+
+def tick_every_s(options: ServiceOptions) -> float:
+    """Seconds between ticks: a quarter of the alert timeout, at least 1 s."""
+    return max(1.0, options.alert_timeout_s / 4)
 
 
 def notify(alert: dict[str, Any] | Poison, config: RdmtConfig, options: ServiceOptions, limit: RateLimit) -> None:
@@ -147,6 +234,14 @@ def build(config: RdmtConfig, settings: StreamingSettings, options: ServiceOptio
     grouped = results.apply(result_summary).group_by(lambda s: s["delivery_id"], name="delivery_id",
                                                      **metered_json(meter))
     grouper = DeliveryGrouper(grouped, options, config.notify.report_base_url)
+    # Ticks go to the topic group_by made (one partition: group_by makes none, the source topic is not JSON).
+    repartition = [topic for topic in grouped.topics if topic.is_repartition]
+    if repartition:
+        # Outside the exactly-once transaction: a tick is a no-op if duplicated or replayed.
+        run_alongside(app, Ticker(repartition[0], settings.kafka.producer(f"rdmt-{SERVICE}-ticker"),
+                                  tick_every_s(options)))  # fmt: skip
+    else:
+        log.warning("%s has one partition: no ticks, the alert timeout is checked when results arrive", source.name)
     grouped = grouped.apply(grouper, stateful=True, metadata=True, expand=True)
     produced_now(grouped).to_topic(alert_topic, key=lambda alert: alert["delivery_id"])
 

@@ -14,7 +14,7 @@ Environment variables (besides those of :mod:`.settings`):
 ``RDMT_PROCESSING_GUARANTEE``  ``exactly-once`` (default) or ``at-least-once``
 ``RDMT_COMMIT_INTERVAL_S``     seconds between checkpoints (offsets, state, transaction), default 1
 ``RDMT_ALERT_TIMEOUT_S``       notifier: seconds after a delivery's first result before it alerts
-                               with what it has, default 900
+                               with what it has, default 900 (heartbeat ticks every quarter of it)
 ``RDMT_NOTIFY_REPLAYS``        notifier: also send alerts of releases other than ``live`` (1/true)
 ``RDMT_NOTIFY_MAX_AGE_S``      notifier: alerts older than this are not sent again, default 86400
 =============================  ==================================================================
@@ -28,6 +28,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -362,6 +363,20 @@ def serve_observability(app: Application, settings: StreamingSettings, metrics: 
     threading.Thread(target=heartbeat, name=f"{service}-heartbeat", daemon=True).start()
 
 
+_ALONGSIDE: weakref.WeakKeyDictionary[Application, list[contextlib.AbstractContextManager]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def run_alongside(app: Application, task: contextlib.AbstractContextManager) -> None:
+    """Have :func:`run_service` enter ``task`` before it runs ``app`` and exit it after ``app`` stops.
+
+    For work of a service's own threads (the notifier's ticks), which quixstreams has no place for:
+    ``task`` starts them on entry and stops them on exit (after SIGTERM or SIGINT has stopped the app).
+    """
+    _ALONGSIDE.setdefault(app, []).append(task)
+
+
 def run_service(
     service: str,
     build: Callable[[RdmtConfig, StreamingSettings, ServiceOptions, MessageMeter], Application],
@@ -385,5 +400,8 @@ def run_service(
     app = build(config, settings, options, MessageMeter(metrics, f"{settings.topic_prefix}.{DEADLETTER}"))
     if metrics_port is not None:
         serve_observability(app, settings, metrics, metrics_port)
-    app.run()
+    with contextlib.ExitStack() as stack:
+        for task in _ALONGSIDE.pop(app, []):
+            stack.enter_context(task)
+        app.run()
     return 0
