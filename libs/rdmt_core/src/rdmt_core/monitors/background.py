@@ -15,6 +15,11 @@ ignored. The numerical core, :func:`background_metrics`, is a pure function.
   per super-pixel the step from its left neighbour over the super-pixel's rows
   (amplifier 1 and column 0, without a left neighbour, repeat the step at their
   right boundary), for the detector the step of largest magnitude (signed).
+  Each jump's 1-sigma uncertainty is ``sqrt(pi / 2) * sqrt(s_l^2 / n_l + s_r^2 / n_r)``
+  (the standard error of a difference of medians; ``s`` the clipped RMS and ``n``
+  the kept pixels of each side); a jump less precise than ``jump_precision`` is
+  NaN, so too few unmasked pixels (a crowded field, a small image) is
+  ``incomplete``, not a false step.
 
 The clipping is astropy's ``sigma_clipped_stats`` (see :mod:`.clipped`), done
 on each scale's own pixels, after masking 4x4 blocks around sources
@@ -23,6 +28,7 @@ on each scale's own pixels, after masking 4x4 blocks around sources
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,7 +39,7 @@ from ..data_access import ArraySpec
 from ..geometry import GRID, N_AMPLIFIERS, N_SUPERPIXELS
 from ..records import Metric, MetricSpec
 from .base import Context, Monitor, MonitorResult, ReportFigure
-from .clipped import clip_sorted, clipped_at_scales, sorted_rows
+from .clipped import ClippedStats, clip_sorted, clipped_at_scales, sorted_rows
 from .dq import known_dq_flags, masked_data
 from .l2_examples import level2_example_frame
 from .l2_figures import draw_background_map
@@ -45,6 +51,9 @@ if TYPE_CHECKING:
     from ..records import FileResult
 
 
+MEDIAN_ERROR = float(np.sqrt(np.pi / 2.0))  # standard error of a normal sample's median, in sigma / sqrt(n)
+
+
 class BackgroundOptions(BaseModel):
     """Options of the background monitor."""
 
@@ -54,6 +63,12 @@ class BackgroundOptions(BaseModel):
     clip_maxiters: int = Field(5, ge=1, description="Largest number of sigma-clipping iterations.")
     jump_width: int = Field(
         16, ge=1, description="Columns on each side of an amplifier boundary used for the jump (at most half a strip)."
+    )
+    jump_precision: float = Field(
+        0.008,
+        gt=0,
+        description="DN/s: a jump whose 1-sigma uncertainty is larger is not measured (NaN). The default keeps "
+        "the default super-pixel limit (0.04 DN/s) at 5 sigma or more.",
     )
     mask_sources: bool = Field(True, description="Mask 4x4 blocks around sources before the statistics.")
     source_sigma: float = Field(
@@ -87,8 +102,8 @@ METRICS = (
 )
 
 
-def edge_levels(frame: np.ndarray, width: int, sigma: float, maxiters: int) -> dict[str, np.ndarray]:
-    """Clipped medians of the first and last ``width`` columns of every amplifier strip.
+def edge_levels(frame: np.ndarray, width: int, sigma: float, maxiters: int) -> dict[str, ClippedStats]:
+    """Clipped statistics of the first and last ``width`` columns of every amplifier strip.
 
     Returns ``first_cell``/``last_cell`` (1024 super-pixels, over the super-pixel's rows) and
     ``first_amp``/``last_amp`` (32 strips, over all rows).
@@ -103,27 +118,60 @@ def edge_levels(frame: np.ndarray, width: int, sigma: float, maxiters: int) -> d
         by_amp = edge.transpose(1, 0, 2).reshape(N_AMPLIFIERS, side * width)
         for scale, rows in (("cell", by_cell), ("amp", by_amp)):
             ordered, n_valid = sorted_rows(np.array(rows))
-            out[f"{name}_{scale}"] = clip_sorted(ordered, n_valid, sigma, maxiters).median
+            out[f"{name}_{scale}"] = clip_sorted(ordered, n_valid, sigma, maxiters)
     return out
 
 
-def amplifier_jumps(edges: dict[str, np.ndarray]) -> ScaleValues:
+def median_error(stats: ClippedStats) -> np.ndarray:
+    """1-sigma uncertainty of each clipped median: ``sqrt(pi / 2) * std / sqrt(count)`` (NaN without pixels)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(stats.count > 0, MEDIAN_ERROR * stats.std / np.sqrt(stats.count), np.nan)
+
+
+@dataclass(frozen=True)
+class Jumps:
+    """Steps across amplifier boundaries at the three scales, their uncertainties, and what was too imprecise."""
+
+    values: ScaleValues  # DN/s; NaN where a side has no pixel or the uncertainty is above the precision
+    error: ScaleValues  # DN/s, 1 sigma of every measured step (the detector's: of the step it holds)
+    imprecise: dict[str, int]  # amplifier, superpixel: cells with a step whose uncertainty is above the precision
+
+
+def amplifier_jumps(edges: dict[str, ClippedStats], precision: float = np.inf) -> Jumps:
     """Steps across amplifier boundaries (right side minus left side) at the three scales.
 
     Amplifier n >= 2 (super-pixel column c >= 1) holds the step at its left boundary; amplifier 1
     (column 0), which has no left neighbour, holds the step at its right boundary, so every cell
-    has a value. The detector holds the step of largest magnitude (signed). NaN where a side of a
-    boundary has no finite pixel.
+    has a value. The detector holds the step of largest magnitude (signed) among the precise ones.
+    A step's uncertainty combines the :func:`median_error` of its two sides; a step whose
+    uncertainty is above ``precision`` is NaN, as is one where a side has no finite pixel.
     """
-    boundary = edges["first_amp"][1:] - edges["last_amp"][:-1]  # 31 boundaries, 1|2 .. 31|32
-    amp = np.concatenate([boundary[:1], boundary])
-    first = edges["first_cell"].reshape(GRID, GRID)
-    last = edges["last_cell"].reshape(GRID, GRID)
-    cell_boundary = first[:, 1:] - last[:, :-1]
-    cell = np.concatenate([cell_boundary[:, :1], cell_boundary], axis=1)
-    finite = np.isfinite(boundary)
-    detector = float(boundary[finite][np.argmax(np.abs(boundary[finite]))]) if finite.any() else float("nan")
-    return ScaleValues(detector, amp, cell.ravel())
+
+    def steps(first: ClippedStats, last: ClippedStats, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        right, left = first.median.reshape(shape)[..., 1:], last.median.reshape(shape)[..., :-1]
+        error = np.hypot(median_error(first).reshape(shape)[..., 1:], median_error(last).reshape(shape)[..., :-1])
+        both = (right - left, error)
+        return tuple(np.concatenate([v[..., :1], v], axis=-1) for v in both)
+
+    amp, amp_error = steps(edges["first_amp"], edges["last_amp"], (N_AMPLIFIERS,))
+    cell, cell_error = steps(edges["first_cell"], edges["last_cell"], (GRID, GRID))
+    cell, cell_error = cell.ravel(), cell_error.ravel()
+    imprecise = {}
+    for scale, (value, error) in {"amplifier": (amp, amp_error), "superpixel": (cell, cell_error)}.items():
+        with np.errstate(invalid="ignore"):
+            too_wide = np.isfinite(value) & ~(error <= precision)
+        value[too_wide] = np.nan
+        imprecise[scale] = int(too_wide.sum())
+    boundary, boundary_error = amp[1:], amp_error[1:]  # 31 boundaries, 1|2 .. 31|32
+    finite = np.flatnonzero(np.isfinite(boundary))
+    worst = finite[np.argmax(np.abs(boundary[finite]))] if finite.size else None
+    detector = float(boundary[worst]) if worst is not None else float("nan")
+    detector_error = float(boundary_error[worst]) if worst is not None else float("nan")
+    return Jumps(
+        ScaleValues(detector, amp, cell),
+        ScaleValues(detector_error, amp_error, cell_error),
+        imprecise,
+    )
 
 
 def background_metrics(data: np.ndarray, dq: np.ndarray, options: BackgroundOptions) -> MonitorResult:
@@ -154,7 +202,9 @@ def background_metrics(data: np.ndarray, dq: np.ndarray, options: BackgroundOpti
     stats = clipped_at_scales(frame, sigma, maxiters)
     cell = frame.shape[0] // GRID
     width = min(options.jump_width, cell // 2)
-    jumps = amplifier_jumps(edge_levels(frame, width, sigma, maxiters)) if width >= 1 else _nan_values()
+    jumps = None
+    if width >= 1:
+        jumps = amplifier_jumps(edge_levels(frame, width, sigma, maxiters), options.jump_precision)
 
     def rejected(scale: str) -> np.ndarray:
         n_valid, kept = finite.at(scale), stats.count.at(scale)
@@ -166,7 +216,7 @@ def background_metrics(data: np.ndarray, dq: np.ndarray, options: BackgroundOpti
         "background_level": stats.median,
         "background_rms": stats.std,
         "background_rejected_fraction": fraction,
-        "background_jump": jumps,
+        "background_jump": jumps.values if jumps is not None else _nan_values(),
     }
     notes = {
         **_status(stats, fraction),
@@ -184,7 +234,20 @@ def background_metrics(data: np.ndarray, dq: np.ndarray, options: BackgroundOpti
     }
     if width < options.jump_width:
         notes["jump"] += f" (jump_width {options.jump_width} reduced to half the {cell}-column strip)"
+    if jumps is not None and any(jumps.imprecise.values()):
+        notes["jump precision"] = _precision_note(jumps, options.jump_precision)
     return MonitorResult([Metric(spec, values[spec.name]) for spec in METRICS], notes)
+
+
+def _precision_note(jumps: Jumps, precision: float) -> str:
+    """Which jumps were not measured for want of precision, and why."""
+    scales = (("superpixel", N_SUPERPIXELS, "super-pixel"), ("amplifier", N_AMPLIFIERS, "amplifier"))
+    counts = [f"{jumps.imprecise[s]} of {size} {name} jumps" for s, size, name in scales if jumps.imprecise[s]]
+    return (
+        f"{' and '.join(counts)} not measured (NaN): their 1-sigma uncertainty, sqrt(pi/2) x clipped rms / "
+        f"sqrt(kept pixels) on each side, is above jump_precision {precision:g} DN/s; too few pixels beside the "
+        "boundary are left after masking sources (a crowded field) or the image is small"
+    )
 
 
 def _nan_values() -> ScaleValues:
