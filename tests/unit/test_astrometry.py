@@ -302,6 +302,18 @@ def test_options_are_checked_when_the_configuration_loads():
         load_config(monitors={"astrometry": {"options": {"match_radius_arcsec": -1}}})
 
 
+def test_max_fit_stars_caps_the_fits_whatever_the_field(catalog_path):
+    """The docs' claim: only the brightest max_fit_stars are fitted, so sparse cells stay NaN however many stars."""
+    arrays, file_wcs, _, _ = _image()
+    result = _result(arrays, file_wcs, _config(catalog_path=str(catalog_path), max_fit_stars=60))
+    got = _values(result)
+    assert got["n_detected"].detector > 300
+    assert result.notes["centroids"].startswith("60 of 60 stars fitted")
+    assert 50 <= got["n_matched"].detector <= 60
+    assert np.isnan(got["offset_ra_mean"].superpixel).all()  # 16x16-pixel super-pixels: none has 5 of 60 stars
+    assert np.isnan(got["offset_ra_mean"].amplifier).sum() > 16  # about 2 stars per amplifier
+
+
 def test_report_figures_from_extras_and_from_metrics(tmp_path, catalog_path):
     arrays, file_wcs, _, _ = _image(L2Injection(wcs_shift_arcsec=(0.05, -0.1)))
     result = _result(arrays, file_wcs, _config(catalog_path=str(catalog_path), min_stars_per_cell=1))
