@@ -252,12 +252,15 @@ def test_catalogue_problems_are_statuses(tmp_path, catalog_path):
     far["dec"] += 2.0  # degrees: nowhere near the image
     far.write(tmp_path / "far.ecsv", format="ascii.ecsv")
     (tmp_path / "broken.ecsv").write_text("# %ECSV 1.0\nnot a table\n")
+    far[:0].write(tmp_path / "empty.ecsv", format="ascii.ecsv")
     cases = {
         "no reference catalogue configured": {},
         "does not overlap": {"catalog_path": str(tmp_path / "far.ecsv")},
+        f"catalogue {tmp_path / 'empty.ecsv'} has no rows": {"catalog_path": str(tmp_path / "empty.ecsv")},
         "cannot read catalogue": {"catalog_path": str(tmp_path / "broken.ecsv")},
         "not found": {"catalog_path": str(tmp_path / "missing.ecsv")},
-        "no catalogue in": {"catalog_dir": str(tmp_path)},  # far.ecsv and broken.ecsv only
+        "overlaps the image footprint; unreadable: broken.ecsv (": {"catalog_dir": str(tmp_path)},  # and far.ecsv
+        "; empty: empty.ecsv (has no rows)": {"catalog_dir": str(tmp_path)},
     }
     for status, options in cases.items():
         result = _result(arrays, file_wcs, _config(**options))
@@ -319,10 +322,13 @@ def test_report_figures_from_extras_and_from_metrics(tmp_path, catalog_path):
     result = _result(arrays, file_wcs, _config(catalog_path=str(catalog_path), min_stars_per_cell=1))
     figures = AstrometryMonitor.report_figures(result, tmp_path, "with_extras")
     assert len(figures) == 1 and figures[0].path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "matched stars" in figures[0].caption
+    assert "matched stars" in figures[0].caption and "sky axes" not in figures[0].caption
     rebuilt = dataclasses.replace(result, extras={})  # as from a stored record: metrics only
     figures = AstrometryMonitor.report_figures(rebuilt, tmp_path, "from_metrics")
     assert len(figures) == 1 and "super-pixels" in figures[0].caption and figures[0].path.exists()
+    # stored offsets are (RA*cos(Dec), Dec): drawn on the detector grid, they point in sky axes
+    assert "each arrow in sky axes (north up, east left" in figures[0].caption
+    assert "not along the detector's pixel axes" in figures[0].caption
     sparse = _result(arrays, file_wcs, _config(catalog_path=str(catalog_path)))  # no super-pixel has 5 stars
     figures = AstrometryMonitor.report_figures(dataclasses.replace(sparse, extras={}), tmp_path, "amplifiers")
     assert len(figures) == 1 and "amplifiers" in figures[0].caption

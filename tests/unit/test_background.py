@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 import numpy as np
@@ -221,12 +222,28 @@ def test_a_background_outside_the_expected_range_is_flagged(sky, bound):
     assert np.all(_statuses(result, "background_level", "superpixel") == Status.FAIL.severity)
 
 
+def test_background_rms_of_gaussian_noise_is_1_5_percent_below_sigma():
+    """As the docs say: the 3-sigma clipping trims the tails, so the clipped std reads below sigma."""
+    frame = np.random.default_rng(8).normal(0.8, 0.08, (1024, 1024)).astype(np.float32)
+    result = background_metrics(frame, np.zeros(frame.shape, np.uint32), BackgroundOptions(mask_sources=False))
+    rms = next(m.values for m in result.metrics if m.spec.name == "background_rms")
+    clipped = 1.0  # the std of a unit normal clipped at 3 of its own clipped std, iterated to convergence
+    for _ in range(50):
+        cut = 3.0 * clipped
+        clipped = np.sqrt(1 - 2 * cut * np.exp(-(cut**2) / 2) / np.sqrt(2 * np.pi) / math.erf(cut / np.sqrt(2)))
+    assert clipped == pytest.approx(0.985, abs=0.001)
+    assert rms.detector / 0.08 == pytest.approx(clipped, abs=0.002)
+    assert np.median(rms.superpixel) / 0.08 == pytest.approx(clipped, abs=0.003)
+
+
 def test_all_nan_and_constant_images_give_a_status_and_no_warning():
     nan = np.full((256, 256), np.nan, dtype=np.float32)
     dq = np.zeros(nan.shape, dtype=np.uint32)
     result = background_metrics(nan, dq, BackgroundOptions())
-    assert result.notes["status"].startswith("no finite pixel")
+    assert result.notes["status"] == "no usable pixel (all non-finite or flagged): nothing to measure (all metrics NaN)"
     assert all(np.isnan(m.values.at(s)).all() for m in result.metrics for s in ("detector", "amplifier", "superpixel"))
+    flagged = background_metrics(np.ones((256, 256), np.float32), np.ones((256, 256), np.uint32), BackgroundOptions())
+    assert flagged.notes["status"] == result.notes["status"]  # all DO_NOT_USE: finite, but nothing usable either
 
     constant = np.full((256, 256), 0.75, dtype=np.float32)
     result = background_metrics(constant, dq, BackgroundOptions())

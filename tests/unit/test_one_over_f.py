@@ -148,11 +148,14 @@ def test_significance_is_the_f_distribution_tail():
 
 def test_all_nan_constant_and_starless_images_give_a_status_without_warnings():
     dq = np.zeros((256, 256), dtype=np.uint32)
-    for data, status in (
-        (np.full((256, 256), np.nan, dtype=np.float32), "no finite pixel"),
-        (np.full((256, 256), 0.8, dtype=np.float32), "no noise"),
+    do_not_use = np.ones((256, 256), dtype=np.uint32)
+    nothing = "no usable pixel (all non-finite or flagged): need 64 rows"
+    for data, flags, status in (
+        (np.full((256, 256), np.nan, dtype=np.float32), dq, nothing),
+        (np.ones((256, 256), dtype=np.float32), do_not_use, nothing),  # finite, but all DO_NOT_USE
+        (np.full((256, 256), 0.8, dtype=np.float32), dq, "no noise"),
     ):
-        result = one_over_f_metrics(data, dq, OneOverFOptions())
+        result = one_over_f_metrics(data, flags, OneOverFOptions())
         assert result.notes["status"].startswith(status)
         assert all(np.isnan(m.values.at(s)).all() for m in result.metrics for s in ("detector", "amplifier"))
         assert result.extras == {}

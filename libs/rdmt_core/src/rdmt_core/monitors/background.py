@@ -40,7 +40,7 @@ from ..geometry import GRID, N_AMPLIFIERS, N_SUPERPIXELS
 from ..records import Metric, MetricSpec
 from .base import Context, Monitor, MonitorResult, ReportFigure
 from .clipped import ClippedStats, clip_sorted, clipped_at_scales, sorted_rows
-from .dq import known_dq_flags, masked_data
+from .dq import NO_USABLE_PIXEL, known_dq_flags, masked_data
 from .l2_examples import level2_example_frame
 from .l2_figures import draw_background_map
 from .sky import RATE_UNIT, SOURCE_BLOCK, find_sources, source_blocks_problem
@@ -257,7 +257,7 @@ def _nan_values() -> ScaleValues:
 def _status(stats, fraction: ScaleValues) -> dict[str, str]:
     """``status`` when the image could not be measured as usual (as every monitor says it), else ``summary``."""
     if stats.n_valid.detector == 0:
-        return {"status": "no finite pixel: nothing to measure (all metrics NaN)"}
+        return {"status": f"{NO_USABLE_PIXEL}: nothing to measure (all metrics NaN)"}
     if stats.std.detector == 0:
         return {
             "status": f"constant image: every kept pixel is {stats.median.detector:g} DN/s, so the rms is 0 (no noise)"

@@ -49,6 +49,7 @@ class CatalogFile:
     dec: np.ndarray
     centre: np.ndarray  # unit vector of the mean position
     radius_deg: float  # largest distance of a row from the centre
+    n_rows: int  # rows of the file, with or without a finite position
 
 
 _CACHE: OrderedDict[str, tuple[tuple[int, int], CatalogFile]] = OrderedDict()
@@ -98,7 +99,7 @@ def read_catalog_file(path: str | Path) -> CatalogFile:
         radius = float(np.rad2deg(np.arccos(np.clip(vectors @ centre, -1.0, 1.0)).max()))
     else:
         centre, radius = np.array([1.0, 0.0, 0.0]), 0.0
-    entry = CatalogFile(ra, dec, centre, radius)
+    entry = CatalogFile(ra, dec, centre, radius, len(table))
     with _CACHE_LOCK:
         _CACHE[key] = (stamp, entry)
         _CACHE.move_to_end(key)
@@ -133,6 +134,11 @@ def image_footprint(wcs: Any, n_pixels: int) -> Footprint:
     return Footprint(float(ra[-1]), float(dec[-1]), float(radius))
 
 
+def _no_rows(entry: CatalogFile) -> str:
+    """Why a catalogue file gives no position: no rows at all, or none with a finite ra and dec."""
+    return "has no rows" if entry.n_rows == 0 else f"has no row with a finite ra and dec (of {entry.n_rows})"
+
+
 def find_catalog(options: CatalogOptions, footprint: Footprint) -> tuple[ReferenceCatalog | None, str | None]:
     """The catalogue rows near ``footprint`` from ``catalog_path`` or ``catalog_dir``, or why there are none."""
     margin = (options.search_radius_arcsec + 10.0) / 3600.0
@@ -143,6 +149,8 @@ def find_catalog(options: CatalogOptions, footprint: Footprint) -> tuple[Referen
             return None, f"catalogue {options.catalog_path} not found"
         except Exception as exc:  # astropy raises many types for a malformed ECSV
             return None, f"cannot read catalogue {options.catalog_path} ({type(exc).__name__}: {exc})"
+        if entry.ra.size == 0:
+            return None, f"catalogue {options.catalog_path} {_no_rows(entry)}"
         near = footprint.rows_near(entry.ra, entry.dec, margin)
         if not near.any():
             return None, f"catalogue {options.catalog_path} does not overlap the image footprint"
@@ -152,12 +160,15 @@ def find_catalog(options: CatalogOptions, footprint: Footprint) -> tuple[Referen
         if not directory.is_dir():
             return None, f"catalogue directory {directory} not found"
         centre = _unit(np.array([footprint.ra]), np.array([footprint.dec]))[0]
-        ras, decs, used, unreadable = [], [], [], []
+        ras, decs, used, unreadable, empty = [], [], [], [], []
         for path in sorted(directory.glob("*.ecsv")):
             try:
                 entry = read_catalog_file(path)
             except Exception as exc:
                 unreadable.append(f"{path.name} ({type(exc).__name__})")
+                continue
+            if entry.ra.size == 0:
+                empty.append(f"{path.name} ({_no_rows(entry)})")
                 continue
             distance = np.rad2deg(np.arccos(np.clip(entry.centre @ centre, -1.0, 1.0)))
             if distance > entry.radius_deg + footprint.radius_deg + margin:
@@ -169,6 +180,7 @@ def find_catalog(options: CatalogOptions, footprint: Footprint) -> tuple[Referen
                 used.append(path.name)
         if not used:
             extra = f"; unreadable: {', '.join(unreadable)}" if unreadable else ""
+            extra += f"; empty: {', '.join(empty)}" if empty else ""
             return None, f"no catalogue in {directory} overlaps the image footprint{extra}"
         return ReferenceCatalog(np.concatenate(ras), np.concatenate(decs), f"{directory}: {', '.join(used)}"), None
     return None, "no reference catalogue configured (option catalog_path or catalog_dir)"

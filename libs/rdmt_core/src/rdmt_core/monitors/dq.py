@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from roman_datamodels import dqflags
 
+NO_USABLE_PIXEL = "no usable pixel (all non-finite or flagged)"  # status of an image with nothing to measure
+
 
 def known_dq_flags(names: tuple[str, ...]) -> tuple[str, ...]:
     """``names`` if each is a DQ flag of ``roman_datamodels.dqflags.pixel``; ValueError naming the unknown ones."""

@@ -36,9 +36,11 @@ def nice_step(value: float) -> float:
 def draw_offsets(result: FileResult, path: Path) -> str | None:
     """Draw the offset vectors; the caption, or None when there is nothing to draw.
 
-    From the per-star offsets of ``result.extras`` on the frame when present; otherwise
-    (a result rebuilt from stored metrics) from the mean offsets of the super-pixels or the
-    amplifiers, whichever has more values, on the grid of cells.
+    From the per-star offsets of ``result.extras`` on the frame when present, along the
+    detector axes; otherwise (a result rebuilt from stored metrics) from the mean offsets of
+    the super-pixels or the amplifiers, whichever has more values, on the grid of cells. The
+    stored offsets are (RA*cos(Dec), Dec): those arrows point in sky axes, north up and east
+    left (+RA to the left), whatever the detector's orientation, and the caption says so.
     """
     from matplotlib.figure import Figure
 
@@ -70,9 +72,13 @@ def draw_offsets(result: FileResult, path: Path) -> str | None:
         else:  # amplifier strips, drawn at mid-height
             rows, cols = np.full(ra.size, (GRID - 1) / 2.0), np.arange(ra.size)
         finite = np.isfinite(ra) & np.isfinite(dec)
-        x, y, u_, v_ = cols[finite] + 0.5, rows[finite] + 0.5, ra[finite], dec[finite]
+        x, y, u_, v_ = cols[finite] + 0.5, rows[finite] + 0.5, -ra[finite], dec[finite]  # east (+RA) to the left
         labels = ("super-pixel column (amplifier - 1)", "super-pixel row")
-        what = f"mean offset of {count[scale]} {scale.replace('superpixel', 'super-pixel')}s, (RA*cos(Dec), Dec)"
+        what = (
+            f"mean offset of {count[scale]} {scale.replace('superpixel', 'super-pixel')}s at their place on the "
+            "detector, but each arrow in sky axes (north up, east left: RA*cos(Dec) to the left, Dec up), "
+            "not along the detector's pixel axes"
+        )
     length = np.hypot(u_, v_)
     typical = float(np.percentile(length, 90))
     key = nice_step(typical)

@@ -49,7 +49,7 @@ from ..data_access import ArraySpec
 from ..geometry import GRID, N_AMPLIFIERS, N_SUPERPIXELS
 from ..records import Metric, MetricSpec
 from .base import Context, Monitor, MonitorResult, ReportFigure
-from .dq import flagged_pixels, known_dq_flags
+from .dq import NO_USABLE_PIXEL, flagged_pixels, known_dq_flags
 from .l2_examples import level2_example_frame
 from .l2_figures import draw_significance_bars, draw_spectra
 from .sky import SOURCE_BLOCK, find_sources, source_blocks_problem
@@ -189,7 +189,7 @@ def one_over_f_metrics(data: np.ndarray, dq: np.ndarray, options: OneOverFOption
     rows = np.flatnonzero(counts.any(axis=0))
     notes = {"readout model": _READOUT_NOTE, "masking": _masking_note(counts, data, flagged.size, options)}
     if rows.size < options.min_rows:
-        status = "no finite pixel" if rows.size == 0 else f"only {rows.size} rows with data"
+        status = NO_USABLE_PIXEL if rows.size == 0 else f"only {rows.size} rows with data"
         notes["status"] = f"{status}: need {options.min_rows} rows for a spectrum (all metrics NaN)"
         return _result({}, notes)
     span = slice(rows[0], rows[-1] + 1)  # the science rows; the NaN border rows are left out
