@@ -56,7 +56,7 @@ from .base import Context, Monitor, MonitorResult, ReportFigure
 from .l2_examples import star_example_frame
 from .l2_figures import draw_psf_fwhm
 from .star_cells import counts_at_scales, nan_at_scales, scale_cells, stat_at_scales
-from .stars import DO_NOT_USE, DetectionOptions, detect_stars, masked_note
+from .stars import DO_NOT_USE, STAMP_CHUNK, DetectionOptions, Stars, detect_stars, masked_note
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -277,13 +277,9 @@ def psf_metrics(data: np.ndarray, dq: np.ndarray, options: PsfShapeOptions) -> M
     if stars.problem:
         return done(stars.problem)
     chosen = stars.usable(options.min_snr)
-    r = options.stamp_radius
-    px, py = stars.peak_x[chosen], stars.peak_y[chosen]
-    offsets = np.arange(-r, r + 1)
-    rows, columns = py[:, None, None] + offsets[None, :, None], px[:, None, None] + offsets[None, None, :]
-    stamps = data[rows, columns].astype(np.float64) - stars.background[chosen][:, None, None]
-    usable = np.isfinite(stamps) & ((dq[rows, columns] & DO_NOT_USE) == 0)
-    cxx, cyy, cxy = stamp_moments(stamps, stars.x[chosen] - px, stars.y[chosen] - py, options, usable)
+    chunks = [chosen[i : i + STAMP_CHUNK] for i in range(0, chosen.size, STAMP_CHUNK)]  # bounded memory
+    moments = [_star_moments(data, dq, stars, chunk, options) for chunk in chunks] or [(np.empty(0),) * 3]
+    cxx, cyy, cxy = (np.concatenate(m) for m in zip(*moments, strict=True))
     fwhm, _ = shape_of(cxx, cyy, cxy, options.moffat_beta)
     good = np.isfinite(fwhm)
     if good.any():  # outliers in size: blends, galaxies, residual cosmic rays
@@ -320,6 +316,19 @@ def psf_metrics(data: np.ndarray, dq: np.ndarray, options: PsfShapeOptions) -> M
     values["psf_fwhm_arcsec"] = _scale_values(fwhm, options.pixel_scale_arcsec)
     values["psf_ellipticity"] = _scale_values(ellipticity)
     return done(None)
+
+
+def _star_moments(
+    data: np.ndarray, dq: np.ndarray, stars: Stars, chosen: np.ndarray, options: PsfShapeOptions
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`stamp_moments` of the ``chosen`` stars, on their background-subtracted stamps."""
+    r = options.stamp_radius
+    px, py = stars.peak_x[chosen], stars.peak_y[chosen]
+    offsets = np.arange(-r, r + 1)
+    rows, columns = py[:, None, None] + offsets[None, :, None], px[:, None, None] + offsets[None, None, :]
+    stamps = data[rows, columns].astype(np.float64) - stars.background[chosen][:, None, None]
+    usable = np.isfinite(stamps) & ((dq[rows, columns] & DO_NOT_USE) == 0)
+    return stamp_moments(stamps, stars.x[chosen] - px, stars.y[chosen] - py, options, usable)
 
 
 def _scale_values(by_scale: dict[str, np.ndarray], factor: float = 1.0) -> ScaleValues:

@@ -37,8 +37,8 @@ array placed in the 4096x4096 frame with its 4-pixel border set to NaN):
 Everything is vectorised over the candidates; the full frame is read about four
 times (finite test, the block statistics on a quarter of it, the threshold, the
 indices of candidates). Candidates are worked a band of 128 rows at a time and
-stamps a chunk of stars at a time, so the working memory is that of the block
-statistics (about 50 MiB at full size) however crowded the field: all the
+stamps a chunk of stars at a time, so the working memory is about that of the
+block statistics (50 to 60 MiB at full size) however crowded the field: all the
 candidates of a Galactic-Bulge field at once (17 % of the pixels) took 650 MiB.
 Positions are frame pixel coordinates, 0-based, with
 pixel centres on integers: frame ``(x, y)`` is science pixel ``(x - 4, y - 4)``
