@@ -84,3 +84,12 @@ def test_registry_rejects_a_duplicate_name():
         class AnotherDark(Monitor):
             name = "dark"
             reftypes = frozenset({"DARK"})
+
+
+def test_the_image_monitor_base_is_shared_not_registered():
+    from rdmt_core.monitors import ImageMonitor
+
+    assert ImageMonitor not in registered_monitors().values()
+    level2 = [m for m in registered_monitors().values() if issubclass(m, ImageMonitor)]
+    assert sorted(m.name for m in level2) == ["astrometry", "background", "one_over_f", "psf_shape"]
+    assert all(m.border == 4 and m.accepts("ImageModel") and not m.accepts("DARK") for m in level2)

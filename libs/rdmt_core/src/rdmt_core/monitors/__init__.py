@@ -5,7 +5,15 @@ Importing this package registers every built-in monitor.
 
 from .astrometry import AstrometryMonitor
 from .background import BackgroundMonitor
-from .base import Monitor, MonitorResult, ReportFigure, get_monitor, monitors_for, registered_monitors
+from .base import (
+    ImageMonitor,
+    Monitor,
+    MonitorResult,
+    ReportFigure,
+    get_monitor,
+    monitors_for,
+    registered_monitors,
+)
 from .dark import DarkMonitor
 from .one_over_f import OneOverFMonitor
 from .psf_shape import PsfShapeMonitor
@@ -14,6 +22,7 @@ __all__ = [
     "AstrometryMonitor",
     "BackgroundMonitor",
     "DarkMonitor",
+    "ImageMonitor",
     "Monitor",
     "MonitorResult",
     "OneOverFMonitor",

@@ -34,9 +34,8 @@ from astropy.table import Table
 from astropy.utils.exceptions import AstropyUserWarning
 from pydantic import BaseModel, Field, field_validator
 
-from ..data_access import ArraySpec
 from ..records import Metric, MetricSpec
-from .base import Context, Monitor, MonitorResult, ReportFigure
+from .base import Context, ImageMonitor, MonitorResult, ReportFigure
 from .catalog import find_catalog, image_footprint
 from .l2_examples import example_image, star_example_frame
 from .l2_figures import draw_offsets
@@ -276,14 +275,11 @@ def astrometry_metrics(
     return done(None)
 
 
-class AstrometryMonitor(Monitor):
+class AstrometryMonitor(ImageMonitor):
     """Astrometric offsets of Level-2 images from PSF centroids matched to a reference catalogue."""
 
     name = "astrometry"
     title = "Astrometry (WCS against a reference catalogue)"
-    model_types = frozenset({"ImageModel"})
-    arrays = {"data": ArraySpec("f"), "dq": ArraySpec("ui")}  # noqa: RUF012
-    border = BORDER
     options_model = AstrometryOptions
     metric_specs = METRICS
 

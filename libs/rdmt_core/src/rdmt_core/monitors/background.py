@@ -35,10 +35,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..blockstats import ScaleValues, count_at_scales
-from ..data_access import ArraySpec
 from ..geometry import GRID, N_AMPLIFIERS, N_SUPERPIXELS
 from ..records import Metric, MetricSpec
-from .base import Context, Monitor, MonitorResult, ReportFigure
+from .base import Context, ImageMonitor, MonitorResult, ReportFigure
 from .clipped import ClippedStats, clip_sorted, clipped_at_scales, sorted_rows
 from .dq import NO_USABLE_PIXEL, known_dq_flags, masked_data
 from .l2_examples import level2_example_frame
@@ -268,14 +267,11 @@ def _status(stats, fraction: ScaleValues) -> dict[str, str]:
     }
 
 
-class BackgroundMonitor(Monitor):
+class BackgroundMonitor(ImageMonitor):
     """Sigma-clipped background level, its RMS and amplifier jumps of Level-2 images."""
 
     name = "background"
     title = "Background level and amplifier jumps"
-    model_types = frozenset({"ImageModel"})
-    arrays = {"data": ArraySpec("f"), "dq": ArraySpec("ui")}  # noqa: RUF012
-    border = 4
     options_model = BackgroundOptions
     metric_specs = METRICS
 

@@ -66,8 +66,10 @@ class Monitor:
 
     _registry: ClassVar[dict[str, type[Monitor]]] = {}
 
-    def __init_subclass__(cls, **kwargs: object) -> None:
+    def __init_subclass__(cls, abstract: bool = False, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
+        if abstract:  # a shared base of several monitors (ImageMonitor), not itself a monitor
+            return
         name = cls.__dict__.get("name")
         if name is None:
             raise TypeError(f"monitor class {cls.__name__} must define 'name'")
@@ -121,6 +123,19 @@ class Monitor:
     def compute(cls, arrays: dict[str, np.ndarray], options: BaseModel, context: Context) -> MonitorResult:
         """Pure: arrays (as declared in ``arrays``), validated options and the context in, metrics out."""
         raise NotImplementedError
+
+
+class ImageMonitor(Monitor, abstract=True):
+    """Base of the Level-2 image monitors: ``ImageModel`` files, ``data`` and ``dq`` in the full frame.
+
+    The 4088x4088 science arrays reach :meth:`Monitor.compute` placed in the 4096x4096 frame with
+    a 4-pixel NaN border (``border = 4``): science pixel ``[y, x]`` (the WCS's 0-based pixel) is
+    frame pixel ``[y + 4, x + 4]``.
+    """
+
+    model_types = frozenset({"ImageModel"})
+    arrays = {"data": ArraySpec("f"), "dq": ArraySpec("ui")}  # noqa: RUF012
+    border = 4
 
 
 def registered_monitors() -> dict[str, type[Monitor]]:

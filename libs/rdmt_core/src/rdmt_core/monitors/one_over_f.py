@@ -45,10 +45,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..blockstats import ScaleValues
-from ..data_access import ArraySpec
 from ..geometry import GRID, N_AMPLIFIERS, N_SUPERPIXELS
 from ..records import Metric, MetricSpec
-from .base import Context, Monitor, MonitorResult, ReportFigure
+from .base import Context, ImageMonitor, MonitorResult, ReportFigure
 from .dq import NO_USABLE_PIXEL, flagged_pixels, known_dq_flags
 from .l2_examples import level2_example_frame
 from .l2_figures import draw_significance_bars, draw_spectra
@@ -297,14 +296,11 @@ def _result(values: dict[str, tuple], notes: dict[str, str], extras: dict[str, n
     return MonitorResult(metrics, notes, extras or {})
 
 
-class OneOverFMonitor(Monitor):
+class OneOverFMonitor(ImageMonitor):
     """Residual 1/f (correlated readout) noise of Level-2 images, per amplifier and common mode."""
 
     name = "one_over_f"
     title = "Residual 1/f noise"
-    model_types = frozenset({"ImageModel"})
-    arrays = {"data": ArraySpec("f"), "dq": ArraySpec("ui")}  # noqa: RUF012
-    border = 4
     options_model = OneOverFOptions
     metric_specs = METRICS
 

@@ -50,9 +50,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from ..blockstats import ScaleValues
-from ..data_access import ArraySpec
 from ..records import Metric, MetricSpec
-from .base import Context, Monitor, MonitorResult, ReportFigure
+from .base import Context, ImageMonitor, MonitorResult, ReportFigure
 from .l2_examples import star_example_frame
 from .l2_figures import draw_psf_fwhm
 from .star_cells import counts_at_scales, nan_at_scales, scale_cells, stat_at_scales
@@ -337,14 +336,11 @@ def _scale_values(by_scale: dict[str, np.ndarray], factor: float = 1.0) -> Scale
     )
 
 
-class PsfShapeMonitor(Monitor):
+class PsfShapeMonitor(ImageMonitor):
     """PSF FWHM and ellipticity of Level-2 images from bright, unsaturated, isolated stars."""
 
     name = "psf_shape"
     title = "PSF shape (FWHM and ellipticity)"
-    model_types = frozenset({"ImageModel"})
-    arrays = {"data": ArraySpec("f"), "dq": ArraySpec("ui")}  # noqa: RUF012
-    border = BORDER
     options_model = PsfShapeOptions
     metric_specs = METRICS
 
