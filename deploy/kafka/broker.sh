@@ -31,8 +31,9 @@ MVN="${MVN:-mvn}"
 TIMEOUT="${RDMT_KAFKA_START_TIMEOUT:-90}"
 HEAP_OPTS="${RDMT_KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}"
 
-log() { printf 'broker.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+NAME=broker
+# shellcheck source=../lib/daemon.sh
+source "${HERE}/../lib/daemon.sh"  # log, die, pid_alive, stop_daemon, main_command
 
 fetched() { [[ -f "$STAMP" ]] && [[ "$(cat "$STAMP")" == "$VERSION" ]] && compgen -G "${LIB}/kafka_2.13-*.jar" >/dev/null; }
 
@@ -59,8 +60,6 @@ fetch() {
     exec 9>&-  # release the lock; the broker must not inherit it
     log "cached $(ls "$LIB" | wc -l) jars"
 }
-
-pid_alive() { [[ -f "$1/broker.pid" ]] && kill -0 "$(cat "$1/broker.pid")" 2>/dev/null; }
 
 log_tail() {
     local dir="$1"
@@ -196,42 +195,7 @@ EOF
     cat "${dir}/bootstrap"
 }
 
-stop() {
-    local dir="$1"
-    [[ -f "${dir}/broker.pid" ]] || { log "no broker.pid in ${dir}"; return 0; }
-    local pid
-    pid="$(cat "${dir}/broker.pid")"
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid"
-        local i
-        for ((i = 0; i < 300; i++)); do  # 30 s for a controlled shutdown
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "broker pid ${pid} still running after 30s; killing"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        log "broker pid ${pid} stopped"
-    fi
-    rm -f "${dir}/broker.pid"
-}
+stop() { stop_daemon "$1" 30; }
 
-status() {
-    local dir="$1"
-    pid_alive "$dir" || { log "no broker running in ${dir}"; return 1; }
-    cat "${dir}/bootstrap"
-}
-
-cmd="${1:-}"
 dir="${2:-${RDMT_KAFKA_DIR:-${TMPDIR:-/tmp}/rdmt-kafka}}"
-case "$cmd" in
-    fetch) fetch ;;
-    start) start "$dir" ;;
-    stop) stop "$dir" ;;
-    status) status "$dir" ;;
-    *)
-        echo "usage: $0 {fetch|start [DIR]|stop [DIR]|status [DIR]}" >&2
-        exit 2
-        ;;
-esac
+main_command "${1:-}" "$dir" bootstrap

@@ -30,8 +30,9 @@ TIMEOUT="${RDMT_REGISTRY_START_TIMEOUT:-90}"
 HEAP_OPTS="${RDMT_REGISTRY_HEAP_OPTS:--Xms64m -Xmx384m}"
 API="/apis/ccompat/v7"
 
-log() { printf 'registry.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+NAME=registry
+# shellcheck source=../lib/daemon.sh
+source "${HERE}/../lib/daemon.sh"  # log, die, pid_alive, stop_daemon, main_command
 
 # The stamp holds the version and a digest of the build files, so a changed pom.xml rebuilds the jar.
 recipe() { cat "${HERE}/pom.xml" "${HERE}/src/main/resources/application.properties" \
@@ -62,8 +63,6 @@ fetch() {
     exec 9>&-  # release the lock; the registry must not inherit it
     log "cached $(du -h "$JAR" | cut -f1) ${JAR}"
 }
-
-pid_alive() { [[ -f "$1/registry.pid" ]] && kill -0 "$(cat "$1/registry.pid")" 2>/dev/null; }
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -124,42 +123,7 @@ start() {
     cat "${dir}/url"
 }
 
-stop() {
-    local dir="$1"
-    [[ -f "${dir}/registry.pid" ]] || { log "no registry.pid in ${dir}"; return 0; }
-    local pid
-    pid="$(cat "${dir}/registry.pid")"
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid"
-        local i
-        for ((i = 0; i < 200; i++)); do  # 20 s to shut down
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "registry pid ${pid} still running after 20s; killing"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        log "registry pid ${pid} stopped"
-    fi
-    rm -f "${dir}/registry.pid"
-}
+stop() { stop_daemon "$1" 20; }
 
-status() {
-    local dir="$1"
-    pid_alive "$dir" || { log "no registry running in ${dir}"; return 1; }
-    cat "${dir}/url"
-}
-
-cmd="${1:-}"
 dir="${2:-${RDMT_REGISTRY_DIR:-${TMPDIR:-/tmp}/rdmt-registry}}"
-case "$cmd" in
-    fetch) fetch ;;
-    start) start "$dir" ;;
-    stop) stop "$dir" ;;
-    status) status "$dir" ;;
-    *)
-        echo "usage: $0 {fetch|start [DIR]|stop [DIR]|status [DIR]}" >&2
-        exit 2
-        ;;
-esac
+main_command "${1:-}" "$dir" url
