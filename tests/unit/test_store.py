@@ -134,3 +134,26 @@ def test_a_file_without_evaluations_is_stored(store_url):
         assert store.write(result)
         files = store.sql("SELECT n_metrics, n_evaluations, toString(status) AS status FROM rdmt.files")
         assert (files.n_metrics[0], files.n_evaluations[0], files.status[0]) == (9 * 1057, 0, "pass")
+
+
+def test_nan_values_are_stored_as_nan_not_zero(store_url):
+    """A cell without a value (too few stars, no finite pixel) must not read back as 0."""
+    result = _result()
+    first = result.metrics[0]
+    superpixel = first.values.superpixel.copy()
+    superpixel[:10] = np.nan
+    values = dataclasses.replace(first.values, detector=float("nan"), superpixel=superpixel)
+    result = dataclasses.replace(result, metrics=[dataclasses.replace(first, values=values), *result.metrics[1:]])
+    with open_store(store_url) as store:
+        assert store.write(result)
+        rows = store.sql(
+            f"SELECT toString(scale) AS scale, cell, value FROM rdmt.metrics WHERE metric = '{first.spec.name}'"
+        )
+        nan = rows[np.isnan(rows.value)]
+        expected = [("detector", 0)] + [("superpixel", c) for c in range(10)]
+        assert sorted(zip(nan.scale, nan.cell, strict=True)) == expected
+        assert (rows.value != 0).all()
+        history = store.history(
+            "dark", "WFI05", "live", datetime(2026, 4, 1, tzinfo=UTC), "DARK/WFI05/2026-04-01T00:00:00.000", 5
+        )
+        assert np.isnan(history.previous(first.spec.name, "detector")[0])

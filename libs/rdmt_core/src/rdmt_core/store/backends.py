@@ -102,6 +102,7 @@ class ChdbBackend:
 
         self.database = database
         self.path = os.path.abspath(path)
+        self._float_columns: dict[str, frozenset[str]] = {}
         try:
             os.makedirs(self.path, exist_ok=True)
             self._session = session.Session(self.path)
@@ -115,8 +116,22 @@ class ChdbBackend:
         return self._session.query(sql, "DataFrame")
 
     def insert(self, table: str, frame: pd.DataFrame) -> None:
+        # chDB's Python() table function reads a pandas NaN as NULL, which a non-Nullable Float64 column
+        # would store as 0: put NaN back for those columns (Nullable ones keep NULL, as on a server).
+        plain_floats = self._plain_float_columns(table)
+        selected = ", ".join(f"ifNull({c}, nan) AS {c}" if c in plain_floats else c for c in frame.columns)
         columns = ", ".join(frame.columns)
-        self._session.query(f"INSERT INTO {self.database}.{table} ({columns}) SELECT {columns} FROM Python(frame)")
+        self._session.query(f"INSERT INTO {self.database}.{table} ({columns}) SELECT {selected} FROM Python(frame)")
+
+    def _plain_float_columns(self, table: str) -> frozenset[str]:
+        cached = self._float_columns.get(table)
+        if cached is None:
+            described = self.query(
+                f"SELECT name FROM system.columns WHERE database = '{self.database}' AND table = '{table}' "
+                "AND type IN ('Float64', 'Float32')"
+            )
+            cached = self._float_columns[table] = frozenset(described["name"])
+        return cached
 
     def close(self) -> None:
         self._session.close()
