@@ -33,20 +33,11 @@ HEAP_OPTS="${RDMT_KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}"
 
 NAME=broker
 # shellcheck source=../lib/daemon.sh
-source "${HERE}/../lib/daemon.sh"  # log, die, pid_alive, stop_daemon, main_command
+source "${HERE}/../lib/daemon.sh"  # log, die, locked_fetch, pid_alive, stop_daemon, main_command
 
 fetched() { [[ -f "$STAMP" ]] && [[ "$(cat "$STAMP")" == "$VERSION" ]] && compgen -G "${LIB}/kafka_2.13-*.jar" >/dev/null; }
 
-fetch() {
-    fetched && return 0
-    mkdir -p "$CACHE"
-    # Serialise concurrent fetches into the same cache (parallel CI jobs, pytest-xdist workers).
-    if command -v flock >/dev/null; then
-        exec 9>"${CACHE}/.lock"
-        flock 9
-        if fetched; then exec 9>&-; return 0; fi
-    fi
-    command -v "$MVN" >/dev/null || die "Maven ('$MVN') not found; it resolves the broker from Maven Central"
+resolve_jars() {
     log "resolving org.apache.kafka:kafka_2.13:${VERSION} into ${LIB}"
     local tmp="${CACHE}/lib.tmp.$$"
     rm -rf "$tmp"
@@ -57,9 +48,10 @@ fetch() {
     rm -rf "$LIB"
     mv "$tmp" "$LIB"
     echo "$VERSION" >"$STAMP"
-    exec 9>&-  # release the lock; the broker must not inherit it
     log "cached $(ls "$LIB" | wc -l) jars"
 }
+
+fetch() { locked_fetch resolve_jars; }
 
 log_tail() {
     local dir="$1"

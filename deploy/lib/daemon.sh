@@ -5,6 +5,21 @@
 log() { printf '%s.sh: %s\n' "$NAME" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# locked_fetch BUILD: unless `fetched` (the caller's) says the cache is complete, run BUILD (the caller's Maven
+# step) once, serialised between concurrent callers on the same $CACHE (parallel CI jobs, pytest-xdist workers).
+locked_fetch() {
+    fetched && return 0
+    mkdir -p "$CACHE"
+    if command -v flock >/dev/null; then
+        exec 9>"${CACHE}/.lock"
+        flock 9
+        if fetched; then exec 9>&-; return 0; fi
+    fi
+    command -v "$MVN" >/dev/null || die "Maven ('$MVN') not found; ${NAME}.sh resolves its jars from Maven Central"
+    "$1"
+    exec 9>&-  # release the lock; the daemon must not inherit it
+}
+
 # pid_alive DIR: the process of DIR/$NAME.pid is running.
 pid_alive() { [[ -f "$1/${NAME}.pid" ]] && kill -0 "$(cat "$1/${NAME}.pid")" 2>/dev/null; }
 

@@ -32,23 +32,14 @@ API="/apis/ccompat/v7"
 
 NAME=registry
 # shellcheck source=../lib/daemon.sh
-source "${HERE}/../lib/daemon.sh"  # log, die, pid_alive, stop_daemon, main_command
+source "${HERE}/../lib/daemon.sh"  # log, die, locked_fetch, pid_alive, stop_daemon, main_command
 
 # The stamp holds the version and a digest of the build files, so a changed pom.xml rebuilds the jar.
 recipe() { cat "${HERE}/pom.xml" "${HERE}/src/main/resources/application.properties" \
     "${HERE}/src/main/java/rdmt/registry/DynamicConfigProperties.java" | sha256sum | cut -c1-16; }
 fetched() { [[ -f "$STAMP" && -f "$JAR" ]] && [[ "$(cat "$STAMP")" == "${VERSION} $(recipe)" ]]; }
 
-fetch() {
-    fetched && return 0
-    mkdir -p "$CACHE"
-    # Serialise concurrent fetches into the same cache (parallel CI jobs, pytest-xdist workers).
-    if command -v flock >/dev/null; then
-        exec 9>"${CACHE}/.lock"
-        flock 9
-        if fetched; then exec 9>&-; return 0; fi
-    fi
-    command -v "$MVN" >/dev/null || die "Maven ('$MVN') not found; it builds the registry from Maven Central"
+build_jar() {
     log "building Apicurio Registry ${VERSION} into ${CACHE} (first time: a few minutes, ~120 MB of jars)"
     local build="${CACHE}/build.$$"
     rm -rf "$build"
@@ -60,9 +51,10 @@ fetch() {
     mv "${build}/rdmt-schema-registry-0-runner.jar" "$JAR"
     rm -rf "$build"
     echo "${VERSION} $(recipe)" >"$STAMP"
-    exec 9>&-  # release the lock; the registry must not inherit it
     log "cached $(du -h "$JAR" | cut -f1) ${JAR}"
 }
+
+fetch() { locked_fetch build_jar; }
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
