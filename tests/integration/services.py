@@ -62,6 +62,20 @@ def wait_until(condition: Callable[[], Any], what: str, timeout_s: float = TIMEO
         time.sleep(every_s)
 
 
+def stop_processes(procs: list[subprocess.Popen], timeout_s: float = 20) -> None:
+    """SIGTERM every running process (resumed first if stopped), wait, and SIGKILL those still running."""
+    running = [p for p in procs if p.poll() is None]
+    for proc in running:
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+    for proc in running:
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 class Webhook:
     """A Slack-compatible webhook on 127.0.0.1: ``url`` and the JSON bodies POSTed to it (``posts``)."""
 
@@ -268,16 +282,7 @@ class Pipeline:
 
     def stop_all(self) -> None:
         """Stop every process this pipeline started (also the ones replaced), close the readers."""
-        procs = [p for p in self._started if p.poll() is None]
-        for proc in procs:
-            proc.send_signal(signal.SIGCONT)
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_processes(self._started)
         for reader in self.readers:
             reader.close()
         self.readers.clear()

@@ -12,20 +12,16 @@ they were produced, not the input's timestamp. Both services count what they did
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -42,6 +38,8 @@ from rdmt_core.results import file_result
 from rdmt_core.streaming.monitor_service import metric_record
 from rdmt_core.streaming.topics import create_topics, spec_for, topic_specs
 from rdmt_core.synthetic import Anomaly, dark_arrays
+
+from .services import Webhook, free_port, stop_processes
 
 DETECTORS = ("WFI01", "WFI02", "WFI03")
 RAISED = "WFI02"
@@ -138,15 +136,8 @@ class Services:
                 proc.wait(10)
 
     def close(self) -> None:
-        for proc in self.procs:
-            self.stop(proc)
+        stop_processes(self.procs, timeout_s=30)
         self.consumer.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -186,25 +177,11 @@ def _wait_metrics(port: int, done, what: str, services: Services, timeout_s: flo
 @pytest.fixture
 def webhook() -> Iterator[tuple[str, list[dict]]]:
     """A local Slack-compatible webhook: its URL and the JSON bodies POSTed to it."""
-    posts: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    hook = Webhook()
     try:
-        yield f"http://127.0.0.1:{server.server_port}/hook", posts
+        yield hook.url, hook.posts
     finally:
-        server.shutdown()
-        server.server_close()
+        hook.close()
 
 
 def _change(evaluation: dict) -> str:
@@ -221,7 +198,7 @@ def test_evaluations_dead_letter_and_one_alert(kafka_bootstrap: str, tmp_path: P
     url, posts = webhook
     services = Services(kafka_bootstrap, tmp_path, webhook_url=url)
     try:
-        evaluator_port, notifier_port = _free_port(), _free_port()
+        evaluator_port, notifier_port = free_port(), free_port()
         services.start("evaluator_service", "--metrics-port", str(evaluator_port))
         services.start("notifier_service", "--metrics-port", str(notifier_port))
         # Inputs stamped a day ago: the outputs must carry the time they were produced, not the input's.

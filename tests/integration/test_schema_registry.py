@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -38,7 +37,8 @@ from rdmt_core.streaming.settings import SchemaRegistrySettings
 from rdmt_core.streaming.topics import create_topics, topic_specs
 from rdmt_core.synthetic import dark_arrays, write_dark_delivery
 
-RDMT = str(Path(sys.executable).with_name("rdmt"))
+from .services import RDMT, stop_processes
+
 TIMEOUT_S = 60
 
 
@@ -208,13 +208,6 @@ def test_services_produce_in_the_confluent_wire_format(
         time.sleep(1)
         assert dead.consumer.poll(1.0) is None, "nothing may be dead-lettered"
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_processes(procs)
         for reader in readers:
             reader.close()

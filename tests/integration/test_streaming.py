@@ -29,6 +29,8 @@ from rdmt_core.monitors import registered_monitors
 from rdmt_core.streaming.publish import archive_event, crds_delivery, publish
 from rdmt_core.synthetic import Anomaly, write_dark_delivery
 
+from .services import stop_processes
+
 RDMT = str(Path(sys.executable).with_name("rdmt"))
 USEAFTER = datetime(2026, 1, 1)
 N_VALUES = 1 + 32 + 1024
@@ -50,16 +52,7 @@ class Services:
         return proc
 
     def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_processes(self.procs, timeout_s=15)
 
     def log_tail(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.logs.glob("*.log")))
