@@ -33,6 +33,16 @@ def nice_step(value: float) -> float:
     return float(max(step * power for step in (1.0, 2.0, 5.0) if step * power <= value * (1 + 1e-9)))
 
 
+def _detector_axes(axes, extent: float, labels: tuple[str, str], title: str) -> None:
+    """Square axes over the whole detector (``extent`` in the labels' unit) with the figure's title."""
+    axes.set_xlim(0, extent)
+    axes.set_ylim(0, extent)
+    axes.set_aspect("equal")
+    axes.set_xlabel(labels[0])
+    axes.set_ylabel(labels[1])
+    axes.set_title(title, loc="left", fontsize=10)
+
+
 def draw_offsets(result: FileResult, path: Path) -> str | None:
     """Draw the offset vectors; the caption, or None when there is nothing to draw.
 
@@ -87,17 +97,11 @@ def draw_offsets(result: FileResult, path: Path) -> str | None:
     axes = figure.add_axes((0.1, 0.1, 0.85, 0.82))
     quiver = axes.quiver(x, y, u_, v_, angles="xy", scale_units="xy", scale=scale_factor, width=0.003, color="#1f4e9c")
     axes.quiverkey(quiver, 0.8, 1.03, key, f"{key * 1000:g} mas", labelpos="E", coordinates="axes")
-    axes.set_xlim(0, extent)
-    axes.set_ylim(0, extent)
-    axes.set_aspect("equal")
-    axes.set_xlabel(labels[0])
-    axes.set_ylabel(labels[1])
-    axes.set_title(
+    _detector_axes(
+        axes, extent, labels,
         f"{result.identity.detector}: mean offset ({values['offset_ra_mean'].detector * 1000:.1f}, "
         f"{values['offset_dec_mean'].detector * 1000:.1f}) mas",
-        loc="left",
-        fontsize=10,
-    )
+    )  # fmt: skip
     figure.savefig(path, pil_kwargs={"compress_level": 1})
     return f"Offsets measured minus catalogue: {what}; arrows magnified (key: {key * 1000:g} mas)."
 
@@ -313,16 +317,10 @@ def draw_psf_fwhm(result: FileResult, path: Path) -> str | None:
         labels = ("super-pixel column (amplifier - 1)", "super-pixel row")
         what = f"FWHM per {where} ({finite.size} with enough stars; grey: none)"
     figure.colorbar(points, cax=colour_axes, label="FWHM (pixels)")
-    axes.set_xlim(0, extent)
-    axes.set_ylim(0, extent)
-    axes.set_aspect("equal")
-    axes.set_xlabel(labels[0])
-    axes.set_ylabel(labels[1])
-    axes.set_title(
+    _detector_axes(
+        axes, extent, labels,
         f"{result.identity.detector}: FWHM {values['psf_fwhm'].detector:.3f} px, "
         f"ellipticity {values['psf_ellipticity'].detector:.3f}",
-        loc="left",
-        fontsize=10,
-    )
+    )  # fmt: skip
     figure.savefig(path, pil_kwargs={"compress_level": 1})
     return f"PSF size across the detector: {what}."
