@@ -73,3 +73,17 @@ def test_result_status_counts_match_the_blocks():
     result = file_result(DarkMonitor, arrays, IDENTITY, load_config(), History(), "r")
     assert result.count(result.status) > 0 and result.status.value == "fail"
     assert count_at_scales(rate > 1).detector == 4
+
+
+def test_monitors_of_one_file_share_read_only_frames(level2_monitor):
+    science = {"data": np.ones((248, 248), dtype=np.float32)}
+    frames: dict = {}
+    first = file_result(level2_monitor, science, IDENTITY, load_config(), History(), "r", frames=frames)
+    assert len(frames) == 1
+    (frame,) = frames.values()
+    assert frame.shape == (256, 256) and not frame.flags.writeable
+    second = file_result(level2_monitor, science, IDENTITY, load_config(), History(), "r", frames=frames)
+    assert len(frames) == 1, "the second monitor reuses the frame"
+    alone = file_result(level2_monitor, science, IDENTITY, load_config(), History(), "r")
+    for result in (first, second):
+        np.testing.assert_array_equal(result.metrics[0].values.superpixel, alone.metrics[0].values.superpixel)

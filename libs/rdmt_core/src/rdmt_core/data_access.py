@@ -96,6 +96,7 @@ class RomanInput:
     def __init__(self, uri: str, handle: asdf.AsdfFile) -> None:
         self.uri = uri
         self._handle = handle
+        self._arrays: dict[str, np.ndarray] = {}
         tree = handle.tree
         if "roman" not in tree:
             raise InputError(uri, "ASDF file has no Roman metadata (no 'roman' node in its tree)")
@@ -145,13 +146,7 @@ class RomanInput:
         """
         arrays: dict[str, np.ndarray] = {}
         for name, spec in specs.items():
-            raw = _get(self.node, name)
-            if raw is None:
-                raise InputError(self.uri, f"missing array '{name}'")
-            try:
-                array = np.asarray(raw)  # asdf decompresses the block here: no second copy
-            except Exception as exc:  # asdf raises several types for truncated or corrupt blocks
-                raise InputError(self.uri, f"cannot read array '{name}' ({type(exc).__name__}: {exc})") from exc
+            array = self._read(name)
             if array.dtype.kind not in spec.kinds:
                 raise InputError(self.uri, f"array '{name}' has dtype {array.dtype}, expected kind '{spec.kinds}'")
             if array.ndim != spec.ndim:
@@ -162,7 +157,22 @@ class RomanInput:
             arrays[name] = array
         return arrays
 
+    def _read(self, name: str) -> np.ndarray:
+        """The array ``name``, read once per file: every monitor of the file gets the same object."""
+        if name in self._arrays:
+            return self._arrays[name]
+        raw = _get(self.node, name)
+        if raw is None:
+            raise InputError(self.uri, f"missing array '{name}'")
+        try:
+            array = np.asarray(raw)  # asdf decompresses the block here: no second copy
+        except Exception as exc:  # asdf raises several types for truncated or corrupt blocks
+            raise InputError(self.uri, f"cannot read array '{name}' ({type(exc).__name__}: {exc})") from exc
+        self._arrays[name] = array
+        return array
+
     def close(self) -> None:
+        self._arrays.clear()
         self._handle.close()
 
 

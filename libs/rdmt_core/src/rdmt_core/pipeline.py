@@ -123,9 +123,10 @@ class EmbeddedPipeline:
         """Run each monitor on its own: one monitor's failure does not stop the others on the same file."""
         results: list[FileResult] = []
         failures: list[str] = []
+        frames: dict = {}  # the full-frame copies of Level-2 arrays, made once for all monitors of the file
         for monitor in monitors:
             try:
-                results.append(self.evaluate(roman, monitor))
+                results.append(self.evaluate(roman, monitor, frames))
             except InputError as exc:
                 if len(monitors) == 1:
                     raise
@@ -136,7 +137,7 @@ class EmbeddedPipeline:
                 failures.append(f"{monitor.name}: {exc}")
         return results, failures
 
-    def evaluate(self, roman: RomanInput, monitor: type[Monitor]) -> FileResult:
+    def evaluate(self, roman: RomanInput, monitor: type[Monitor], frames: dict | None = None) -> FileResult:
         """Read the monitor's arrays, compute its metrics and evaluate them against the store's history."""
         identity = roman.identity
         arrays = roman.read_arrays(monitor.arrays)
@@ -147,7 +148,7 @@ class EmbeddedPipeline:
             history = self.store.history(
                 monitor.name, identity.detector, self.config.release, identity.file_time, identity.file_key, window
             )
-        return file_result(monitor, arrays, identity, self.config, history, self.run_id, context)
+        return file_result(monitor, arrays, identity, self.config, history, self.run_id, context, frames)
 
     def write_outputs(self, result: FileResult) -> list[Path]:
         written: list[Path] = []

@@ -14,7 +14,7 @@ import numpy as np
 from .config import RdmtConfig
 from .errors import InputError
 from .evaluators import History, evaluate_metrics
-from .geometry import geometry_for, to_frame
+from .geometry import Geometry, geometry_for, to_frame
 from .monitors import Monitor
 from .records import FileIdentity, FileResult
 
@@ -27,10 +27,13 @@ def file_result(
     history: History,
     run_id: str,
     context: dict[str, Any] | None = None,
+    frames: dict[tuple[str, int], np.ndarray] | None = None,
 ) -> FileResult:
     """Compute ``monitor``'s metrics on ``arrays`` and evaluate them against ``history``.
 
     ``context`` is what the monitor's ``load_context`` read beside the arrays (WCS, catalogue).
+    ``frames``, a dict the caller keeps for one file, shares the full-frame copies of Level-2 arrays
+    between the monitors of that file (read-only, so no monitor can change another's input).
 
     Raises
     ------
@@ -47,7 +50,7 @@ def file_result(
             f"(reduced sizes must be square with a side divisible by 32)",
         ) from exc
     if geometry.border:  # Level-2 science arrays go back into the full frame, border marked invalid
-        arrays = {k: to_frame(a, geometry, np.nan if a.dtype.kind == "f" else 0) for k, a in arrays.items()}
+        arrays = {k: _framed(k, a, geometry, frames) for k, a in arrays.items()}
     computed = monitor.compute(arrays, config.options_for(monitor.name, identity.detector), context or {})
     evaluators = config.evaluators_for(monitor.name, identity.detector)
     blocks = evaluate_metrics(computed.metrics, evaluators, history, geometry.pixels_per_cell())
@@ -62,3 +65,16 @@ def file_result(
         notes=computed.notes,
         extras=computed.extras,
     )
+
+
+def _framed(
+    name: str, science: np.ndarray, geometry: Geometry, frames: dict[tuple[str, int], np.ndarray] | None
+) -> np.ndarray:
+    key = (name, id(science))
+    if frames is not None and key in frames:
+        return frames[key]
+    frame = to_frame(science, geometry, np.nan if science.dtype.kind == "f" else 0)
+    if frames is not None:
+        frame.flags.writeable = False
+        frames[key] = frame
+    return frame
