@@ -132,3 +132,5 @@ def test_make_fake_l2_command(tmp_path):
     assert (tmp_path / "catalog" / "bulge-01.ecsv").exists()
     bad = CliRunner().invoke(main, ["make-fake", "l2", str(tmp_path), "--detectors", "WFI19"])
     assert bad.exit_code != 0 and "WFI19" in bad.output
+    odd = CliRunner().invoke(main, ["make-fake", "l2", str(tmp_path / "odd"), "--side", "100"])
+    assert odd.exit_code != 0 and "multiple of 32" in odd.output and not (tmp_path / "odd").exists()
