@@ -326,8 +326,8 @@ def start_broker(workdir: Path) -> tuple[str, Path | None]:
 def run(args: argparse.Namespace, workdir: Path) -> None:
     from confluent_kafka import Producer
 
-    from rdmt_core.streaming.publish import crds_delivery, publish
-    from rdmt_core.streaming.settings import KafkaSettings
+    from rdmt_core.cli.publish import crds_delivery, publish
+    from rdmt_core.kafka.settings import KafkaSettings
 
     n_bursts, side, interval = args.bursts, args.side, args.interval
     print(f"RDMT burst benchmark: {n_bursts} bursts x 18 dark files {side}x{side}, one CRDS delivery every "

@@ -74,7 +74,7 @@ def test_server_store_round_trip_and_idempotence(clickhouse_url):
 def test_topics_on_a_container_broker(kafka_container_bootstrap):
     from confluent_kafka.admin import AdminClient
 
-    from rdmt_core.streaming.topics import create_topics, topic_specs
+    from rdmt_core.kafka.topics import create_topics, topic_specs
 
     admin = AdminClient({"bootstrap.servers": kafka_container_bootstrap})
     first = create_topics(admin, "tc", topic_specs())

@@ -33,7 +33,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from rdmt_core import avro
-from rdmt_core.streaming.topics import create_topics, topic_specs
+from rdmt_core.kafka.topics import create_topics, topic_specs
 
 RDMT = str(Path(sys.executable).with_name("rdmt"))
 TIMEOUT_S = 90

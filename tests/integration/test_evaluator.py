@@ -12,34 +12,29 @@ they were produced, not the input's timestamp. Both services count what they did
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from rdmt_core import avro
 from rdmt_core.config import load_config
 from rdmt_core.evaluators import History
+from rdmt_core.kafka.topics import spec_for
 from rdmt_core.monitors import get_monitor
 from rdmt_core.records import FileIdentity
 from rdmt_core.results import file_result
-from rdmt_core.streaming.monitor_service import metric_record
-from rdmt_core.streaming.topics import create_topics, spec_for, topic_specs
 from rdmt_core.synthetic import Anomaly, dark_arrays
+from rdmt_core.wire import metric_record
 
-from .services import Webhook, free_port, stop_processes
+from .services import Pipeline, Webhook
 
 DETECTORS = ("WFI01", "WFI02", "WFI03")
 RAISED = "WFI02"
@@ -61,22 +56,12 @@ def _metric_records(day: int) -> list[dict]:
 
 
 class Services:
-    """Topics under a unique prefix, service processes, and readers of the output topics."""
+    """The evaluator and the notifier of a :class:`~.services.Pipeline`, raw producers, and readers of the outputs."""
 
     def __init__(self, bootstrap: str, tmp_path: Path, webhook_url: str | None = None) -> None:
-        self.bootstrap = bootstrap
-        self.prefix = f"test-{uuid.uuid4().hex[:8]}"
-        self.state_dir = tmp_path / "state"
-        self.logs = tmp_path
-        self.procs: list[subprocess.Popen] = []
-        create_topics(AdminClient({"bootstrap.servers": bootstrap}), self.prefix, topic_specs())
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("RDMT_")} | {
-            "RDMT_KAFKA_BOOTSTRAP": bootstrap,
-            "RDMT_TOPIC_PREFIX": self.prefix,
-            "RDMT_STATE_DIR": str(self.state_dir),
-        }
-        if webhook_url:
-            self.env["RDMT_SLACK_WEBHOOK_URL"] = webhook_url
+        self.pipeline = Pipeline(bootstrap, tmp_path / "pipeline", webhook_url or "")
+        self.prefix = self.pipeline.prefix
+        self.state_dir = Path(self.pipeline.env["RDMT_STATE_DIR"])
         self.producer = Producer({"bootstrap.servers": bootstrap})
         self.consumer = Consumer({
             "bootstrap.servers": bootstrap, "group.id": f"{self.prefix}-test", "auto.offset.reset": "earliest",
@@ -86,13 +71,10 @@ class Services:
         self.received: dict[str, list[dict]] = {"evaluation_record": [], "alert": [], "dead_letter": []}
         self.timestamps: dict[str, list[int]] = {name: [] for name in self.received}  # Kafka timestamps, ms
 
-    def start(self, module: str, *args: str) -> subprocess.Popen:
-        with open(self.logs / f"{module}-{len(self.procs)}.log", "w") as log:  # the child keeps its own copy
-            proc = subprocess.Popen(
-                [sys.executable, "-m", f"rdmt_core.streaming.{module}", *args], env=self.env, stdout=log, stderr=log
-            )
-        self.procs.append(proc)
-        return proc
+    def start(self, service: str) -> int:
+        """Start ``rdmt service <service>``; the port of its /metrics."""
+        self.pipeline.start(service)
+        return self.pipeline.ports[service]
 
     def produce(self, records: list[dict], timestamp_ms: int = 0) -> None:
         """Produce metric records, with ``timestamp_ms`` as their Kafka timestamp (0: now)."""
@@ -123,20 +105,10 @@ class Services:
             self.poll(0.5)
 
     def log_tails(self) -> str:
-        return "\n".join(f"--- {p.name} ---\n" + "\n".join(p.read_text().splitlines()[-30:])
-                         for p in sorted(self.logs.glob("*.log")))  # fmt: skip
-
-    def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        return self.pipeline.log_tails(30)
 
     def close(self) -> None:
-        stop_processes(self.procs, timeout_s=30)
+        self.pipeline.stop_all()
         self.consumer.close()
 
 
@@ -198,9 +170,8 @@ def test_evaluations_dead_letter_and_one_alert(kafka_bootstrap: str, tmp_path: P
     url, posts = webhook
     services = Services(kafka_bootstrap, tmp_path, webhook_url=url)
     try:
-        evaluator_port, notifier_port = free_port(), free_port()
-        services.start("evaluator_service", "--metrics-port", str(evaluator_port))
-        services.start("notifier_service", "--metrics-port", str(notifier_port))
+        evaluator_port = services.start("evaluator")
+        notifier_port = services.start("notifier")
         # Inputs stamped a day ago: the outputs must carry the time they were produced, not the input's.
         published_ms = round(time.time() * 1000)
         day_ago_ms = published_ms - 86_400_000
@@ -302,13 +273,13 @@ def _check_notifier_metrics(port: int, services: Services) -> None:
 def test_history_survives_restart_without_local_state(kafka_bootstrap: str, tmp_path: Path, sig: int) -> None:
     services = Services(kafka_bootstrap, tmp_path)
     try:
-        first = services.start("evaluator_service")
+        services.start("evaluator")
         services.produce(_metric_records(1))
         services.wait_for("evaluation_record", 3)  # read_committed: the state changelog is committed too
-        services.stop(first, sig)
+        services.pipeline.stop("evaluator", sig)
         shutil.rmtree(services.state_dir)
 
-        services.start("evaluator_service")
+        services.start("evaluator")
         services.produce(_metric_records(2))
         evaluations = services.wait_for("evaluation_record", 6)
         services.drain(2)

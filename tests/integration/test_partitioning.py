@@ -9,7 +9,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from quixstreams.kafka import Producer as QuixProducer
 
 from rdmt_core.geometry import DETECTORS
-from rdmt_core.streaming.settings import KafkaSettings
+from rdmt_core.kafka.settings import KafkaSettings
 
 PARTITIONS = 6
 

@@ -28,14 +28,14 @@ from rdmt_core import avro
 from rdmt_core.avro import SchemaError
 from rdmt_core.config import load_config
 from rdmt_core.evaluators import History
+from rdmt_core.kafka.schema_registry import Codec
+from rdmt_core.kafka.settings import SchemaRegistrySettings
+from rdmt_core.kafka.topics import create_topics, topic_specs
 from rdmt_core.monitors import get_monitor
 from rdmt_core.records import FileIdentity
 from rdmt_core.results import file_result
-from rdmt_core.streaming.monitor_service import metric_record
-from rdmt_core.streaming.schema_registry import Codec
-from rdmt_core.streaming.settings import SchemaRegistrySettings
-from rdmt_core.streaming.topics import create_topics, topic_specs
 from rdmt_core.synthetic import dark_arrays, write_dark_delivery
+from rdmt_core.wire import metric_record
 
 from .services import RDMT, stop_processes
 

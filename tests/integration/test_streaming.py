@@ -24,9 +24,9 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from rdmt_core import avro
+from rdmt_core.cli.publish import archive_event, crds_delivery, publish
 from rdmt_core.geometry import DETECTORS
 from rdmt_core.monitors import registered_monitors
-from rdmt_core.streaming.publish import archive_event, crds_delivery, publish
 from rdmt_core.synthetic import Anomaly, write_dark_delivery
 
 from .services import stop_processes
@@ -267,7 +267,7 @@ def test_monitor_killed_in_the_middle_of_a_delivery_loses_no_detector(
 def test_topics_create_is_idempotent_and_sets_partitions_and_retention(env: dict[str, str], prefix: str) -> None:
     from confluent_kafka.admin import AdminClient, ConfigResource
 
-    from rdmt_core.streaming.topics import topic_specs
+    from rdmt_core.kafka.topics import topic_specs
 
     first = subprocess.run([RDMT, "topics", "create"], env=env, check=True, capture_output=True, text=True)
     again = subprocess.run([RDMT, "topics", "create"], env=env, check=True, capture_output=True, text=True)

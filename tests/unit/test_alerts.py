@@ -5,12 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from rdmt_core import avro
-from rdmt_core.config import load_config
-from rdmt_core.evaluators import History
-from rdmt_core.monitors import get_monitor
-from rdmt_core.records import FileIdentity
-from rdmt_core.results import file_result
-from rdmt_core.streaming.alerts import (
+from rdmt_core.alerts import (
     add_result,
     alert_record,
     format_alert,
@@ -18,10 +13,14 @@ from rdmt_core.streaming.alerts import (
     is_overdue,
     result_summary,
 )
-from rdmt_core.streaming.evaluation import evaluate_record, window_capacity
-from rdmt_core.streaming.history_state import HistoryWindow
-from rdmt_core.streaming.monitor_service import metric_record
+from rdmt_core.config import load_config
+from rdmt_core.evaluators import History
+from rdmt_core.history import HistoryWindow, evaluate_record, window_capacity
+from rdmt_core.monitors import get_monitor
+from rdmt_core.records import FileIdentity
+from rdmt_core.results import file_result
 from rdmt_core.synthetic import Anomaly, dark_arrays
+from rdmt_core.wire import metric_record
 
 DETECTORS = ("WFI01", "WFI02", "WFI03")
 CONFIG = load_config()

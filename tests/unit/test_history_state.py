@@ -8,16 +8,15 @@ import numpy as np
 import pytest
 
 from rdmt_core.evaluators import History
-from rdmt_core.monitors import get_monitor
-from rdmt_core.streaming.history_state import (
+from rdmt_core.history import (
     HistoryWindow,
-    metric_entries,
-    metrics_from_record,
     pack_values,
     to_millis,
     unpack_values,
     values_of,
 )
+from rdmt_core.monitors import get_monitor
+from rdmt_core.wire import metric_entries, metrics_from_record
 
 
 def _values(level: float) -> dict:

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from rdmt_core import avro
-from rdmt_core.streaming import notifier_service
-from rdmt_core.streaming.notifier_service import OPEN, TICK, DeliveryGrouper, tick_every_s
-from rdmt_core.streaming.quix_app import ServiceOptions
+from rdmt_core.alerts import format_alert
+from rdmt_core.kafka import delivery_groups
+from rdmt_core.kafka.delivery_groups import OPEN, TICK, DeliveryGrouper, tick_every_s
+from rdmt_core.kafka.settings import ServiceOptions
 
 TIMEOUT_S = 60.0
 
@@ -46,7 +47,7 @@ def grouper(monkeypatch: pytest.MonkeyPatch) -> tuple[DeliveryGrouper, Store, Cl
     store, clock = Store(), Clock(1000.0)
     checkpoint = SimpleNamespace(get_store_transaction=lambda stream_id, partition: store)
     grouped = SimpleNamespace(processing_context=SimpleNamespace(checkpoint=checkpoint), stream_id="s")
-    monkeypatch.setattr(notifier_service, "message_context", lambda: SimpleNamespace(partition=0))
+    monkeypatch.setattr(delivery_groups, "message_context", lambda: SimpleNamespace(partition=0))
     options = ServiceOptions(alert_timeout_s=TIMEOUT_S)
     return DeliveryGrouper(grouped, options, report_url=None, clock=clock), store, clock  # type: ignore[arg-type]
 
@@ -80,7 +81,7 @@ def test_a_tick_closes_the_overdue_delivery_and_keeps_no_state(grouper) -> None:
     avro.catalog().validate("alert", alert)
     assert alert["delivery_id"] == "D1" and (alert["n_files"], alert["n_files_expected"]) == (2, 3)
     assert [d["detector"] for d in alert["detectors"]] == ["WFI01"]  # the tick is not a result
-    assert "Only 2 of 3 results" in notifier_service.format_alert(alert).text
+    assert "Only 2 of 3 results" in format_alert(alert).text
     assert store.data[OPEN, "open"] == {}
     assert store.data["D1", "group"] == {"closed": True, "n_results": 2, "alerted": True}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rdmt_core.streaming.rate_limit import RateLimit
+from rdmt_core.alerts import RateLimit
 
 
 def test_sliding_window_holds_back_the_excess_and_counts_it():

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from rdmt_core import avro
-from rdmt_core.streaming.replay import replay, replayed
+from rdmt_core.cli.replay import replay, replayed
 
 
 def test_replayed_request_carries_the_release_and_new_ids():

@@ -10,9 +10,9 @@ import pytest
 from rdmt_core import avro
 from rdmt_core.avro import SchemaError
 from rdmt_core.errors import ConfigError
-from rdmt_core.streaming.failures import is_permanent, should_retry
-from rdmt_core.streaming.schema_registry import PLAIN, Codec, RegistryError, subject
-from rdmt_core.streaming.settings import RetrySettings, SchemaRegistrySettings, streaming_settings
+from rdmt_core.kafka.deadletters import is_permanent, should_retry
+from rdmt_core.kafka.schema_registry import PLAIN, Codec, RegistryError, subject
+from rdmt_core.kafka.settings import RetrySettings, SchemaRegistrySettings, streaming_settings
 
 
 def test_no_registry_by_default_and_the_url_from_file_or_environment() -> None:

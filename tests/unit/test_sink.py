@@ -10,12 +10,10 @@ import pytest
 from rdmt_core import avro
 from rdmt_core.config import load_config
 from rdmt_core.errors import InputError
+from rdmt_core.history import HistoryWindow, evaluate_record
 from rdmt_core.store import open_store
-from rdmt_core.streaming.evaluation import evaluate_record
-from rdmt_core.streaming.history_state import HistoryWindow
-from rdmt_core.streaming.monitor_service import metric_record
-from rdmt_core.streaming.sink_service import result_from_record
 from rdmt_core.synthetic import dark_arrays
+from rdmt_core.wire import metric_record, result_from_record
 
 from .. import builders
 
@@ -34,8 +32,9 @@ def _evaluation_bytes() -> tuple[bytes, object]:
 def test_evaluation_record_round_trips_to_the_same_result():
     data, original = _evaluation_bytes()
     decoded = avro.decode(data, "evaluation_record")
-    assert decoded.version == "1.1"
+    assert decoded.version == "1.2"  # 1.2 carries the monitor's notes
     result = result_from_record(decoded.record, "Dark reference file")
+    assert result.notes == original.notes and "pixel classes" in result.notes
     assert result.identity.file_key == original.identity.file_key and result.run_id == "req-1"
     for got, want in zip(result.metrics, original.metrics, strict=True):
         assert got.spec.name == want.spec.name
@@ -65,3 +64,30 @@ def test_a_record_without_metrics_is_refused():
     record = dict(avro.decode(data).record, metrics=None)
     with pytest.raises(InputError, match="carries no metrics"):
         result_from_record(record)
+
+
+def test_a_report_from_the_services_equals_the_report_of_rdmt_run(tmp_path):
+    """The same file through the services' records (monitor -> evaluator -> sink) and through rdmt run."""
+    from rdmt_core.evaluators import History
+    from rdmt_core.geometry import FULL_SIDE, Geometry
+    from rdmt_core.monitors import get_monitor
+    from rdmt_core.outputs import write_report
+    from rdmt_core.records import FileIdentity
+    from rdmt_core.results import evaluate, measure
+
+    config, dark = load_config(), get_monitor("dark")
+    rate, _, dq = dark_arrays("WFI09", side=256, delivery_seed=3)
+    identity = FileIdentity("/data/wfi09.asdf", "DARK", "WFI09", WHEN)
+    measured, _ = measure(dark, {"dark_slope": rate, "dq": dq}, identity, config, "req-1")
+    # rdmt run evaluates with the pixel counts of the full-size frame as the evaluator does
+    embedded = evaluate(measured, config, History(), Geometry(FULL_SIDE, dark.border).pixels_per_cell())
+    record = avro.decode(avro.encode("metric_record", metric_record(measured, REQUEST, WHEN))).record
+    evaluation, _ = evaluate_record(record, config, HistoryWindow(capacity=11))
+    streamed = result_from_record(avro.decode(avro.encode("evaluation_record", evaluation)).record)
+
+    pages = {}
+    for name, result in (("embedded", embedded), ("services", streamed)):
+        written = write_report(result, tmp_path / name)
+        pages[name] = written.markdown.read_text()
+    assert "pixel classes" in pages["services"]
+    assert pages["services"] == pages["embedded"]

@@ -7,18 +7,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from rdmt_services.ingest.service import outputs
 
 from rdmt_core import avro
+from rdmt_core.cli.subscribe import matches, to_json
 from rdmt_core.errors import ConfigError, InputError, StoreError
-from rdmt_core.streaming import topics_doc
-from rdmt_core.streaming.failures import Origin, backoff_s, error_type, is_permanent, one_line, should_retry
-from rdmt_core.streaming.ingest import outputs
-from rdmt_core.streaming.observability import JsonLines
-from rdmt_core.streaming.routing import route_archive, route_crds
-from rdmt_core.streaming.runner import Inbound, Output, ServiceRunner
-from rdmt_core.streaming.settings import RetrySettings, RoutingRules, StreamingSettings, streaming_settings
-from rdmt_core.streaming.subscribe import matches, to_json
-from rdmt_core.streaming.topics import spec_for, table, topic_specs
+from rdmt_core.kafka import topics_doc
+from rdmt_core.kafka.deadletters import Origin, backoff_s, error_type, is_permanent, one_line, should_retry
+from rdmt_core.kafka.observability import JsonLines
+from rdmt_core.kafka.runner import Inbound, Output, ServiceRunner
+from rdmt_core.kafka.settings import RetrySettings, StreamingSettings, streaming_settings
+from rdmt_core.kafka.topics import spec_for, table, topic_specs
+from rdmt_core.routing import RoutingRules, route_archive, route_crds
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 USEAFTER = datetime(2026, 1, 1, tzinfo=UTC)
@@ -222,7 +222,7 @@ def test_settings_from_file_section_and_environment_never_show_the_password() ->
 
 
 def test_service_config_file_holds_both_the_monitor_config_and_the_streaming_section(tmp_path: Path) -> None:
-    from rdmt_core.streaming.settings import load_service_config
+    from rdmt_core.kafka.settings import load_service_config
 
     path = tmp_path / "service.yaml"
     path.write_text("release: r7\nstreaming:\n  topic_prefix: abc\n  retry:\n    max_attempts: 2\n")
@@ -246,7 +246,7 @@ def test_topics_are_listed_once_and_documented() -> None:
         assert spec.broker_config()["retention.ms"] == str(spec.retention_days * 24 * 3600 * 1000)
     assert table("x", specs)[1][0] == "x.events.crds"
     assert topics_doc.PAGE.read_text() == topics_doc.render(), (
-        "docs/topics.md is stale: run python -m rdmt_core.streaming.topics_doc"
+        "docs/topics.md is stale: run python -m rdmt_core.kafka.topics_doc"
     )
 
 

@@ -172,7 +172,7 @@ class RdmtConfig(_Strict):
             try:
                 options_model.model_validate(monitor.options)
             except ValidationError as exc:
-                raise ValueError(f"{name}.options: {_describe(exc)}") from None
+                raise ValueError(f"{name}.options: {describe_validation_error(exc)}") from None
             for detector, override in monitor.detectors.items():
                 try:
                     options_model.model_validate(deep_merge(monitor.options, override.options))
@@ -180,7 +180,7 @@ class RdmtConfig(_Strict):
                         deep_merge(monitor.evaluators.model_dump(), override.evaluators)
                     )
                 except ValidationError as exc:
-                    raise ValueError(f"{name}.detectors.{detector}: {_describe(exc)}") from None
+                    raise ValueError(f"{name}.detectors.{detector}: {describe_validation_error(exc)}") from None
         return value
 
     def monitor(self, name: str) -> MonitorConfig:
@@ -230,7 +230,8 @@ def default_config_dict() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError) -> str:
+    """The errors of ``exc`` as one line: each dotted key, what is wrong and the value given."""
     parts = []
     for error in exc.errors():
         where = ".".join(str(p) for p in error["loc"]) or "(top level)"
@@ -240,6 +241,27 @@ def _describe(exc: ValidationError) -> str:
         got = repr(error.get("input"))
         parts.append(f"{where}: {error['msg']} (got {got if len(got) <= 80 else got[:77] + '...'})")
     return "; ".join(parts)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in the YAML file at ``path`` (empty for an empty file).
+
+    Raises
+    ------
+    ConfigError
+        Naming the file when it cannot be read, is not valid YAML or is not a mapping.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config {path}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        user = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(user, dict):
+        raise ConfigError(f"config {path}: the top level must be a mapping, got {type(user).__name__}")
+    return user
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> RdmtConfig:
@@ -254,21 +276,11 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> RdmtConfig:
     label = "default configuration"
     if path is not None:
         label = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"config {path}: cannot read ({exc.strerror or exc})") from exc
-        try:
-            user = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config {path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-        if not isinstance(user, dict):
-            raise ConfigError(f"config {path}: the top level must be a mapping, got {type(user).__name__}")
-        data = deep_merge(data, user)
+        data = deep_merge(data, read_config_file(path))
     data = deep_merge(data, {k: v for k, v in overrides.items() if v is not None})
     try:
         return RdmtConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"config {label}: {_describe(exc)}") from None
+        raise ConfigError(f"config {label}: {describe_validation_error(exc)}") from None
     except ConfigError as exc:
         raise ConfigError(f"config {label}: {exc}") from None

@@ -57,6 +57,33 @@ class FileOutcome:
     outputs: list[Path] = field(default_factory=list)
 
 
+class ResultFiles:
+    """The files of one result that the configuration asks for: its ECSV file and its report.
+
+    Shared by the embedded pipeline and the sink service, so both write the same files.
+    """
+
+    def __init__(self, config: RdmtConfig) -> None:
+        self.config = config
+        self.output_dir = Path(config.output_dir)
+        self._maps = None
+
+    def write(self, result: FileResult) -> list[Path]:
+        """Write the ECSV file and the report of ``result``; the paths written (the report's HTML page)."""
+        written: list[Path] = []
+        if self.config.outputs.ecsv:
+            from .outputs import write_ecsv
+
+            written.append(write_ecsv(result, self.output_dir / "ecsv"))
+        if self.config.outputs.report:
+            from .outputs import SuperpixelMaps, write_report
+
+            if self._maps is None:
+                self._maps = SuperpixelMaps()  # building the canvases costs ~0.2 s: once per process
+            written.append(write_report(result, self.output_dir / "reports", self._maps).html)
+        return written
+
+
 class EmbeddedPipeline:
     """Runs monitors on files with an optional store and file outputs.
 
@@ -76,7 +103,7 @@ class EmbeddedPipeline:
         self.output_dir = Path(config.output_dir)
         self._owns_store = store is None and config.outputs.store
         self.store = open_store(config.store_url) if self._owns_store else store
-        self._maps = None
+        self.outputs = ResultFiles(config)
 
     def close(self) -> None:
         if self._owns_store and self.store is not None:
@@ -151,18 +178,7 @@ class EmbeddedPipeline:
         return file_result(monitor, arrays, identity, self.config, history, self.run_id, context, frames)
 
     def write_outputs(self, result: FileResult) -> list[Path]:
-        written: list[Path] = []
-        if self.config.outputs.ecsv:
-            from .outputs import write_ecsv
-
-            written.append(write_ecsv(result, self.output_dir / "ecsv"))
-        if self.config.outputs.report:
-            from .outputs import SuperpixelMaps, write_report
-
-            if self._maps is None:
-                self._maps = SuperpixelMaps()  # building the canvases costs ~0.2 s: once per pipeline
-            written.append(write_report(result, self.output_dir / "reports", self._maps).html)
-        return written
+        return self.outputs.write(result)
 
     def run(
         self,

@@ -1,12 +1,14 @@
-"""From a monitor's arrays to a complete :class:`FileResult`: metrics, then evaluations.
+"""From a monitor's arrays to a :class:`FileResult`: measuring (metrics), then evaluating (verdicts).
 
-Pure: arrays, identity, configuration and history in; a result out. The
-embedded pipeline, and later the streaming services, feed it from their own
-sources of arrays and history.
+Pure: arrays, identity, configuration and history in; a result out. The two steps are apart because
+the services run them in different processes: a monitor service only measures (:func:`measure`), the
+evaluator evaluates what it measured against the history (:func:`evaluate`); the embedded pipeline
+does both (:func:`file_result`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -19,17 +21,16 @@ from .monitors import Monitor
 from .records import FileIdentity, FileResult
 
 
-def file_result(
+def measure(
     monitor: type[Monitor],
     arrays: dict[str, np.ndarray],
     identity: FileIdentity,
     config: RdmtConfig,
-    history: History,
     run_id: str,
     context: dict[str, Any] | None = None,
     frames: dict[tuple[str, int], np.ndarray] | None = None,
-) -> FileResult:
-    """Compute ``monitor``'s metrics on ``arrays`` and evaluate them against ``history``.
+) -> tuple[FileResult, Geometry]:
+    """``monitor``'s metrics on ``arrays``: a result without evaluations, and the geometry it was measured on.
 
     ``context`` is what the monitor's ``load_context`` read beside the arrays (WCS, catalogue).
     ``frames``, a dict the caller keeps for one file, shares the full-frame copies of Level-2 arrays
@@ -52,19 +53,45 @@ def file_result(
     if geometry.border:  # Level-2 science arrays go back into the full frame, border marked invalid
         arrays = {k: _framed(k, a, geometry, frames) for k, a in arrays.items()}
     computed = monitor.compute(arrays, config.options_for(monitor.name, identity.detector), context or {})
-    evaluators = config.evaluators_for(monitor.name, identity.detector)
-    blocks = evaluate_metrics(computed.metrics, evaluators, history, geometry.pixels_per_cell())
-    return FileResult(
+    result = FileResult(
         identity=identity,
         monitor=monitor.name,
         monitor_title=monitor.title,
         run_id=run_id,
         release=config.release,
         metrics=computed.metrics,
-        evaluations=blocks,
+        evaluations=[],
         notes=computed.notes,
         extras=computed.extras,
     )
+    return result, geometry
+
+
+def evaluate(
+    result: FileResult, config: RdmtConfig, history: History, pixels_per_cell: dict[str, np.ndarray]
+) -> FileResult:
+    """``result`` with the verdicts of its monitor's evaluators against ``history``.
+
+    ``pixels_per_cell`` (per scale) scales the detector's count limits to the smaller cells.
+    """
+    evaluators = config.evaluators_for(result.monitor, result.identity.detector)
+    blocks = evaluate_metrics(result.metrics, evaluators, history, pixels_per_cell)
+    return dataclasses.replace(result, evaluations=blocks)
+
+
+def file_result(
+    monitor: type[Monitor],
+    arrays: dict[str, np.ndarray],
+    identity: FileIdentity,
+    config: RdmtConfig,
+    history: History,
+    run_id: str,
+    context: dict[str, Any] | None = None,
+    frames: dict[tuple[str, int], np.ndarray] | None = None,
+) -> FileResult:
+    """Measure ``monitor``'s metrics on ``arrays`` and evaluate them against ``history`` (see :func:`measure`)."""
+    measured, geometry = measure(monitor, arrays, identity, config, run_id, context, frames)
+    return evaluate(measured, config, history, geometry.pixels_per_cell())
 
 
 def _framed(

@@ -59,6 +59,8 @@ class Monitor:
     title: ClassVar[str]
     reftypes: ClassVar[frozenset[str]] = frozenset()
     model_types: ClassVar[frozenset[str]] = frozenset()
+    # meta.exposure.type values of the Level-2 files that ingest routes to this monitor (archive events)
+    exposure_types: ClassVar[frozenset[str]] = frozenset()
     arrays: ClassVar[dict[str, ArraySpec]]
     border: ClassVar[int] = 0  # reference-pixel border already removed from the arrays
     options_model: ClassVar[type[BaseModel]]
@@ -134,6 +136,7 @@ class ImageMonitor(Monitor, abstract=True):
     """
 
     model_types = frozenset({"ImageModel"})
+    exposure_types = frozenset({"WFI_IMAGE"})
     arrays = {"data": ArraySpec("f"), "dq": ArraySpec("ui")}  # noqa: RUF012
     border = 4
 

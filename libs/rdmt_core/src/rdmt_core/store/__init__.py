@@ -47,6 +47,7 @@ class Store:
         try:
             for statement in _statements(ddl.replace("{db}", self.db)):
                 backend.execute(statement)
+            backend.use_database()
         except Exception as exc:
             backend.close()
             raise StoreError(f"store {url.display}: cannot create tables ({exc})") from exc
@@ -108,7 +109,7 @@ class Store:
     # -- reading -----------------------------------------------------------------------------
 
     def sql(self, query: str) -> pd.DataFrame:
-        """Run any query (the public SQL interface); name tables with their database, e.g. ``rdmt.metrics``."""
+        """Run any query (the public SQL interface); the default database is RDMT's (``metrics`` = ``rdmt.metrics``)."""
         try:
             return self.backend.query(query)
         except Exception as exc:

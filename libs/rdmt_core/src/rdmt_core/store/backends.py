@@ -28,6 +28,7 @@ class Backend(Protocol):
     database: str
 
     def execute(self, sql: str) -> None: ...
+    def use_database(self) -> None: ...
     def query(self, sql: str) -> pd.DataFrame: ...
     def insert(self, table: str, frame: pd.DataFrame) -> None: ...
     def close(self) -> None: ...
@@ -112,6 +113,10 @@ class ChdbBackend:
     def execute(self, sql: str) -> None:
         self._session.query(sql)
 
+    def use_database(self) -> None:
+        """Make RDMT's database the session's default, so queries may name tables without it."""
+        self._session.query(f"USE {self.database}")
+
     def query(self, sql: str) -> pd.DataFrame:
         return self._session.query(sql, "DataFrame")
 
@@ -162,6 +167,10 @@ class ClickHouseServerBackend:
 
     def execute(self, sql: str) -> None:
         self._client.command(sql)
+
+    def use_database(self) -> None:
+        """Make RDMT's database the client's default, so queries may name tables without it."""
+        self._client.database = self.database
 
     def query(self, sql: str) -> pd.DataFrame:
         return self._client.query_df(sql)

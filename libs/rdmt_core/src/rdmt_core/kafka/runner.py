@@ -27,8 +27,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from ..avro import Decoded, SchemaError
-from .failures import Origin, backoff_s, dead_letter, error_type, is_permanent, one_line, should_retry
-from .observability import LAG_EVERY_S, ServiceMetrics, ServiceState, measure_lag, serve_http
+from .deadletters import Origin, backoff_s, dead_letter, error_type, is_permanent, one_line, should_retry
+from .observability import LagMeter, ServiceMetrics, ServiceState, serve_http
 from .schema_registry import Codec
 from .settings import StreamingSettings
 from .topics import DEADLETTER
@@ -194,14 +194,12 @@ class ServiceRunner:
             log.info("%s stopped", self.service)
 
     def _loop(self, consumer: Consumer, producer: Producer) -> None:
-        next_lag = time.monotonic() + LAG_EVERY_S
+        lag = LagMeter(consumer, self.metrics)
         while not self._stop.is_set():
             self.state.polled()
             msg = consumer.poll(0.5)
             producer.poll(0)
-            if time.monotonic() >= next_lag:
-                self._update_lag(consumer)
-                next_lag = time.monotonic() + LAG_EVERY_S
+            lag.maybe_update(self.state.assigned)
             if msg is None:
                 continue
             if msg.error() is not None:
@@ -252,21 +250,9 @@ class ServiceRunner:
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for p in partitions:
             self.state.assigned.discard((p.topic, p.partition))
-            try:
-                self.metrics.lag.remove(self.service, p.topic, str(p.partition))
-            except KeyError:
-                pass
+        LagMeter(consumer, self.metrics).forget({(p.topic, p.partition) for p in partitions})
         self.metrics.assigned.labels(self.service).set(len(self.state.assigned))
         log.info("revoked %s", _names(partitions))
-
-    def _update_lag(self, consumer: Consumer) -> None:
-        assigned = [TopicPartition(t, p) for t, p in sorted(self.state.assigned)]
-        if not assigned:
-            return
-        try:
-            measure_lag(consumer, assigned, self.metrics)
-        except KafkaException as exc:  # lag is observability: a slow broker must not stop the work
-            log.warning("cannot measure consumer lag: %s", exc)
 
 
 def _names(partitions: Sequence[TopicPartition]) -> str:

@@ -1,9 +1,7 @@
-"""The evaluator's history as compact state: metric records to metrics, and a per-detector window of deliveries.
+"""The evaluator's history as compact state: a per-detector window of deliveries, and evaluation against it.
 
-Pure: no Kafka, no state store. :func:`metrics_from_record` and :func:`metric_entries` convert between
-the ``metrics`` of a decoded ``metric_record`` and :class:`~rdmt_core.records.Metric` objects.
-:class:`HistoryWindow` keeps, for one (release, monitor, detector), the values of the last
-``capacity`` deliveries ordered by ``file_time``, and gives the
+Pure: no Kafka, no state store. :class:`HistoryWindow` keeps, for one (release, monitor, detector),
+the values of the last ``capacity`` deliveries ordered by ``file_time``, and gives the
 :class:`~rdmt_core.evaluators.History` of a file as the embedded pipeline's store would: the
 deliveries strictly before the file's time, other than the file itself.
 
@@ -16,22 +14,24 @@ changelog message grows with the window (one dark delivery is about 90 kB of flo
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import json
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..blockstats import ScaleValues
-from ..errors import ConfigError
-from ..evaluators import History
-from ..geometry import SCALES, cells
-from ..monitors import get_monitor
-from ..records import Metric, MetricSpec
+from .evaluators import History
+from .geometry import FULL_SIDE, SCALES, Geometry
+from .monitors import get_monitor
+from .records import Metric
+from .results import evaluate
+from .wire import evaluation_record, result_from_record
+
+if TYPE_CHECKING:
+    from .config import RdmtConfig
 
 Values = dict[tuple[str, str], np.ndarray]  # (metric, scale) -> per-cell values, float64
 _HEADER = struct.Struct("<I")  # length of the JSON header of a packed blob
@@ -42,57 +42,6 @@ def to_millis(value: datetime | int) -> int:
     if isinstance(value, datetime):
         return round(value.timestamp() * 1000)
     return int(value)
-
-
-def _spec(monitor: str, metric: str, unit: str, extensive: bool) -> MetricSpec:
-    """The registered spec of ``metric`` (its description and flags), or one built from the record."""
-    try:
-        registered = get_monitor(monitor).spec(metric)
-    except (ConfigError, KeyError):  # a metric of a newer monitor version still evaluates
-        return MetricSpec(metric, unit, "", extensive)
-    return dataclasses.replace(registered, unit=unit, extensive=extensive)
-
-
-def metrics_from_record(record: Mapping[str, Any]) -> list[Metric]:
-    """The :class:`Metric` objects of a decoded ``metric_record``.
-
-    Raises
-    ------
-    ValueError
-        When a metric does not have 32 amplifier and 1024 super-pixel values.
-    """
-    metrics = []
-    for entry in record["metrics"]:
-        values = ScaleValues(
-            detector=float(entry["detector"]),
-            amplifier=np.asarray(entry["amplifier"], dtype=np.float64),
-            superpixel=np.asarray(entry["superpixel"], dtype=np.float64),
-        )
-        for scale in ("amplifier", "superpixel"):
-            expected = len(cells(scale))
-            if len(getattr(values, scale)) != expected:
-                raise ValueError(
-                    f"metric_record {record.get('file_key')}: metric {entry['metric']} has "
-                    f"{len(getattr(values, scale))} {scale} values, expected {expected}"
-                )
-        spec = _spec(record["monitor"], entry["metric"], entry["unit"], entry["extensive"])
-        metrics.append(Metric(spec, values))
-    return metrics
-
-
-def metric_entries(metrics: Iterable[Metric]) -> list[dict[str, Any]]:
-    """The ``metrics`` field of a ``metric_record`` for ``metrics`` (the inverse of :func:`metrics_from_record`)."""
-    return [
-        {
-            "metric": m.spec.name,
-            "unit": m.spec.unit,
-            "extensive": m.spec.extensive,
-            "detector": float(m.values.detector),
-            "amplifier": [float(v) for v in m.values.amplifier],
-            "superpixel": [float(v) for v in m.values.superpixel],
-        }
-        for m in metrics
-    ]
 
 
 def values_of(metrics: Iterable[Metric]) -> Values:
@@ -200,3 +149,74 @@ def history_from(rows: list[Values]) -> History:
                 grid[i] = row[name]
         out[name] = grid
     return History(out)
+
+
+def window_capacity(config: RdmtConfig, monitor: str, detector: str) -> int:
+    """Deliveries to keep per (release, monitor, detector): the trend window, plus one for the newest."""
+    return config.evaluators_for(monitor, detector).trend.window + 1
+
+
+def state_prefix(record: Mapping[str, Any]) -> str:
+    """Name of a record's history in the detector's state: ``<release>|<monitor>``."""
+    return f"{record['release']}|{record['monitor']}"
+
+
+def evaluate_record(
+    record: Mapping[str, Any], config: RdmtConfig, window: HistoryWindow, now: datetime | None = None
+) -> tuple[dict[str, Any], Values]:
+    """Evaluate one metric record against the earlier deliveries in ``window``.
+
+    Parameters
+    ----------
+    record : mapping
+        A decoded ``metric_record``.
+    config : RdmtConfig
+        Evaluator settings (per monitor and detector).
+    window : HistoryWindow
+        The detector's history for the record's release and monitor; not modified.
+    now : datetime, optional
+        ``evaluated_at`` (default: the current time).
+
+    Returns
+    -------
+    tuple
+        The ``evaluation_record`` (with the record's metrics and notes) and the record's values for
+        :meth:`HistoryWindow.add`.
+
+    Raises
+    ------
+    rdmt_core.errors.ConfigError
+        When the record's monitor is unknown.
+    ValueError
+        When a metric has the wrong number of values.
+    """
+    monitor = get_monitor(record["monitor"])  # an unknown monitor has no evaluators: a dead letter
+    measured = result_from_record(record, monitor.title)
+    history = window.history_before(record["file_time"], record["file_key"])
+    # Only ratios of pixel counts matter (to scale count limits), so the full-size geometry serves every size.
+    pixels = Geometry(FULL_SIDE, monitor.border).pixels_per_cell()
+    evaluated = evaluate(measured, config, history, pixels)
+    return evaluation_record(evaluated, record, now or datetime.now(UTC)), values_of(evaluated.metrics)
+
+
+def load_window(state: Any, record: Mapping[str, Any], capacity: int) -> HistoryWindow:
+    """The window of ``record``'s release and monitor from a key-value ``state`` (quixstreams ``State``).
+
+    The state holds, under ``<release>|<monitor>|``, an ``index`` and one packed blob per delivery.
+    """
+    prefix = state_prefix(record)
+
+    def load(file_key: str) -> Values:
+        blob = state.get_bytes(f"{prefix}|{file_key}")
+        return {} if blob is None else unpack_values(blob)
+
+    return HistoryWindow.from_index(capacity, state.get(f"{prefix}|index", []), load)
+
+
+def save_window(state: Any, record: Mapping[str, Any], window: HistoryWindow, values: Values) -> None:
+    """Add ``record``'s ``values`` to ``window`` and write what changed to ``state`` (dropped blobs deleted)."""
+    prefix = state_prefix(record)
+    for dropped in window.add(record["file_key"], record["file_time"], values):
+        state.delete(f"{prefix}|{dropped}")
+    state.set_bytes(f"{prefix}|{record['file_key']}", pack_values(values))
+    state.set(f"{prefix}|index", window.index())

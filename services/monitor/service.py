@@ -1,10 +1,10 @@
 """The monitor service: monitor requests in, one metric record per request out.
 
 One generic service, started with a monitor's name and scaled by adding members to its group
-(``<prefix>.monitor.<name>``). It is stateless: metrics are computed with an empty history, the
-evaluator joins them with the history later. Opening the file is the only I/O: an
-:class:`~rdmt_core.errors.InputError` (corrupt, not Roman, vanished) is permanent and the request
-goes to the dead-letter topic; the maths is :func:`rdmt_core.results.file_result`.
+(``<prefix>.monitor.<name>``). It is stateless: it only measures (:func:`rdmt_core.results.measure`);
+the evaluator judges the metrics against the history. Opening the file is the only I/O: an
+:class:`~rdmt_core.errors.InputError` (corrupt, not Roman, vanished) is permanent and the request goes
+to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -14,38 +14,19 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ..config import RdmtConfig
-from ..data_access import open_roman
-from ..errors import ConfigError
-from ..evaluators import History
-from ..monitors import Monitor, get_monitor
-from ..records import FileResult
-from ..results import file_result
-from .history_state import metric_entries
-from .runner import Inbound, Output, ServiceRunner
-from .settings import StreamingSettings
-from .topics import METRICS, requests_suffix
+import click
 
-
-def metric_record(result: FileResult, request: Mapping[str, Any], computed_at: datetime) -> dict[str, Any]:
-    """The ``metric_record`` of one monitor's result on one requested file."""
-    identity = result.identity
-    return {
-        "run_id": result.run_id,
-        "release": result.release,
-        "monitor": result.monitor,
-        "detector": identity.detector,
-        "kind": identity.kind,
-        "file_key": identity.file_key,
-        "file_time": identity.file_time,
-        "source": identity.source,
-        "exposure_type": identity.exposure_type or None,
-        "delivery_id": request["delivery_id"],
-        "n_files_in_delivery": request["n_files_in_delivery"],
-        "computed_at": computed_at,
-        "notes": dict(result.notes),
-        "metrics": metric_entries(result.metrics),
-    }
+from rdmt_core.cli.service import service_command
+from rdmt_core.config import RdmtConfig
+from rdmt_core.data_access import open_roman
+from rdmt_core.errors import ConfigError
+from rdmt_core.kafka.runner import Inbound, Output, ServiceRunner
+from rdmt_core.kafka.settings import StreamingSettings
+from rdmt_core.kafka.topics import METRICS, requests_suffix
+from rdmt_core.monitors import Monitor, get_monitor
+from rdmt_core.records import FileResult
+from rdmt_core.results import measure
+from rdmt_core.wire import metric_record
 
 
 @functools.lru_cache(maxsize=16)
@@ -54,7 +35,7 @@ def _for_release(config: RdmtConfig, release: str) -> RdmtConfig:
 
 
 def compute(monitor: type[Monitor], request: Mapping[str, Any], config: RdmtConfig) -> FileResult:
-    """Open the requested file and compute the monitor's metrics (no history: the evaluator has it)."""
+    """Open the requested file and measure the monitor's metrics (no verdicts: the evaluator has the history)."""
     if request["monitor"] != monitor.name:
         raise ConfigError(f"request {request['request_id']} is for monitor {request['monitor']!r}, "
                           f"this service runs {monitor.name!r}")
@@ -64,7 +45,8 @@ def compute(monitor: type[Monitor], request: Mapping[str, Any], config: RdmtConf
         identity = roman.identity
         context = monitor.load_context(roman, run_config.options_for(monitor.name, identity.detector))
     # The request id is the run id: a redelivered request yields a record a sink recognises.
-    return file_result(monitor, arrays, identity, run_config, History(), request["request_id"], context)
+    result, _ = measure(monitor, arrays, identity, run_config, request["request_id"], context)
+    return result
 
 
 def make_process(
@@ -89,3 +71,9 @@ def monitor_runner(name: str, config: RdmtConfig, settings: StreamingSettings) -
     return ServiceRunner(
         f"rdmt-monitor-{name}", settings, f"{prefix}.monitor.{name}", inputs, make_process(monitor, config, prefix)
     )
+
+
+@service_command("monitor", click.Option(["--monitor", "name"], required=True, help="Monitor to run, e.g. dark."))
+def command(config: RdmtConfig, settings: StreamingSettings, metrics_port: int | None, name: str) -> None:
+    """Run one monitor on the requests of its topic; emit metric records."""
+    monitor_runner(name, config, settings).run(metrics_port)

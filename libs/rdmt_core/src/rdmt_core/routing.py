@@ -1,5 +1,10 @@
 """Routing: from a CRDS delivery or an archive event to monitor requests (pure).
 
+The rules come from the monitor registry: a reference type goes to every monitor whose ``reftypes``
+name it, an exposure type to every monitor whose ``exposure_types`` name it. A deployment may
+replace either table (``streaming.routing`` in the service's configuration) to route differently;
+a registered monitor needs no routing line of its own.
+
 One request per (file, monitor), with the delivery id and the number of requests made from the
 event, so a downstream alerter knows how many results to wait for. What cannot be routed (no monitor
 for the reftype or exposure type, a target monitor that is not registered) comes back as a reason,
@@ -15,10 +20,38 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..geometry import DETECTORS
-from .settings import RoutingRules
+from pydantic import BaseModel, ConfigDict, Field
+
+from .geometry import DETECTORS
+from .monitors import registered_monitors
 
 REQUEST_NAMESPACE = uuid.UUID("5d1d7a44-4d0e-4a55-9b8a-7a1e3f3c2b10")
+
+
+def registry_routes(attribute: str) -> dict[str, list[str]]:
+    """``reftypes`` or ``exposure_types`` of the registered monitors: value -> monitor names, sorted."""
+    routes: dict[str, list[str]] = {}
+    for name, monitor in sorted(registered_monitors().items()):
+        for value in getattr(monitor, attribute):
+            routes.setdefault(value.upper() if attribute == "reftypes" else value, []).append(name)
+    return routes
+
+
+class RoutingRules(BaseModel):
+    """Which monitors receive which files (by default, what the monitor registry says)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reftypes: dict[str, list[str]] = Field(
+        default_factory=lambda: registry_routes("reftypes"),
+        description="CRDS reference type (upper case) -> monitors run on every delivered file of that type "
+        "(default: the registered monitors' reftypes).",
+    )
+    exposure_types: dict[str, list[str]] = Field(
+        default_factory=lambda: registry_routes("exposure_types"),
+        description="meta.exposure.type of a Level-2 file -> monitors run on it, for archive events that name "
+        "no monitor (default: the registered monitors' exposure_types).",
+    )
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ..data_access import open_roman
-from .schema_registry import PLAIN, Codec
+from ..kafka.schema_registry import PLAIN, Codec
 
 log = logging.getLogger("rdmt.streaming.publish")
 

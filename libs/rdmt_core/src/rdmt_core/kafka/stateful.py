@@ -7,36 +7,22 @@ not decode is not an error of the application: the deserializer hands it on as :
 the service turns it into a ``dead_letter`` record produced in the same transaction as its other
 output, so the partition moves on and nothing is lost or doubled.
 
-Environment variables (besides those of :mod:`.settings`):
-
-=============================  ==================================================================
-``RDMT_STATE_DIR``             quixstreams state directory (RocksDB), default ``rdmt-state``
-``RDMT_PROCESSING_GUARANTEE``  ``exactly-once`` (default) or ``at-least-once``
-``RDMT_COMMIT_INTERVAL_S``     seconds between checkpoints (offsets, state, transaction), default 1
-``RDMT_ALERT_TIMEOUT_S``       notifier: seconds after a delivery's first result before it alerts
-                               with what it has, default 900 (heartbeat ticks every quarter of it)
-``RDMT_NOTIFY_REPLAYS``        notifier: also send alerts of releases other than ``live`` (1/true)
-``RDMT_NOTIFY_MAX_AGE_S``      notifier: alerts older than this are not sent again, default 86400
-=============================  ==================================================================
+Their settings (state directory, processing guarantee, alert timeout) are :class:`.settings.ServiceOptions`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from confluent_kafka import Consumer
 from quixstreams import Application, message_context
 from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.kafka.configuration import ConnectionConfig
@@ -50,56 +36,13 @@ from quixstreams.models.serializers import (
 from quixstreams.models.topics import Topic
 
 from .. import avro
-from ..config import RdmtConfig, _describe
-from ..errors import ConfigError, RdmtError
-from .observability import LAG_EVERY_S, ServiceMetrics, ServiceState, json_logging, measure_lag, serve_http
+from ..config import RdmtConfig
+from . import deadletters
+from .deadletters import Origin
+from .observability import LagMeter, ServiceMetrics, ServiceState, serve_http
 from .schema_registry import PLAIN, Codec
-from .settings import StreamingSettings, load_service_config
+from .settings import ServiceOptions, StreamingSettings
 from .topics import DEADLETTER, spec_for
-
-ENV = {
-    "RDMT_STATE_DIR": "state_dir",
-    "RDMT_PROCESSING_GUARANTEE": "processing_guarantee",
-    "RDMT_COMMIT_INTERVAL_S": "commit_interval_s",
-    "RDMT_ALERT_TIMEOUT_S": "alert_timeout_s",
-    "RDMT_NOTIFY_REPLAYS": "notify_replays",
-    "RDMT_NOTIFY_MAX_AGE_S": "notify_max_age_s",
-    "RDMT_NOTIFY_MAX_PER_HOUR": "notify_max_per_hour",
-}
-
-
-class ServiceOptions(BaseModel):
-    """Settings of the stateful services, from the environment."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    state_dir: Path = Field(Path("rdmt-state"), description="quixstreams state directory (RocksDB stores).")
-    processing_guarantee: Literal["exactly-once", "at-least-once"] = Field(
-        "exactly-once", description="Kafka transactions for output, state changelog and offsets together."
-    )
-    commit_interval_s: float = Field(1.0, gt=0, description="Seconds between checkpoints.")
-    alert_timeout_s: float = Field(900.0, gt=0, description="Seconds to wait for a delivery's missing results.")
-    notify_replays: bool = Field(False, description="Notify alerts of reprocessing releases too.")
-    notify_max_age_s: float = Field(86400.0, gt=0, description="Alerts older than this are not notified.")
-    notify_max_per_hour: int = Field(
-        30, ge=1, description="Notifications sent per rolling hour at most; more alerts are held back and logged."
-    )
-
-
-def service_options(environ: Mapping[str, str] | None = None) -> ServiceOptions:
-    """:class:`ServiceOptions` from ``environ`` (default ``os.environ``).
-
-    Raises
-    ------
-    ConfigError
-        Naming the variable's setting and the bad value.
-    """
-    environ = os.environ if environ is None else environ
-    data = {field: environ[var] for var, field in ENV.items() if environ.get(var)}
-    try:
-        return ServiceOptions.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"service environment: {_describe(exc)}") from None
 
 
 @dataclass(frozen=True)
@@ -240,25 +183,11 @@ def produced_now(sdf: StreamingDataFrame) -> StreamingDataFrame:
     return sdf.set_timestamp(lambda _v, _k, _t, _h: round(time.time() * 1000))
 
 
-def dead_letter(key: bytes | None, value: bytes | None, error: str, error_type: str, service: str) -> dict[str, Any]:
+def dead_letter(key: bytes | None, value: bytes | None, error: str, kind: str, service: str) -> dict[str, Any]:
     """The ``dead_letter`` record of the message being processed (topic, partition, offset from its context)."""
     context = message_context()
-    return {
-        "topic": context.topic,
-        "partition": context.partition,
-        "offset": context.offset,
-        "key": key,
-        "value": value,
-        "error": " ".join(error.split()),
-        "error_type": error_type,
-        "attempts": 1,
-        "failed_at": datetime.now(UTC),
-        "service": service,
-    }
-
-
-def qualified(exc: BaseException) -> str:
-    return f"{type(exc).__module__}.{type(exc).__qualname__}"
+    origin = Origin(context.topic, context.partition, context.offset, key, value)
+    return deadletters.dead_letter(origin, error, kind, 1, service, datetime.now(UTC))
 
 
 def application(
@@ -332,13 +261,11 @@ def serve_observability(app: Application, settings: StreamingSettings, metrics: 
     service = metrics.service
     state = ServiceState(stale_after_s=60.0)
     serve_http(port, metrics, state)
-    lag_consumer = Consumer(settings.kafka.common() | {
+    lag = LagMeter(Consumer(settings.kafka.common() | {
         "group.id": app.config.consumer_group, "client.id": f"{service}-lag", "enable.auto.commit": False,
-    })  # fmt: skip
+    }), metrics)  # fmt: skip
 
     def heartbeat() -> None:
-        next_lag = time.monotonic() + LAG_EVERY_S
-        measured: set[tuple[str, int]] = set()
         while True:
             state.polled()
             try:
@@ -347,17 +274,7 @@ def serve_observability(app: Application, settings: StreamingSettings, metrics: 
                 assignment = []
             state.assigned = {(tp.topic, tp.partition) for tp in assignment}
             metrics.assigned.labels(service).set(len(state.assigned))
-            if time.monotonic() >= next_lag:
-                next_lag = time.monotonic() + LAG_EVERY_S
-                committed = {tp for tp in state.assigned if not tp[0].startswith("changelog__")}
-                for topic, partition in measured - committed:
-                    with contextlib.suppress(KeyError):
-                        metrics.lag.remove(service, topic, str(partition))
-                try:
-                    measure_lag(lag_consumer, [TopicPartition(t, p) for t, p in sorted(committed)], metrics)
-                    measured = committed
-                except KafkaException as exc:  # lag is observability: a slow broker must not stop the work
-                    logging.getLogger("rdmt.streaming").warning("cannot measure consumer lag: %s", exc)
+            lag.maybe_update({tp for tp in state.assigned if not tp[0].startswith("changelog__")})
             time.sleep(2.0)
 
     threading.Thread(target=heartbeat, name=f"{service}-heartbeat", daemon=True).start()
@@ -379,29 +296,23 @@ def run_alongside(app: Application, task: contextlib.AbstractContextManager) -> 
 
 def run_service(
     service: str,
-    build: Callable[[RdmtConfig, StreamingSettings, ServiceOptions, MessageMeter], Application],
-    config_file: str | None,
+    build: Callable[[RdmtConfig, StreamingSettings, MessageMeter], Application],
+    config: RdmtConfig,
+    settings: StreamingSettings,
     metrics_port: int | None = None,
-) -> int:
-    """Run a quixstreams service until SIGTERM or SIGINT; 2 for a configuration error."""
-    json_logging(service, logging.INFO)
-    try:
-        config, settings = load_service_config(config_file)
-        options = service_options()
-    except RdmtError as exc:
-        print(f"{service}: error: {exc}", file=sys.stderr)
-        return 2
+) -> None:
+    """Build the quixstreams application of ``service`` with ``build`` and run it until SIGTERM or SIGINT."""
+    options = settings.service
     logging.getLogger(f"rdmt.streaming.{service}").info(
         "kafka %s, topics %s.*, schema registry %s, state %s, %s, alert timeout %.0f s", settings.kafka.describe(),
         settings.topic_prefix, settings.schema_registry.url or "none", options.state_dir,
         options.processing_guarantee, options.alert_timeout_s,
     )  # fmt: skip
     metrics = ServiceMetrics(service)
-    app = build(config, settings, options, MessageMeter(metrics, f"{settings.topic_prefix}.{DEADLETTER}"))
+    app = build(config, settings, MessageMeter(metrics, f"{settings.topic_prefix}.{DEADLETTER}"))
     if metrics_port is not None:
         serve_observability(app, settings, metrics, metrics_port)
     with contextlib.ExitStack() as stack:
         for task in _ALONGSIDE.pop(app, []):
             stack.enter_context(task)
         app.run()
-    return 0

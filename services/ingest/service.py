@@ -1,8 +1,7 @@
 """The ingest service: CRDS deliveries and archive events in, monitor requests (or unrouted records) out.
 
-Wiring only: the decisions are :func:`.routing.route_crds` and :func:`.routing.route_archive`.
-Requests go to ``<prefix>.requests.<monitor>`` keyed by detector, so one detector's files stay in
-order; what cannot be routed goes to ``<prefix>.unrouted`` with the reason.
+Wiring only: the decisions are :func:`rdmt_core.routing.route_crds` and
+:func:`rdmt_core.routing.route_archive`, with rules derived from the monitor registry.
 """
 
 from __future__ import annotations
@@ -10,32 +9,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from ..config import RdmtConfig
-from ..monitors import registered_monitors
-from .failures import dead_letter
-from .routing import Routed, route_archive, route_crds
-from .runner import Inbound, Output, ServiceRunner
-from .settings import StreamingSettings
-from .topics import EVENTS_ARCHIVE, EVENTS_CRDS, UNROUTED, requests_suffix
+from rdmt_core.cli.service import service_command
+from rdmt_core.config import RdmtConfig
+from rdmt_core.kafka.deadletters import dead_letter
+from rdmt_core.kafka.runner import Inbound, Output, ServiceRunner
+from rdmt_core.kafka.settings import StreamingSettings
+from rdmt_core.kafka.topics import EVENTS_ARCHIVE, EVENTS_CRDS, UNROUTED, requests_suffix
+from rdmt_core.monitors import registered_monitors
+from rdmt_core.routing import Routed, route_archive, route_crds
 
 SERVICE = "rdmt-ingest"
-UNROUTED_ERROR_TYPE = "rdmt_core.streaming.routing.Unrouted"
+UNROUTED_ERROR_TYPE = "rdmt_core.routing.Unrouted"
 
 
 def make_process(
     config: RdmtConfig, settings: StreamingSettings, now: Callable[[], datetime] = lambda: datetime.now(UTC)
 ) -> Callable[[Inbound], list[Output]]:
     """The ingest step: one event -> its requests and unrouted records."""
-    prefix = settings.topic_prefix
     known = {name for name in registered_monitors() if config.monitor(name).enabled}
+    route = {"crds_delivery": route_crds, "archive_event": route_archive}
 
     def process(inbound: Inbound) -> list[Output]:
         when = now()
-        if inbound.message.name == "crds_delivery":
-            routed = route_crds(inbound.message.record, settings.routing, known, config.release, when)
-        else:
-            routed = route_archive(inbound.message.record, settings.routing, known, config.release, when)
-        return outputs(routed, inbound, prefix, when)
+        routed = route[inbound.message.name](inbound.message.record, settings.routing, known, config.release, when)
+        return outputs(routed, inbound, settings.topic_prefix, when)
 
     return process
 
@@ -59,3 +56,9 @@ def ingest_runner(config: RdmtConfig, settings: StreamingSettings) -> ServiceRun
     prefix = settings.topic_prefix
     inputs = {f"{prefix}.{EVENTS_CRDS}": "crds_delivery", f"{prefix}.{EVENTS_ARCHIVE}": "archive_event"}
     return ServiceRunner(SERVICE, settings, f"{prefix}.ingest", inputs, make_process(config, settings))
+
+
+@service_command("ingest")
+def command(config: RdmtConfig, settings: StreamingSettings, metrics_port: int | None) -> None:
+    """Route CRDS deliveries and archive events to the monitors' request topics."""
+    ingest_runner(config, settings).run(metrics_port)

@@ -21,9 +21,9 @@ from typing import Any
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
 from ..avro import SchemaError
-from .schema_registry import PLAIN, Codec
-from .settings import StreamingSettings
-from .topics import requests_suffix
+from ..kafka.schema_registry import PLAIN, Codec
+from ..kafka.settings import StreamingSettings
+from ..kafka.topics import requests_suffix
 
 LOOKUP_TIMEOUT_S = 15.0
 

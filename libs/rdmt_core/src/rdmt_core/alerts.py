@@ -5,21 +5,32 @@ what an alert needs (failing cells per evaluator, the worst failing metrics); a 
 a JSON mapping (so a state store can keep it) built by :func:`add_result`, idempotent per file: a
 redelivered record replaces its earlier summary. :func:`alert_record` makes the ``alert`` record
 when the group is complete or has waited long enough, and only when something failed;
-:func:`format_alert` turns an alert into the text the notifier sends.
+:func:`format_alert` turns an alert into the text the notifier sends. :func:`send_alert` sends it,
+within a sliding-window :class:`RateLimit`, so a storm of alerts cannot flood Slack or e-mail (alerts
+over the limit are logged, and stay on the alert topic for subscribers; the next notification that goes
+out says how many were held back).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..geometry import SCALES
-from ..notify import Notification
-from ..records import Status
+from .geometry import SCALES
+from .notify import Notification, send_notification
+from .records import Status
 
+if TYPE_CHECKING:
+    from .config import NotifyConfig
+    from .kafka.settings import ServiceOptions
+
+log = logging.getLogger("rdmt.streaming.notifier")
 LIVE = "live"
 TOP_FAILURES = 3  # failing metrics listed per detector
 _FAIL = Status.FAIL.value
@@ -140,3 +151,56 @@ def format_alert(alert: Mapping[str, Any]) -> Notification:
     if alert.get("report_url"):
         lines += ["", f"Report: {alert['report_url']}"]
     return Notification(title=title, text="\n".join(lines), failed_detectors=failed)
+
+
+class RateLimit:
+    """At most ``max_per_window`` notifications in any ``window_s`` seconds."""
+
+    def __init__(self, max_per_window: int, window_s: float = 3600.0) -> None:
+        if max_per_window < 1:
+            raise ValueError(f"a rate limit allows at least 1 notification per window, got {max_per_window}")
+        self.max_per_window = max_per_window
+        self.window_s = window_s
+        self._sent: deque[float] = deque()
+        self.held_back = 0  # since the last notification that went out
+
+    def allow(self, now: float) -> bool:
+        """True (and counted) when a notification may go out at ``now``; False when held back."""
+        while self._sent and now - self._sent[0] >= self.window_s:
+            self._sent.popleft()
+        if len(self._sent) >= self.max_per_window:
+            self.held_back += 1
+            return False
+        self._sent.append(now)
+        return True
+
+    def take_held_back(self) -> int:
+        """Number held back since the last notification sent, and reset it."""
+        count, self.held_back = self.held_back, 0
+        return count
+
+
+def send_alert(alert: Mapping[str, Any], notify: NotifyConfig, options: ServiceOptions, limit: RateLimit) -> None:
+    """Send one alert to the configured channels (or only log it: replays, old alerts, over the rate limit)."""
+    note = format_alert(alert)
+    created = alert["created_at"]
+    created_s = created.timestamp() if isinstance(created, datetime) else int(created) / 1000
+    age_s = time.time() - created_s
+    if alert["replay"] and not options.notify_replays:
+        log.info("replay alert of delivery %s (release %s) not sent:\n%s", alert["delivery_id"], alert["release"],
+                 note.text)  # fmt: skip
+    elif age_s > options.notify_max_age_s:
+        log.info("alert of delivery %s is %.0f s old: not sent again", alert["delivery_id"], age_s)
+    elif not limit.allow(time.time()):
+        log.warning("rate limit (%d per hour): alert of delivery %s held back, not sent:\n%s",
+                    options.notify_max_per_hour, alert["delivery_id"], note.text)  # fmt: skip
+    else:
+        held_back = limit.take_held_back()
+        if held_back:
+            note = dataclasses.replace(
+                note,
+                text=f"{note.text}\n({held_back} earlier alerts were held back by the rate limit: see the alert topic)",
+            )
+        log.warning("%s", note.text)
+        channels = send_notification(note, notify)
+        log.info("alert of delivery %s sent to %s", alert["delivery_id"], ", ".join(channels) or "no channel")

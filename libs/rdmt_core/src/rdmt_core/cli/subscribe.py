@@ -17,8 +17,8 @@ from typing import Any
 from confluent_kafka import Consumer
 
 from ..avro import SchemaError
-from .schema_registry import PLAIN, Codec, RegistryError
-from .settings import KafkaSettings
+from ..kafka.schema_registry import PLAIN, Codec, RegistryError
+from ..kafka.settings import KafkaSettings
 
 
 def to_json(value: Any) -> Any:

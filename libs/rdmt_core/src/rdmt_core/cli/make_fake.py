@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from .geometry import DETECTORS
+from ..geometry import DETECTORS
 
 
 def _detectors(value: str) -> tuple[str, ...]:
@@ -61,7 +61,7 @@ def make_fake() -> None:
 def make_fake_l2(directory, detectors, side, start, stars, seed, field_name, shift, rotation, one_over_f,
                  gradient, step, blur, ellipticity, no_wcs) -> None:
     """Level-2 images (ImageModel) of one exposure and the field's reference catalogue."""
-    from .synthetic_l2 import L2Injection, L2Scene, write_l2_exposure
+    from ..synthetic_l2 import L2Injection, L2Scene, write_l2_exposure
 
     names = _detectors(detectors)
     scene = L2Scene(star_density=stars / 4088**2, seed=seed, field_name=field_name)
@@ -91,7 +91,7 @@ def make_fake_l2(directory, detectors, side, start, stars, seed, field_name, shi
 @click.option("--dark-scale", default=1.0, show_default=True, help="Multiply the dark current.")
 def make_fake_dark(directory, detectors, side, useafter, seed, dark_scale) -> None:
     """Dark reference files (DarkRefModel) of one delivery."""
-    from .synthetic import Anomaly, write_dark_delivery
+    from ..synthetic import Anomaly, write_dark_delivery
 
     names = _detectors(detectors)
     anomalies = dict.fromkeys(names, Anomaly(dark_scale=dark_scale))

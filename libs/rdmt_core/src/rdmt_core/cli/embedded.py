@@ -1,54 +1,25 @@
-"""The ``rdmt`` command line: run monitors, query the store, show a metric's history, run the demo.
+"""``rdmt run``, ``rdmt sql``, ``rdmt history`` and ``rdmt demo``: the embedded pipeline and its store.
 
-Exit status of ``rdmt run``: 0 when every file was processed, 1 when any file
-failed or was skipped, 2 for a usage, configuration or store error.
+Exit status of ``rdmt run``: 0 when every file was processed, 1 when any file failed or was skipped,
+2 for a usage, configuration or store error.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 import click
 
-from .config import load_config
-from .errors import RdmtError
-from .records import Status
-from .store.backends import parse_store_url
-
-EXIT_OK, EXIT_FILES, EXIT_SETUP = 0, 1, 2
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
-def _fail(message: str) -> None:
-    click.echo(f"rdmt: error: {message}", err=True)
-    sys.exit(EXIT_SETUP)
-
-
-@click.group()
-@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
-@click.version_option(package_name="rdmt-core")
-def main(verbose: bool) -> None:
-    """RDMT: data-quality monitoring of Roman WFI reference files and images."""
-    _setup_logging(verbose)
+from ..errors import RdmtError
+from .common import EXIT_FILES, EXIT_OK, fail, load_config
 
 
 def _config(config_file: str | None, store: str | None, output: str | None, **extra: object):
-    try:
-        return load_config(config_file, store_url=store, output_dir=output, **extra)
-    except RdmtError as exc:
-        _fail(str(exc))
+    return load_config(config_file, store_url=store, output_dir=output, **extra)
 
 
-@main.command()
+@click.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file overriding the defaults.")
 @click.option("--store", help="Store URL: chdb:///path (default chdb://rdmt-output/store) or clickhouse://...")
@@ -75,12 +46,14 @@ def run(paths, config_file, store, output, run_id, release, store_results, ecsv,
 
 def run_and_report(config, paths: list[str], run_id: str | None) -> int:
     """Run the embedded pipeline and print one line per file plus a summary; return the exit status."""
-    from .pipeline import EmbeddedPipeline
+    from ..pipeline import EmbeddedPipeline
+    from ..records import Status
+    from ..store.backends import parse_store_url
 
     try:
         pipeline = EmbeddedPipeline(config, run_id=run_id)
     except RdmtError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     with pipeline:
         summary, outcomes = pipeline.run(paths, progress=sys.stderr.isatty())
     for outcome in outcomes:
@@ -110,13 +83,13 @@ def run_and_report(config, paths: list[str], run_id: str | None) -> int:
 
 
 def _open_store(store: str | None, config_file: str | None):
-    from .store import open_store
+    from ..store import open_store
 
     config = _config(config_file, store, None)
     try:
         return open_store(config.store_url)
     except RdmtError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _print_frame(frame, fmt: str) -> None:
@@ -128,22 +101,22 @@ def _print_frame(frame, fmt: str) -> None:
         click.echo(frame.to_string(index=False) if len(frame) else "(no rows)")
 
 
-@main.command()
+@click.command()
 @click.argument("query")
 @click.option("--store", help="Store URL (default from the config).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
 def sql(query, store, config_file, fmt) -> None:
-    """Run a SQL query on the store (tables rdmt.metrics, rdmt.evaluations, rdmt.files)."""
+    """Run a SQL query on the store (tables metrics, evaluations, files of database rdmt)."""
     with _open_store(store, config_file) as db:
         try:
             frame = db.sql(query)
         except RdmtError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         _print_frame(frame, fmt)
 
 
-@main.command()
+@click.command()
 @click.option("--monitor", required=True)
 @click.option("--metric", required=True)
 @click.option("--detector", required=True)
@@ -154,35 +127,25 @@ def sql(query, store, config_file, fmt) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
 def history(monitor, metric, detector, scale, release, store, config_file, fmt) -> None:
     """A metric's values over deliveries for one detector, with the worst status of each."""
-    from .monitors import get_monitor
+    from ..monitors import get_monitor
 
     try:
-        get_monitor(monitor).spec(metric)
-    except (RdmtError, KeyError) as exc:
-        _fail(str(exc).strip('"'))
+        specs = get_monitor(monitor).metric_specs
+    except RdmtError as exc:
+        fail(str(exc))
+    names = [spec.name for spec in specs]
+    if metric not in names:
+        fail(f"monitor {monitor!r} has no metric {metric!r} (metrics: {', '.join(names)})")
     with _open_store(store, config_file) as db:
         _print_frame(db.metric_history(monitor, metric, detector.upper(), scale, release), fmt)
 
 
-@main.command()
+@click.command()
 @click.option("--output", default="demo-output", show_default=True, help="Where the store and reports go.")
 @click.option("--size", default=4096, show_default=True, help="Detector side in pixels (divisible by 32).")
 @click.option("--keep-inputs", is_flag=True, help="Keep the synthetic input files.")
 def demo(output: str, size: int, keep_inputs: bool) -> None:
     """Generate two synthetic dark deliveries for WFI01..WFI18 and monitor both."""
-    from .demo import run_demo
+    from ..demo import run_demo
 
     sys.exit(run_demo(Path(output), size, keep_inputs))
-
-
-def _add_streaming_commands() -> None:
-    from .fake_cli import make_fake
-    from .streaming.cli import COMMANDS
-
-    for command in COMMANDS:
-        main.add_command(command)
-    main.add_command(make_fake)
-
-
-_add_streaming_commands()
-

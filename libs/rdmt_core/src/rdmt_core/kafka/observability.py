@@ -1,7 +1,7 @@
 """What a running service shows: Prometheus metrics, ``/healthz`` and ``/readyz``, JSON-lines logs.
 
 The HTTP server runs in a daemon thread and only reads the state the service loop writes
-(:class:`ServiceState`). Nothing here opens a Kafka connection: :func:`measure_lag` uses the
+(:class:`ServiceState`). Nothing here opens a Kafka connection: :class:`LagMeter` uses the
 consumer it is given.
 """
 
@@ -53,19 +53,57 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
-def measure_lag(consumer: Any, partitions: list[Any], metrics: ServiceMetrics, timeout_s: float = 5.0) -> None:
-    """Set ``rdmt_consumer_lag`` of ``partitions``: high watermark minus the group's committed offset.
+class LagMeter:
+    """``rdmt_consumer_lag`` of a consumer group's partitions, measured every ``LAG_EVERY_S`` at most.
 
-    ``consumer`` is a confluent-kafka consumer of the group and ``partitions`` its ``TopicPartition``
-    list; a partition without a committed offset counts from its low watermark. Raises
-    ``KafkaException`` when the broker does not answer in time.
+    Lag is high watermark minus the group's committed offset (a partition without a committed offset
+    counts from its low watermark). ``consumer`` is a confluent-kafka consumer that can read the group's
+    committed offsets: a member of the group, or a consumer of the same ``group.id`` that never joins.
+    The gauges of partitions no longer measured are removed. A broker that does not answer in time is
+    logged, not raised: lag is observability and must not stop the work.
     """
-    if not partitions:
-        return
-    for tp in consumer.committed(partitions, timeout=timeout_s):
-        low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
-        done = tp.offset if tp.offset >= 0 else low
-        metrics.lag.labels(metrics.service, tp.topic, str(tp.partition)).set(max(0, high - done))
+
+    def __init__(self, consumer: Any, metrics: ServiceMetrics, every_s: float = LAG_EVERY_S,
+                 timeout_s: float = 5.0) -> None:
+        self.consumer = consumer
+        self.metrics = metrics
+        self.every_s = every_s
+        self.timeout_s = timeout_s
+        self._next = time.monotonic() + every_s
+        self._measured: set[tuple[str, int]] = set()
+
+    def maybe_update(self, partitions: set[tuple[str, int]]) -> None:
+        """Measure ``partitions`` (topic, partition) if ``every_s`` has passed since the last time."""
+        if time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.every_s
+        self.forget(self._measured - partitions)
+        try:
+            self.update(partitions)
+        except Exception as exc:  # KafkaException from a slow broker: log it, try again next time
+            logging.getLogger("rdmt.streaming").warning("cannot measure consumer lag: %s", exc)
+
+    def update(self, partitions: set[tuple[str, int]]) -> None:
+        """Measure ``partitions`` now; raises ``KafkaException`` when the broker does not answer in time."""
+        from confluent_kafka import TopicPartition
+
+        if not partitions:
+            return
+        wanted = [TopicPartition(t, p) for t, p in sorted(partitions)]
+        for tp in self.consumer.committed(wanted, timeout=self.timeout_s):
+            low, high = self.consumer.get_watermark_offsets(tp, timeout=self.timeout_s, cached=False)
+            done = tp.offset if tp.offset >= 0 else low
+            self.metrics.lag.labels(self.metrics.service, tp.topic, str(tp.partition)).set(max(0, high - done))
+        self._measured = set(partitions)
+
+    def forget(self, partitions: set[tuple[str, int]]) -> None:
+        """Remove the gauges of ``partitions`` (revoked, or no longer committed by the group)."""
+        for topic, partition in partitions:
+            try:
+                self.metrics.lag.remove(self.metrics.service, topic, str(partition))
+            except KeyError:
+                pass
+        self._measured -= partitions
 
 
 class ServiceState:

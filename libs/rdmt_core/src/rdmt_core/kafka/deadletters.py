@@ -1,4 +1,4 @@
-"""What to do when processing a message fails: retry later, or give up now (pure).
+"""Dead letters: what to do when processing a message fails (retry later, or give up now), and the record kept.
 
 Permanent errors can never succeed however often they are tried: a message that is not an RDMT
 Avro message (:class:`SchemaError`), a file that is corrupt, not Roman or gone (:class:`InputError`),
@@ -75,7 +75,7 @@ def dead_letter(
         "offset": origin.offset,
         "key": origin.key,
         "value": origin.value,
-        "error": error,
+        "error": " ".join(error.split()),
         "error_type": kind,
         "attempts": attempts,
         "failed_at": now,

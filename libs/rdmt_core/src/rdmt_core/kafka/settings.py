@@ -1,4 +1,4 @@
-"""Settings of the streaming services: Kafka connection, schema registry, topic prefix, routing, retries.
+"""Settings of the streaming services: Kafka connection, schema registry, topic prefix, routing, retries, state.
 
 They come from the ``streaming:`` section of the service's YAML file (``rdmt service ... --config``),
 then from the environment, which wins (what a deployment sets). Secrets come only from the
@@ -23,6 +23,16 @@ Environment variables:
                                    Avro single-object encoding)
 ``RDMT_SCHEMA_REGISTRY_AUTH``      ``user:password`` for the registry's basic authentication
                                    (secret: environment only)
+``RDMT_STATE_DIR``                 evaluator, notifier: quixstreams state directory (RocksDB),
+                                   default ``rdmt-state``
+``RDMT_PROCESSING_GUARANTEE``      evaluator, notifier: ``exactly-once`` (default) or
+                                   ``at-least-once``
+``RDMT_COMMIT_INTERVAL_S``         evaluator, notifier: seconds between checkpoints, default 1
+``RDMT_ALERT_TIMEOUT_S``           notifier: seconds after a delivery's first result before it
+                                   alerts with what it has, default 900 (ticks every quarter of it)
+``RDMT_NOTIFY_REPLAYS``            notifier: also send alerts of releases other than ``live``
+``RDMT_NOTIFY_MAX_AGE_S``          notifier: alerts older than this are not sent again, default 86400
+``RDMT_NOTIFY_MAX_PER_HOUR``       notifier: notifications per rolling hour at most, default 30
 =================================  ==============================================================
 """
 
@@ -34,11 +44,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from ..config import RdmtConfig, _describe, load_config
+from ..config import RdmtConfig, describe_validation_error, load_config, read_config_file
 from ..errors import ConfigError
+from ..routing import RoutingRules
 
 SECTION = "streaming"
 ENV = {
@@ -53,6 +63,13 @@ ENV = {
     "RDMT_TOPIC_PREFIX": ("topic_prefix",),
     "RDMT_SCHEMA_REGISTRY_URL": ("schema_registry", "url"),
     "RDMT_SCHEMA_REGISTRY_AUTH": ("schema_registry", "basic_auth_user_info"),
+    "RDMT_STATE_DIR": ("service", "state_dir"),
+    "RDMT_PROCESSING_GUARANTEE": ("service", "processing_guarantee"),
+    "RDMT_COMMIT_INTERVAL_S": ("service", "commit_interval_s"),
+    "RDMT_ALERT_TIMEOUT_S": ("service", "alert_timeout_s"),
+    "RDMT_NOTIFY_REPLAYS": ("service", "notify_replays"),
+    "RDMT_NOTIFY_MAX_AGE_S": ("service", "notify_max_age_s"),
+    "RDMT_NOTIFY_MAX_PER_HOUR": ("service", "notify_max_per_hour"),
 }
 SECRETS = {  # settings that must not be in a file: (section, key) -> environment variable
     ("kafka", "sasl_password"): "RDMT_KAFKA_SASL_PASSWORD",
@@ -152,19 +169,6 @@ class KafkaSettings(_Frozen):
         return self.common()
 
 
-class RoutingRules(_Frozen):
-    """Which monitors receive which files."""
-
-    reftypes: dict[str, list[str]] = Field(
-        default_factory=lambda: {"DARK": ["dark"]},
-        description="CRDS reference type (upper case) -> monitors run on every delivered file of that type.",
-    )
-    exposure_types: dict[str, list[str]] = Field(
-        default_factory=lambda: {"WFI_IMAGE": ["astrometry", "background", "one_over_f", "psf_shape"]},
-        description="meta.exposure.type of a Level-2 file -> monitors run on it (archive events without a monitor).",
-    )
-
-
 class RetrySettings(_Frozen):
     """How a service retries a message whose processing failed for a transient reason."""
 
@@ -203,6 +207,22 @@ class SchemaRegistrySettings(_Frozen):
         return conf
 
 
+class ServiceOptions(_Frozen):
+    """Settings of the stateful services (evaluator, notifier)."""
+
+    state_dir: Path = Field(Path("rdmt-state"), description="quixstreams state directory (RocksDB stores).")
+    processing_guarantee: Literal["exactly-once", "at-least-once"] = Field(
+        "exactly-once", description="Kafka transactions for output, state changelog and offsets together."
+    )
+    commit_interval_s: float = Field(1.0, gt=0, description="Seconds between checkpoints.")
+    alert_timeout_s: float = Field(900.0, gt=0, description="Seconds to wait for a delivery's missing results.")
+    notify_replays: bool = Field(False, description="Notify alerts of reprocessing releases too.")
+    notify_max_age_s: float = Field(86400.0, gt=0, description="Alerts older than this are not notified.")
+    notify_max_per_hour: int = Field(
+        30, ge=1, description="Notifications sent per rolling hour at most; more alerts are held back and logged."
+    )
+
+
 class StreamingSettings(_Frozen):
     """Everything a streaming service needs besides the monitors' configuration."""
 
@@ -211,6 +231,7 @@ class StreamingSettings(_Frozen):
     topic_prefix: str = Field("rdmt", pattern=r"^[A-Za-z0-9._-]+$", description="Prefix of every topic name.")
     routing: RoutingRules = RoutingRules()
     retry: RetrySettings = RetrySettings()
+    service: ServiceOptions = ServiceOptions()
 
 
 def streaming_settings(section: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
@@ -237,7 +258,7 @@ def streaming_settings(section: Mapping[str, Any] | None = None, environ: Mappin
     try:
         return StreamingSettings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{label}: {_describe(exc)}") from None
+        raise ConfigError(f"{label}: {describe_validation_error(exc)}") from None
 
 
 def load_service_config(path: str | Path | None) -> tuple[RdmtConfig, StreamingSettings]:
@@ -245,17 +266,7 @@ def load_service_config(path: str | Path | None) -> tuple[RdmtConfig, StreamingS
 
     The file is an ``rdmt run`` configuration file with an optional ``streaming:`` section.
     """
-    user: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except OSError as exc:
-            raise ConfigError(f"config {path}: cannot read ({exc.strerror or exc})") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config {path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config {path}: the top level must be a mapping, got {type(loaded).__name__}")
-        user = loaded
+    user = read_config_file(path) if path is not None else {}
     section = user.pop(SECTION, None) or {}
     if not isinstance(section, dict):
         raise ConfigError(f"config {path}: '{SECTION}' must be a mapping")

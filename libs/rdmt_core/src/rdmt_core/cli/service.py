@@ -1,0 +1,89 @@
+"""``rdmt service NAME``: run one of the streaming services installed beside the library.
+
+The services live at the top of the repository (``services/<name>/``, the ``rdmt-services``
+distribution) and register themselves under the ``rdmt.services`` entry-point group, so the library
+never imports them. Each is a :func:`service_command`: the options every service shares
+(``--config``, ``--metrics-port``), the loading of the configuration and the streaming settings,
+JSON logging and the exit statuses (2 for a configuration error, 1 for a Kafka error that needs a
+restart) are here, once; a service module only wires its topics to the library's functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+import click
+
+from ..errors import RdmtError
+from .common import EXIT_SETUP, SERVICE_CONFIG_HELP, fail, load_service
+
+ENTRY_POINT_GROUP = "rdmt.services"
+EXIT_KAFKA = 1
+
+
+
+def _shared_params() -> list[click.Parameter]:
+    return [
+        click.Option(["--config", "config_file"], type=click.Path(dir_okay=False), help=SERVICE_CONFIG_HELP),
+        click.Option(
+            ["--metrics-port"], type=int, default=None, envvar="RDMT_METRICS_PORT",
+            help="Serve /metrics, /healthz and /readyz on this port (default: no HTTP server).",
+        ),
+    ]
+
+
+def _installed() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+class ServiceGroup(click.Group):
+    """The ``rdmt service`` group: one subcommand per installed service, loaded only when it runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_installed())
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        found = _installed().get(name)
+        if found is None:
+            known = ", ".join(sorted(_installed())) or "none installed (pip install -e services)"
+            fail(f"unknown service {name!r} (services: {known})")
+        return found.load()
+
+
+@click.group(cls=ServiceGroup)
+def service() -> None:
+    """Run a streaming service (until SIGTERM or SIGINT); see services/README.md."""
+
+
+def service_command(name: str, *extra: click.Parameter) -> Callable[[Callable[..., None]], click.Command]:
+    """Make ``func(config, settings, metrics_port, **extra_options)`` the command ``rdmt service NAME``.
+
+    ``func``'s docstring is the command's help. An :class:`~rdmt_core.errors.RdmtError` raised while it
+    starts (an unknown monitor, a store that cannot be opened) exits with status 2 and the message; a
+    Kafka or schema-registry error that stops the service exits with status 1 after a JSON log line.
+    """
+
+    def wrap(func: Callable[..., None]) -> click.Command:
+        def callback(config_file: str | None, metrics_port: int | None, **options: Any) -> None:
+            from confluent_kafka import KafkaException
+
+            from ..kafka.observability import json_logging
+            from ..kafka.schema_registry import RegistryError
+
+            json_logging(f"rdmt-{name}", logging.getLogger().level or logging.INFO)
+            config, settings = load_service(config_file)
+            try:
+                func(config, settings, metrics_port, **options)
+            except (KafkaException, RegistryError) as exc:
+                logging.getLogger("rdmt.streaming").error("stopping on a %s: %s", type(exc).__name__, exc)
+                sys.exit(EXIT_KAFKA)
+            except RdmtError as exc:
+                fail(str(exc), EXIT_SETUP)
+
+        return click.Command(name, callback=callback, params=[*extra, *_shared_params()], help=func.__doc__)
+
+    return wrap

@@ -1,0 +1,1 @@
+"""RDMT's streaming services, one package each; see README.md."""

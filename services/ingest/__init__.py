@@ -1,0 +1,1 @@
+"""The ingest service (see README.md beside this file)."""

@@ -1,0 +1,1 @@
+"""The monitor service (see README.md beside this file)."""

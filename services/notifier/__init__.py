@@ -1,0 +1,1 @@
+"""The notifier service (see README.md beside this file)."""

@@ -1,0 +1,1 @@
+"""The sink service (see README.md beside this file)."""
