@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-containers bench lint clean
+.PHONY: demo test test-fast test-containers bench lint clean
 
-$(STAMP): libs/rdmt_core/pyproject.toml
+$(STAMP): libs/rdmt_core/pyproject.toml services/pyproject.toml
+	@echo "Setting up $(VENV): installing RDMT and its dependencies (a few minutes the first time)..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e 'libs/rdmt_core[dev]'
+	$(BIN)/python -m pip install --quiet -e 'libs/rdmt_core[dev]' -e services
 	touch $(STAMP)
 
 ## demo: set up, then monitor two synthetic full-size dark deliveries (WFI01..WFI18) on the embedded store
@@ -19,6 +20,10 @@ demo: $(STAMP)
 ## test: set up, then run the test suite
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-fast: unit tests only, no full-size data and no broker (under 2 minutes)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -m 'not slow' $(PYTEST_ARGS)
 
 ## test-containers: opt-in tier with a ClickHouse server and Kafka from testcontainers (needs Docker)
 test-containers: $(STAMP)
@@ -32,7 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_burst.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check libs tests benchmarks schemas
+	$(BIN)/ruff check libs services tests benchmarks schemas
 
 clean:
 	rm -rf $(VENV) demo-output bench-output .pytest_cache
