@@ -59,7 +59,8 @@ def naive_dark_metrics(rate: np.ndarray) -> None:
 
 
 def bench_metrics(rate: np.ndarray, dq: np.ndarray) -> None:
-    from rdmt_core.monitors.dark import DarkOptions, dark_metrics
+    from rdmt_core.monitors.dark import DarkOptions
+    from rdmt_core.monitors.dark.metrics import dark_metrics
 
     options = DarkOptions()
     fast = _timed(lambda: dark_metrics(rate, dq, options), 7)

@@ -18,11 +18,12 @@ from scipy.spatial import cKDTree
 from rdmt_core.config import load_config
 from rdmt_core.errors import ConfigError
 from rdmt_core.evaluators import History
+from rdmt_core.measure.catalog import ReferenceCatalog, read_catalog_file
+from rdmt_core.measure.matching import match_offsets
 from rdmt_core.monitors import get_monitor, monitors_for
-from rdmt_core.monitors.astrometry import AstrometryMonitor, AstrometryOptions, context_for
-from rdmt_core.monitors.catalog import ReferenceCatalog, read_catalog_file
-from rdmt_core.monitors.matching import match_offsets
-from rdmt_core.outputs import write_report
+from rdmt_core.monitors.astrometry import AstrometryMonitor, AstrometryOptions
+from rdmt_core.monitors.astrometry.context import context_for
+from rdmt_core.outputs import report_figures, write_report
 from rdmt_core.pipeline import EmbeddedPipeline
 from rdmt_core.records import FileIdentity, FileResult, Status
 from rdmt_core.results import file_result
@@ -222,7 +223,7 @@ def test_stars_outside_the_wcs_bounding_box_are_left_out_of_the_matching(tmp_pat
     assert got["n_matched"].detector > 100
     assert got["offset_ra_mean"].detector == pytest.approx(shift[0], abs=0.010)
     assert got["offset_dec_mean"].detector == pytest.approx(shift[1], abs=0.010)
-    assert len(AstrometryMonitor.report_figures(result, tmp_path, "bounded")) == 1
+    assert len(report_figures(result, tmp_path, "bounded")) == 1
     file_wcs.bounding_box = ((-0.5, 200.0), (-0.5, N - 0.5))  # the centre (251.5, 251.5) too
     result = file_result(AstrometryMonitor, arrays, identity, _config(), History(), "test", context)
     assert result.notes["status"].startswith("the WCS gives no sky position for the image centre")
@@ -320,20 +321,20 @@ def test_max_fit_stars_caps_the_fits_whatever_the_field(catalog_path):
 def test_report_figures_from_extras_and_from_metrics(tmp_path, catalog_path):
     arrays, file_wcs, _, _ = _image(L2Injection(wcs_shift_arcsec=(0.05, -0.1)))
     result = _result(arrays, file_wcs, _config(catalog_path=str(catalog_path), min_stars_per_cell=1))
-    figures = AstrometryMonitor.report_figures(result, tmp_path, "with_extras")
+    figures = report_figures(result, tmp_path, "with_extras")
     assert len(figures) == 1 and figures[0].path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "matched stars" in figures[0].caption and "sky axes" not in figures[0].caption
     rebuilt = dataclasses.replace(result, extras={})  # as from a stored record: metrics only
-    figures = AstrometryMonitor.report_figures(rebuilt, tmp_path, "from_metrics")
+    figures = report_figures(rebuilt, tmp_path, "from_metrics")
     assert len(figures) == 1 and "super-pixels" in figures[0].caption and figures[0].path.exists()
     # stored offsets are (RA*cos(Dec), Dec): drawn on the detector grid, they point in sky axes
     assert "each arrow in sky axes (north up, east left" in figures[0].caption
     assert "not along the detector's pixel axes" in figures[0].caption
     sparse = _result(arrays, file_wcs, _config(catalog_path=str(catalog_path)))  # no super-pixel has 5 stars
-    figures = AstrometryMonitor.report_figures(dataclasses.replace(sparse, extras={}), tmp_path, "amplifiers")
+    figures = report_figures(dataclasses.replace(sparse, extras={}), tmp_path, "amplifiers")
     assert len(figures) == 1 and "amplifiers" in figures[0].caption
     no_values = _result(arrays, None, _config(catalog_path=str(catalog_path)))
-    assert AstrometryMonitor.report_figures(no_values, tmp_path, "none") == []
+    assert report_figures(no_values, tmp_path, "none") == []
     report = write_report(result, tmp_path / "reports")  # the report embeds the monitor's own figure
     offsets = [p for p in report.figures if p.name.endswith("_offsets.png")]
     assert len(offsets) == 1 and offsets[0].name in report.html.read_text()

@@ -12,14 +12,10 @@ from astropy.stats import sigma_clipped_stats as astropy_clipped_stats
 from rdmt_core.config import load_config
 from rdmt_core.evaluators import History
 from rdmt_core.geometry import GRID, N_AMPLIFIERS
-from rdmt_core.monitors.background import (
-    BackgroundMonitor,
-    BackgroundOptions,
-    amplifier_jumps,
-    background_metrics,
-    edge_levels,
-)
-from rdmt_core.monitors.clipped import clip_sorted, clipped_at_scales, sigma_clipped_stats, sorted_rows
+from rdmt_core.measure.clipped import clip_sorted, clipped_at_scales, sigma_clipped_stats, sorted_rows
+from rdmt_core.monitors.background import BackgroundMonitor, BackgroundOptions
+from rdmt_core.monitors.background.metrics import amplifier_jumps, background_metrics, edge_levels
+from rdmt_core.outputs import report_figures
 from rdmt_core.records import FileIdentity, Status
 from rdmt_core.results import file_result
 from rdmt_core.synthetic_l2 import L2Injection, L2Scene, field_catalog, l2_arrays
@@ -282,7 +278,7 @@ def test_dq_flagged_pixels_are_ignored_and_the_input_is_not_changed():
 
 def test_report_figure_marks_the_step(tmp_path):
     result, _ = _l2_result(L2Injection(background_step=(9, 0.08)))
-    figures = BackgroundMonitor.report_figures(result, tmp_path, "WFI05_background")
+    figures = report_figures(result, tmp_path, "WFI05_background")
     assert [f.path.name for f in figures] == ["WFI05_background_background_map.png"]
     assert figures[0].path.stat().st_size > 5000
     assert "fail (1)" in figures[0].caption and f"{result.metrics[3].values.detector:+.4g}" in figures[0].caption

@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from rdmt_core.blockstats import amplifier_rows, count_at_scales, distribution_at_scales, superpixel_rows
 from rdmt_core.geometry import amplifier_of, geometry_for, superpixel_of, to_frame
+from rdmt_core.measure.blockstats import amplifier_rows, count_at_scales, distribution_at_scales, superpixel_rows
 
 QS = (50.0, 95.0, 99.0)
 

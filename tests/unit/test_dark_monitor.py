@@ -8,7 +8,8 @@ from roman_datamodels import dqflags
 
 from rdmt_core.geometry import N_AMPLIFIERS, N_SUPERPIXELS
 from rdmt_core.monitors import Monitor, get_monitor, monitors_for, registered_monitors
-from rdmt_core.monitors.dark import DarkOptions, dark_metrics
+from rdmt_core.monitors.dark import DarkOptions
+from rdmt_core.monitors.dark.metrics import dark_metrics
 from rdmt_core.synthetic import dark_arrays
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rdmt_core.blockstats import ScaleValues
 from rdmt_core.config import (
     ChangeEvaluatorConfig,
     EvaluatorsConfig,
@@ -22,7 +21,8 @@ from rdmt_core.evaluators import (
     scaled_limit,
 )
 from rdmt_core.geometry import Geometry
-from rdmt_core.monitors.dark import METRICS
+from rdmt_core.measure.blockstats import ScaleValues
+from rdmt_core.monitors.dark.options import METRICS
 from rdmt_core.records import Metric, MetricSpec
 
 RATE = MetricSpec("dark_rate_mean", "DN/s", "mean")

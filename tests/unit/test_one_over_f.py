@@ -13,8 +13,10 @@ from scipy import stats
 from rdmt_core.config import load_config
 from rdmt_core.evaluators import History
 from rdmt_core.geometry import DETECTORS, N_AMPLIFIERS, Geometry, to_frame
-from rdmt_core.monitors.one_over_f import OneOverFMonitor, OneOverFOptions, one_over_f_metrics, row_series
-from rdmt_core.monitors.spectra import band_power, detrend, f_significance
+from rdmt_core.measure.spectra import band_power, detrend, f_significance
+from rdmt_core.monitors.one_over_f import OneOverFMonitor, OneOverFOptions
+from rdmt_core.monitors.one_over_f.metrics import one_over_f_metrics, row_series
+from rdmt_core.outputs import report_figures
 from rdmt_core.records import FileIdentity, Status
 from rdmt_core.results import file_result
 from rdmt_core.synthetic_l2 import L2Injection, L2Scene, field_catalog, l2_arrays, readout_order
@@ -194,7 +196,7 @@ def test_options_are_checked():
 
 def test_report_figures_with_and_without_the_spectra(exposure, tmp_path):
     result = exposure["WFI14"]
-    figures = OneOverFMonitor.report_figures(result, tmp_path, "WFI14_one_over_f")
+    figures = report_figures(result, tmp_path, "WFI14_one_over_f")
     assert [f.path.name for f in figures] == [
         "WFI14_one_over_f_one_over_f_spectra.png",
         "WFI14_one_over_f_one_over_f_amplifiers.png",
@@ -202,7 +204,7 @@ def test_report_figures_with_and_without_the_spectra(exposure, tmp_path):
     assert all(f.path.stat().st_size > 5000 for f in figures)
     assert "limit (5 sigma)" in figures[1].caption
     rebuilt = replace(result, extras={})  # as the streaming sink rebuilds it: metrics only
-    figures = OneOverFMonitor.report_figures(rebuilt, tmp_path, "rebuilt")
+    figures = report_figures(rebuilt, tmp_path, "rebuilt")
     assert [f.path.name for f in figures] == ["rebuilt_one_over_f_amplifiers.png"]
     extras = result.extras
     assert extras["amplifier_power"].shape == (N_AMPLIFIERS, extras["frequency"].size)

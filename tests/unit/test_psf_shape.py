@@ -13,14 +13,9 @@ from scipy import integrate
 from rdmt_core.config import load_config
 from rdmt_core.evaluators import History
 from rdmt_core.monitors import get_monitor, monitors_for
-from rdmt_core.monitors.psf_shape import (
-    PsfShapeMonitor,
-    PsfShapeOptions,
-    calibrated_shape,
-    moffat_stamps,
-    stamp_moments,
-    truncation_factor,
-)
+from rdmt_core.monitors.psf_shape import PsfShapeMonitor, PsfShapeOptions
+from rdmt_core.monitors.psf_shape.metrics import calibrated_shape, moffat_stamps, stamp_moments, truncation_factor
+from rdmt_core.outputs import report_figures
 from rdmt_core.records import FileIdentity, FileResult, Status
 from rdmt_core.results import file_result
 from rdmt_core.synthetic_l2 import BORDER, L2Injection, L2Scene, field_catalog, l2_arrays
@@ -194,14 +189,14 @@ def test_moments_of_model_stars_at_unseen_pixel_phases():
 
 
 def test_report_figure_from_extras_and_from_metrics(tmp_path, clean):
-    figures = PsfShapeMonitor.report_figures(clean, tmp_path, "stars")
+    figures = report_figures(clean, tmp_path, "stars")
     assert len(figures) == 1 and figures[0].path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "stars coloured by FWHM" in figures[0].caption
     rebuilt = dataclasses.replace(clean, extras={})
-    figures = PsfShapeMonitor.report_figures(rebuilt, tmp_path, "map")  # ~0.6 star per super-pixel here
+    figures = report_figures(rebuilt, tmp_path, "map")  # ~0.6 star per super-pixel here
     assert len(figures) == 1 and "per amplifier" in figures[0].caption and figures[0].path.exists()
     empty = _result(edit=lambda a: {**a, "data": np.full_like(a["data"], np.nan)})
-    assert PsfShapeMonitor.report_figures(dataclasses.replace(empty, extras={}), tmp_path, "none") == []
+    assert report_figures(dataclasses.replace(empty, extras={}), tmp_path, "none") == []
 
 
 def test_registered_for_image_models():

@@ -10,8 +10,8 @@ from roman_datamodels import dqflags
 from scipy.spatial import cKDTree
 
 from rdmt_core.geometry import N_AMPLIFIERS, N_SUPERPIXELS, Geometry, to_frame
-from rdmt_core.monitors.star_cells import binned, scale_cells, stat_at_scales
-from rdmt_core.monitors.stars import DetectionOptions, block_statistics, detect_stars
+from rdmt_core.measure.star_cells import binned, scale_cells, stat_at_scales
+from rdmt_core.measure.stars import DetectionOptions, block_statistics, detect_stars
 from rdmt_core.synthetic_l2 import BORDER, L2Scene, field_catalog, l2_arrays, render_stars
 
 SIDE = 512

@@ -1,6 +1,8 @@
 """Configuration: package defaults, a user YAML file on top, validated by pydantic.
 
-The defaults ship as ``defaults.yaml`` in the package. A user file overrides any
+The defaults ship as ``defaults.yaml`` in the package (store, outputs, notify,
+release) and one ``defaults.yaml`` in each monitor's package (``monitors.<name>``:
+its options and the limits of its evaluators). A user file overrides any
 part of them, key by key (mappings are merged recursively; lists and scalars
 replace). Per-detector overrides sit under ``monitors.<name>.detectors.WFInn``
 and have the same shape as the monitor's ``options`` and ``evaluators``.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
-from .monitors import get_monitor
+from .monitors import Monitor, get_monitor, registered_monitors
 
 DETECTOR_PATTERN = re.compile(r"^WFI(0[1-9]|1[0-8])$")
 
@@ -225,9 +228,27 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+def monitor_defaults(monitor: type[Monitor]) -> dict[str, Any] | None:
+    """The ``defaults.yaml`` of the monitor's package (its ``monitors.<name>`` settings), or None without one."""
+    package = sys.modules[monitor.__module__].__package__ or monitor.__module__
+    file = resources.files(package).joinpath("defaults.yaml")
+    if not file.is_file():
+        return None
+    settings = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{package}/defaults.yaml: the top level must be a mapping, got {type(settings).__name__}")
+    return settings
+
+
 def default_config_dict() -> dict[str, Any]:
-    text = resources.files("rdmt_core").joinpath("defaults.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    """The built-in configuration: the core ``defaults.yaml`` and each registered monitor's under ``monitors``."""
+    data = yaml.safe_load(resources.files("rdmt_core").joinpath("defaults.yaml").read_text(encoding="utf-8"))
+    monitors = {}
+    for name, monitor in registered_monitors().items():
+        settings = monitor_defaults(monitor)
+        if settings is not None:
+            monitors[name] = settings
+    return {**data, "monitors": monitors}
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -12,7 +12,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .blockstats import ScaleValues
+from .measure.blockstats import ScaleValues
 
 
 class Status(StrEnum):

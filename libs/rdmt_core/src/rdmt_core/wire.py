@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .blockstats import ScaleValues
 from .errors import ConfigError, InputError
 from .geometry import cells
+from .measure.blockstats import ScaleValues
 from .monitors import get_monitor
 from .records import EvaluationBlock, FileIdentity, FileResult, Metric, MetricSpec
 

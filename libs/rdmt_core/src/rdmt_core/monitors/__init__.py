@@ -1,33 +1,38 @@
 """Monitors: each turns one kind of Roman file into metrics.
 
-Importing this package registers every built-in monitor.
+Every monitor is a package of this one (``monitors/<name>/``, see ``docs/contributing.md``);
+importing this package imports each of them, which registers its monitor class. Nothing else
+lists the monitors: the registry (:func:`registered_monitors`) is the one list.
 """
 
-from .astrometry import AstrometryMonitor
-from .background import BackgroundMonitor
+import importlib
+import pkgutil
+
 from .base import (
+    ExpectedFailure,
     ImageMonitor,
     Monitor,
     MonitorResult,
-    ReportFigure,
     get_monitor,
     monitors_for,
     registered_monitors,
 )
-from .dark import DarkMonitor
-from .one_over_f import OneOverFMonitor
-from .psf_shape import PsfShapeMonitor
+
+
+def _import_monitor_packages() -> None:
+    """Import every subpackage (a monitor's home), in name order, so that its class registers."""
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if module.ispkg:
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_monitor_packages()
 
 __all__ = [
-    "AstrometryMonitor",
-    "BackgroundMonitor",
-    "DarkMonitor",
+    "ExpectedFailure",
     "ImageMonitor",
     "Monitor",
     "MonitorResult",
-    "OneOverFMonitor",
-    "PsfShapeMonitor",
-    "ReportFigure",
     "get_monitor",
     "monitors_for",
     "registered_monitors",

@@ -5,6 +5,12 @@ names it, says which files it accepts (reference types or Level-2 model types),
 which arrays it reads and which options it takes. Subclassing :class:`Monitor`
 registers the monitor; a second monitor with the same name is rejected.
 
+Each monitor lives in a package of its own (``monitors/<name>/``): the pure metrics function, the
+thin class, its ``defaults.yaml`` (options and limits), its example data with an injectable anomaly
+and its documentation page; ``docs/contributing.md`` describes the layout. A monitor draws nothing:
+it leaves figure data in :attr:`MonitorResult.extras` and names the figures it wants in
+:attr:`Monitor.figures`; the outputs draw them.
+
 Monitors that need more than arrays (the WCS of an image, a reference
 catalogue) read it in :meth:`Monitor.load_context`, the monitor's only I/O; the
 context is passed to :meth:`Monitor.compute` beside the arrays. A monitor that
@@ -26,10 +32,7 @@ from ..errors import ConfigError
 from ..records import Metric, MetricSpec
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from ..data_access import RomanInput
-    from ..records import FileResult
 
 Context = Mapping[str, Any]
 
@@ -44,12 +47,11 @@ class MonitorResult:
 
 
 @dataclass(frozen=True)
-class ReportFigure:
-    """A figure of a monitor's report section: the PNG, its title and caption."""
+class ExpectedFailure:
+    """What a monitor's example data with its injected anomaly must make fail (checked by the registry test)."""
 
-    path: Path
-    title: str
-    caption: str
+    metric: str  # a metric of the monitor that the evaluation with the default configuration fails
+    description: str  # the injected anomaly, in the domain's words
 
 
 class Monitor:
@@ -65,6 +67,11 @@ class Monitor:
     border: ClassVar[int] = 0  # reference-pixel border already removed from the arrays
     options_model: ClassVar[type[BaseModel]]
     metric_specs: ClassVar[tuple[MetricSpec, ...]]
+    # the anomaly that example_arrays/example_context(anomaly=True) inject and the metric it fails
+    anomaly: ClassVar[ExpectedFailure | None] = None
+    # report figures beside the super-pixel maps, by name in rdmt_core.outputs.monitor_figures.FIGURES;
+    # their data is in MonitorResult.extras or the metrics
+    figures: ClassVar[tuple[str, ...]] = ()
 
     _registry: ClassVar[dict[str, type[Monitor]]] = {}
 
@@ -93,12 +100,15 @@ class Monitor:
         raise KeyError(f"monitor {cls.name!r} has no metric {metric!r}")
 
     @classmethod
-    def example_arrays(cls, side: int, seed: int) -> dict[str, np.ndarray]:
-        """Realistic synthetic arrays this monitor accepts (used by the registry test and benchmarks)."""
+    def example_arrays(cls, side: int, seed: int, anomaly: bool = False) -> dict[str, np.ndarray]:
+        """Realistic synthetic arrays this monitor accepts (used by the registry test and benchmarks).
+
+        With ``anomaly``, the arrays carry the anomaly that :attr:`anomaly` describes.
+        """
         raise NotImplementedError
 
     @classmethod
-    def example_context(cls, side: int, seed: int) -> dict[str, Any]:
+    def example_context(cls, side: int, seed: int, anomaly: bool = False) -> dict[str, Any]:
         """The context matching :meth:`example_arrays` (empty for monitors that need none)."""
         return {}
 
@@ -110,16 +120,6 @@ class Monitor:
         returned in the context for :meth:`compute` to report as a status, not raised.
         """
         return {}
-
-    @classmethod
-    def report_figures(cls, result: FileResult, directory: Path, stem: str) -> list[ReportFigure]:
-        """Draw the monitor's own figures for its report section (offset vectors, power spectra...).
-
-        ``result.extras`` holds the figure data of the embedded pipeline; a result rebuilt from a
-        metric record has none, so a figure must also be drawable from the metrics alone, or be
-        skipped. Files go to ``directory`` with names starting with ``stem``.
-        """
-        return []
 
     @classmethod
     def compute(cls, arrays: dict[str, np.ndarray], options: BaseModel, context: Context) -> MonitorResult:

@@ -7,8 +7,9 @@ limits and the change tolerance), then for each metric a 32-amplifier table
 with failing super-pixels outlined. The worst status of a value is taken over
 all evaluators (``fail`` > ``caution`` > ``incomplete`` > ``pass``).
 
-This module arranges the content; :mod:`.document` renders it and
-:mod:`.figures` draws the maps.
+This module arranges the content; :mod:`.document` renders it,
+:mod:`.figures` draws the maps and :mod:`.monitor_figures` the figures a
+monitor asks for (``Monitor.figures``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
 from ..geometry import N_AMPLIFIERS
-from ..monitors import ReportFigure, get_monitor
 from ..records import EvaluationBlock, FileResult, Metric, Status, worst
 from .document import (
     Block,
@@ -35,6 +34,7 @@ from .document import (
     write_document,
 )
 from .figures import SuperpixelMaps
+from .monitor_figures import report_figures
 from .names import figure_name, file_stem
 from .verdicts import (
     aligned_verdicts,
@@ -186,15 +186,6 @@ def _amplifier_blocks(metric: Metric, blocks: list[EvaluationBlock]) -> list[Blo
     return out
 
 
-def _monitor_figures(result: FileResult, directory: Path) -> list[ReportFigure]:
-    """The monitor's own figures; a monitor that is not registered here (a newer version) has none."""
-    try:
-        monitor = get_monitor(result.monitor)
-    except ConfigError:
-        return []
-    return monitor.report_figures(result, directory, file_stem(result))
-
-
 def write_report(result: FileResult, directory: Path, maps: SuperpixelMaps | None = None) -> ReportPaths:
     """Write the file's report as Markdown and HTML, with a super-pixel map per metric.
 
@@ -226,7 +217,7 @@ def write_report(result: FileResult, directory: Path, maps: SuperpixelMaps | Non
     blocks: list[Block] = [_metadata(result), Heading("Status"), *_status_summary(result)]
     blocks += [Heading("Detector"), _detector_table(result, grouped)]
     figures: list[Path] = []
-    own = _monitor_figures(result, directory)
+    own = report_figures(result, directory)
     if own:
         blocks.append(Heading("Figures"))
         for figure in own:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..blockstats import ScaleValues
 from ..geometry import GRID, N_AMPLIFIERS, N_SUPERPIXELS
+from .blockstats import ScaleValues
 
 
 def scale_cells(x: np.ndarray, y: np.ndarray, side: int) -> dict[str, np.ndarray]:

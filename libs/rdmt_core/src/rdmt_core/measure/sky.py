@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..blockstats import superpixel_rows
 from ..geometry import GRID
+from .blockstats import superpixel_rows
 from .clipped import clip_sorted, sorted_rows
 
 RATE_UNIT = "DN/s"  # unit of Level-2 image data

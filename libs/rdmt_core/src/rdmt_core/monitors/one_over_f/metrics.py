@@ -1,4 +1,4 @@
-"""Residual 1/f noise monitor of Level-2 images (model type ImageModel).
+"""Residual 1/f noise metrics of a Level-2 image (pure, no I/O).
 
 Reads ``data`` (DN/s) and ``dq``. The numerical core, :func:`one_over_f_metrics`,
 is a pure function; the readout model is :func:`rdmt_core.synthetic_l2.readout_order`.
@@ -16,7 +16,7 @@ materialised). Binning keeps every frequency below 0.5 cycles per row, the whole
 1/f band, and reduces the white noise per sample by the row length, at a tenth
 of the cost of a full-resolution spectrum.
 
-Steps, per amplifier (steps 3 and 4 are :mod:`.spectra`):
+Steps, per amplifier (steps 3 and 4 are :mod:`rdmt_core.measure.spectra`):
 
 1. mask: DQ-flagged and non-finite pixels (the NaN border), and pixels farther
    than ``clip_sigma`` sigma from their super-pixel's sigma-clipped level
@@ -39,98 +39,18 @@ is the mean of the 32 detrended row series, read at the same time.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..blockstats import ScaleValues
-from ..geometry import GRID, N_AMPLIFIERS, N_SUPERPIXELS
-from ..records import Metric, MetricSpec
-from .base import Context, ImageMonitor, MonitorResult, ReportFigure
-from .dq import NO_USABLE_PIXEL, flagged_pixels, known_dq_flags
-from .l2_examples import level2_example_frame
-from .l2_figures import draw_significance_bars, draw_spectra
-from .sky import SOURCE_BLOCK, find_sources, source_blocks_problem
-from .spectra import band_power, detrend, f_significance
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from ..records import FileResult
+from ...geometry import GRID, N_AMPLIFIERS, N_SUPERPIXELS
+from ...measure.blockstats import ScaleValues
+from ...measure.dq import NO_USABLE_PIXEL, flagged_pixels
+from ...measure.sky import SOURCE_BLOCK, find_sources, source_blocks_problem
+from ...measure.spectra import band_power, detrend, f_significance
+from ...records import Metric
+from ..base import MonitorResult
+from .options import METRICS, OneOverFOptions
 
 REFERENCE_SIGMA = 5.0  # the significance quoted in the notes as a ratio (the default soc limit)
-
-
-class OneOverFOptions(BaseModel):
-    """Options of the 1/f noise monitor."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    clip_sigma: float = Field(
-        4.0,
-        ge=3.0,
-        description="Pixels farther than this many sigma from their super-pixel's clipped level are masked; a narrower "
-        "window pulls row means towards each super-pixel's level, adding steps that look like 1/f noise.",
-    )
-    source_sigma: float = Field(
-        5.0, gt=0, description="Pixels this many sigma above the level mark a source; 4x4 blocks around it are masked."
-    )
-    low_band: tuple[int, int] = Field(
-        (1, 16), description="First and last frequency bin (cycles per frame) of the low band."
-    )
-    white_band_start: float = Field(
-        0.5, gt=0, lt=1, description="The white reference band starts at this fraction of 0.5 cycles per row."
-    )
-    detrend_degree: int = Field(
-        2, ge=0, le=8, description="Degree of the polynomial in row number removed from each amplifier's row series."
-    )
-    min_rows: int = Field(64, ge=8, description="Fewest rows with data for a measurement.")
-    mask_dq_flags: tuple[str, ...] = Field(
-        ("DO_NOT_USE", "SATURATED"), description="DQ flags (roman_datamodels.dqflags.pixel names) of pixels to ignore."
-    )
-
-    @field_validator("mask_dq_flags")
-    @classmethod
-    def _known_flags(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return known_dq_flags(value)
-
-    @model_validator(mode="after")
-    def _band(self) -> OneOverFOptions:
-        if not 1 <= self.low_band[0] <= self.low_band[1]:
-            raise ValueError(f"low_band must be (first, last) with 1 <= first <= last, got {self.low_band}")
-        return self
-
-
-_AMP_SCALES = ("detector", "amplifier")
-METRICS = (
-    MetricSpec(
-        "one_over_f_power_ratio",
-        "ratio",
-        "Low-band power over the white-noise power of the amplifier's "
-        "row series (1 for white noise); detector: the 32 amplifiers pooled",
-        scales=_AMP_SCALES,
-    ),
-    MetricSpec(
-        "one_over_f_significance",
-        "sigma",
-        "Gaussian-equivalent significance of the power ratio against "
-        "white noise (F test); detector: the 32 amplifiers pooled",
-        scales=_AMP_SCALES,
-    ),
-    MetricSpec(
-        "one_over_f_common_power_ratio",
-        "ratio",
-        "Low-band over white power of the common mode (mean of the 32 amplifiers' row series)",
-        scales=("detector",),
-    ),
-    MetricSpec(
-        "one_over_f_common_significance",
-        "sigma",
-        "Gaussian-equivalent significance of the common-mode power ratio (F test)",
-        scales=("detector",),
-    ),
-)
 
 
 def row_series(
@@ -294,31 +214,3 @@ def _result(values: dict[str, tuple], notes: dict[str, str], extras: dict[str, n
             )
         )
     return MonitorResult(metrics, notes, extras or {})
-
-
-class OneOverFMonitor(ImageMonitor):
-    """Residual 1/f (correlated readout) noise of Level-2 images, per amplifier and common mode."""
-
-    name = "one_over_f"
-    title = "Residual 1/f noise"
-    options_model = OneOverFOptions
-    metric_specs = METRICS
-
-    @classmethod
-    def example_arrays(cls, side: int, seed: int) -> dict[str, np.ndarray]:
-        return level2_example_frame(side, seed)
-
-    @classmethod
-    def compute(cls, arrays: dict[str, np.ndarray], options: BaseModel, context: Context) -> MonitorResult:
-        assert isinstance(options, OneOverFOptions)
-        return one_over_f_metrics(arrays["data"], arrays["dq"], options)
-
-    @classmethod
-    def report_figures(cls, result: FileResult, directory: Path, stem: str) -> list[ReportFigure]:
-        figures = []
-        if "amplifier_power" in result.extras:
-            path = directory / f"{stem}_one_over_f_spectra.png"
-            figures.append(ReportFigure(path, "Power spectra of the row series", draw_spectra(result, path)))
-        path = directory / f"{stem}_one_over_f_amplifiers.png"
-        figures.append(ReportFigure(path, "1/f significance per amplifier", draw_significance_bars(result, path)))
-        return figures

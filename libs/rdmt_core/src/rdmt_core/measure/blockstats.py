@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import GRID, N_AMPLIFIERS, N_SUPERPIXELS
+from ..geometry import GRID, N_AMPLIFIERS, N_SUPERPIXELS
 
 
 @dataclass(frozen=True)

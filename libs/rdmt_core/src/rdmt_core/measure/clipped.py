@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..blockstats import ScaleValues, amplifier_rows, combine, from_sortable, sortable, superpixel_rows
 from ..geometry import GRID, N_AMPLIFIERS, N_SUPERPIXELS
+from .blockstats import ScaleValues, amplifier_rows, combine, from_sortable, sortable, superpixel_rows
 
 SIGMA = 3.0  # astropy's default clipping bound, in standard deviations
 MAXITERS = 5  # astropy's default number of clipping iterations

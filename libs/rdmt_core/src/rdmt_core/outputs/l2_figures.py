@@ -1,10 +1,11 @@
 """Report figures of the Level-2 monitors (astrometry, background, one_over_f, psf_shape).
 
 Each ``draw_*`` function draws one PNG from a :class:`~rdmt_core.records.FileResult`
-and returns its caption; the monitors' ``report_figures`` name the files and
-titles. ``result.extras`` holds figure data (per-star values, spectra) only in
-the embedded pipeline: a result rebuilt from stored metrics has none, so each
-figure is drawn from the metrics when it can, or skipped (None).
+and returns its caption; :mod:`.monitor_figures` names the files and titles and
+draws the figures a monitor asks for (``Monitor.figures``). ``result.extras``
+holds figure data (per-star values, spectra) only in the embedded pipeline: a
+result rebuilt from stored metrics has none, so each figure is drawn from the
+metrics when it can, or skipped (None).
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..geometry import FULL_SIDE, GRID, N_AMPLIFIERS
-from .sky import RATE_UNIT
+from ..measure.sky import RATE_UNIT
+from ..records import Status
+from .figures import MAP_COLOURS, colour_range
+from .html import STATUS_LINE
+from .verdicts import worst_severity
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -118,11 +123,6 @@ def draw_background_map(result: FileResult, path: Path) -> str:
     """
     from matplotlib.figure import Figure
 
-    from ..outputs.figures import MAP_COLOURS, colour_range
-    from ..outputs.html import STATUS_LINE
-    from ..outputs.verdicts import worst_severity
-    from ..records import Status
-
     metrics = {m.spec.name: m.values for m in result.metrics}
     level = metrics["background_level"].at("superpixel")
     jumps = metrics["background_jump"]
@@ -182,10 +182,6 @@ def draw_spectra(result: FileResult, path: Path) -> str:
     """Per-amplifier and common-mode spectra over the white level (log-binned), bands shaded; return the caption."""
     from matplotlib.figure import Figure
 
-    from ..outputs.html import STATUS_LINE
-    from ..outputs.verdicts import worst_severity
-    from ..records import Status
-
     extras = result.extras
     frequency = extras["frequency"]
     centres, amps = _log_binned(frequency, extras["amplifier_power"])
@@ -224,10 +220,6 @@ def draw_spectra(result: FileResult, path: Path) -> str:
 def draw_significance_bars(result: FileResult, path: Path) -> str:
     """Bar chart of the per-amplifier significance from the metrics (drawable without extras); return the caption."""
     from matplotlib.figure import Figure
-
-    from ..outputs.html import STATUS_LINE
-    from ..outputs.verdicts import worst_severity
-    from ..records import Status
 
     metrics = {m.spec.name: m.values for m in result.metrics}
     significance = metrics["one_over_f_significance"]

@@ -53,10 +53,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 from roman_datamodels import dqflags
 from scipy.spatial import cKDTree
 
+from .detection_options import DetectionOptions
 from .dq import flagged_pixels
 
 SATURATED = int(dqflags.pixel.SATURATED)
@@ -67,45 +67,6 @@ CLIP_SIGMA = 3.0  # pixels this far above a block's median are left out of its b
 BLOCK = 128  # pixels: side of the blocks of the background and noise statistics
 STAMP_CHUNK = 4096  # stars whose stamps are gathered at once
 NO_USABLE_PIXEL = "no usable pixel in the image (all non-finite or DO_NOT_USE)"
-
-
-class DetectionOptions(BaseModel):
-    """Options of star detection, shared by the star monitors (their options extend these)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    detection_threshold: float = Field(
-        5.0, gt=0, description="A peak pixel must exceed its block's background by this many sigma."
-    )
-    isolation_radius: float = Field(
-        8.0, ge=0, description="Pixels: a star with another detected peak closer than this is not isolated."
-    )
-    merge_radius: float = Field(
-        2.5, ge=0, description="Pixels: a peak this close to a brighter one is part of it (saturated tops, wings)."
-    )
-    spike_fraction: float = Field(
-        0.05,
-        ge=0,
-        lt=1,
-        description="A peak whose 4 neighbours average less than this fraction of it is a single-pixel event "
-        "(cosmic ray, hot pixel), not a star; lower it for very undersampled PSFs.",
-    )
-    max_peak: float = Field(
-        1500.0,
-        gt=0,
-        description="DN/s: a star whose brightest pixel (background included) reaches this is treated as "
-        "saturated (non-linear), whatever its DQ flags.",
-    )
-    stamp_radius: int = Field(
-        5, ge=2, le=15, description="Pixels: half-size of the stamp a star is measured on (inside the frame)."
-    )
-    max_masked_pixels: int = Field(
-        2,
-        ge=0,
-        le=24,
-        description="Unusable pixels (non-finite or DQ DO_NOT_USE) allowed among the 24 around a star's peak in its "
-        "5x5 box; they are left out of the measurement. A star with more (a bad column, the image edge) is not used.",
-    )
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
-"""Astrometry monitor of Level-2 images (ImageModel): the file's WCS against a reference catalogue.
+"""Astrometry metrics of a Level-2 image: the file's WCS against a reference catalogue (pure, no I/O).
 
-Stars are detected (:mod:`.stars`), the brightest isolated, unsaturated ones
+Stars are detected (:mod:`rdmt_core.measure.stars`), the brightest isolated, unsaturated ones
 are centroided by PSF photometry (photutils ``PSFPhotometry`` with a circular
 Gaussian PRF), converted to the sky with the file's WCS (``meta.wcs``) and
 matched to a reference catalogue (Gaia-like ECSV, ``ra``/``dec`` in degrees).
 The offsets, measured minus catalogue, give the metrics.
 
-Matching (:mod:`.matching`) is done twice: the common offset is voted for by every pair closer
+Matching (:mod:`rdmt_core.measure.matching`) is done twice: the common offset is voted for by every pair closer
 than ``search_radius_arcsec`` (so a WCS error larger than the final radius, or
 than the distance between stars, is still measured); then, with that offset
 removed, nearest neighbours within ``match_radius_arcsec``, one measured star
@@ -15,128 +15,34 @@ to the offsets, rejecting those beyond ``clip_sigma`` robust sigmas of it
 (blends, mismatches); the rotation is a metric, the kept offsets give the
 others.
 
-The monitor's I/O is :meth:`AstrometryMonitor.load_context`: it reads the WCS
-and the catalogue rows near the image footprint; problems (no WCS, no
+The monitor's I/O is :mod:`.context` (called from ``AstrometryMonitor.load_context``): it
+reads the WCS and the catalogue rows near the image footprint; problems (no WCS, no
 catalogue configured, unreadable or not overlapping) go into the context and
-become a ``status`` note with NaN offsets, never an exception. Catalogue files
-are read once per path and modification time (:mod:`.catalog`).
+become a ``status`` note with NaN offsets, never an exception.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
 from astropy.utils.exceptions import AstropyUserWarning
-from pydantic import BaseModel, Field, field_validator
 
-from ..records import Metric, MetricSpec
-from .base import Context, ImageMonitor, MonitorResult, ReportFigure
-from .catalog import find_catalog, image_footprint
-from .l2_examples import example_image, star_example_frame
-from .l2_figures import draw_offsets
-from .matching import fit_offset_model, match_offsets
-from .star_cells import counts_at_scales, detector_only, nan_at_scales, scale_cells, stat_at_scales
-from .stars import DetectionOptions, detect_stars, masked_note, usable_pixels
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from ..data_access import RomanInput
-    from ..records import FileResult
+from ...measure.matching import fit_offset_model, match_offsets
+from ...measure.star_cells import counts_at_scales, detector_only, nan_at_scales, scale_cells, stat_at_scales
+from ...measure.stars import detect_stars, masked_note, usable_pixels
+from ...records import Metric
+from ..base import Context, MonitorResult
+from .options import METRICS, AstrometryOptions
 
 BORDER = 4
-LEVEL2_SIDE = 4088
 # PSFPhotometry flags that make a centroid unusable (fit bounds, non-convergence, fully masked, too few pixels,
 # non-finite); flag 1, a fit on part of the box (its unusable pixels masked), is a good fit
 _BAD_FIT_FLAGS = 2 | 4 | 8 | 64 | 128 | 256 | 512 | 1024 | 2048
-
-
-class AstrometryOptions(DetectionOptions):
-    """Options of the astrometry monitor (detection options included)."""
-
-    catalog_path: str | None = Field(
-        None, description="Reference catalogue (ECSV with ra, dec in degrees); can be set per detector."
-    )
-    catalog_dir: str | None = Field(
-        None, description="Directory of ECSV catalogues; those overlapping the image footprint are used."
-    )
-    match_radius_arcsec: float = Field(0.5, gt=0, description="Final match radius, after the common offset.")
-    search_radius_arcsec: float = Field(
-        3.0, gt=0, description="Pairs closer than this vote for the common offset: the largest error measured."
-    )
-    min_snr: float = Field(20.0, ge=0, description="Peak signal-to-noise of a star to be centroided.")
-    max_fit_stars: int = Field(600, ge=1, description="Centroid at most this many stars, the brightest first.")
-    fit_fwhm_pixels: float = Field(1.6, gt=0, description="FWHM of the circular Gaussian PRF fitted (pixels).")
-    fit_shape: int = Field(5, ge=3, description="Side of the fitted box (pixels, odd).")
-    min_stars: int = Field(10, ge=3, description="Matched stars needed for the detector values.")
-    min_stars_per_cell: int = Field(5, ge=1, description="Matched stars needed for an amplifier or super-pixel.")
-    clip_sigma: float = Field(
-        5.0, gt=0, description="Reject offsets this many robust sigmas from the fitted shift and rotation."
-    )
-
-    @field_validator("fit_shape")
-    @classmethod
-    def _odd(cls, value: int) -> int:
-        if value % 2 == 0:
-            raise ValueError(f"must be odd, got {value}")
-        return value
-
-
-ARCSEC = "arcsec"
-METRICS = (
-    MetricSpec("n_detected", "stars", "Point sources detected", extensive=True),
-    MetricSpec("n_matched", "stars", "Centroided stars matched to the catalogue (after clipping)", extensive=True),
-    MetricSpec("offset_ra_mean", ARCSEC, "Mean offset in RA*cos(Dec), measured minus catalogue", two_sided=True),
-    MetricSpec("offset_dec_mean", ARCSEC, "Mean offset in Dec, measured minus catalogue", two_sided=True),
-    MetricSpec("offset_median", ARCSEC, "Median total offset of matched stars"),
-    MetricSpec("offset_rms", ARCSEC, "RMS total offset of matched stars"),
-    MetricSpec(
-        "rotation",
-        ARCSEC,
-        "Rotation of the measured positions about the detector centre (angle; positive north through east)",
-        two_sided=True,
-        scales=("detector",),
-    ),
-)
-
-
-# --- the monitor's context (I/O edge) ---
-
-
-def _file_wcs(meta: Any) -> Any:
-    try:
-        wcs = meta["wcs"]
-    except (KeyError, TypeError, AttributeError):
-        wcs = getattr(meta, "wcs", None)
-    return wcs if hasattr(wcs, "pixel_to_world_values") else None
-
-
-def _science_side(roman: RomanInput) -> int:
-    try:
-        shape = roman.node["data"].shape  # from the ASDF tree: the array is not read
-    except (KeyError, TypeError, AttributeError):
-        return LEVEL2_SIDE
-    return int(shape[-1]) if len(shape) == 2 else LEVEL2_SIDE
-
-
-def context_for(wcs: Any, n_pixels: int, options: AstrometryOptions) -> dict[str, Any]:
-    """The monitor's context from a WCS (or None) and the image side: the WCS, the catalogue or a problem."""
-    if wcs is None:
-        return {"wcs": None, "catalog": None, "problem": "no WCS in the file (meta.wcs is missing or null)"}
-    try:
-        footprint = image_footprint(wcs, n_pixels)
-    except Exception as exc:  # a WCS that cannot be evaluated is this monitor's problem only
-        return {"wcs": None, "catalog": None, "problem": f"the WCS cannot be evaluated ({type(exc).__name__}: {exc})"}
-    catalog, problem = find_catalog(options, footprint)
-    return {"wcs": wcs, "catalog": catalog, "problem": problem}
-
-
-# --- measurement (pure) ---
 
 
 def fit_centroids(
@@ -183,7 +89,7 @@ def astrometry_metrics(
         Detection, fitting and matching options.
     context : mapping
         ``wcs`` (of the science array, 0-based pixels), ``catalog`` (:class:`ReferenceCatalog`)
-        and ``problem`` (why either is missing), as :func:`context_for` makes it.
+        and ``problem`` (why either is missing), as :func:`.context.context_for` makes it.
     """
     side = data.shape[0]
     stars = detect_stars(data, dq, options)
@@ -273,40 +179,3 @@ def astrometry_metrics(
         star_x=x, star_y=y, offset_ra=d_ra, offset_dec=d_dec, offset_x=(x - cx) * pixel, offset_y=(y - cy) * pixel
     )
     return done(None)
-
-
-class AstrometryMonitor(ImageMonitor):
-    """Astrometric offsets of Level-2 images from PSF centroids matched to a reference catalogue."""
-
-    name = "astrometry"
-    title = "Astrometry (WCS against a reference catalogue)"
-    options_model = AstrometryOptions
-    metric_specs = METRICS
-
-    @classmethod
-    def example_arrays(cls, side: int, seed: int) -> dict[str, np.ndarray]:
-        return star_example_frame(side, seed)
-
-    @classmethod
-    def example_context(cls, side: int, seed: int) -> dict[str, Any]:
-        _, wcs, catalog = example_image(side, seed)
-        return {"wcs": wcs, "catalog": catalog, "problem": None}
-
-    @classmethod
-    def load_context(cls, roman: RomanInput, options: BaseModel) -> dict[str, Any]:
-        assert isinstance(options, AstrometryOptions)
-        return context_for(_file_wcs(roman.meta), _science_side(roman), options)
-
-    @classmethod
-    def compute(cls, arrays: dict[str, np.ndarray], options: BaseModel, context: Context) -> MonitorResult:
-        assert isinstance(options, AstrometryOptions)
-        return astrometry_metrics(arrays["data"], arrays["dq"], options, context, cls.border)
-
-    @classmethod
-    def report_figures(cls, result: FileResult, directory: Path, stem: str) -> list[ReportFigure]:
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{stem}_offsets.png"
-        caption = draw_offsets(result, path)
-        if caption is None:
-            return []
-        return [ReportFigure(path, "Astrometric offsets on the detector", caption)]

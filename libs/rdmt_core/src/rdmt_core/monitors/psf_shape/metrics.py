@@ -1,6 +1,6 @@
-"""PSF shape monitor of Level-2 images (ImageModel): FWHM and ellipticity from bright isolated stars.
+"""PSF shape metrics of a Level-2 image: FWHM and ellipticity from bright isolated stars (pure, no I/O).
 
-Stars come from :mod:`.stars` (one detection for both star monitors); the ones
+Stars come from :mod:`rdmt_core.measure.stars` (one detection for both star monitors); the ones
 used are isolated, unsaturated (no DQ SATURATED within 2 pixels of the peak,
 peak below ``max_peak``), measurable (stamp inside the frame, at most
 ``max_masked_pixels`` unusable pixels in the 5x5 box around the peak), with a
@@ -44,50 +44,19 @@ consistent from image to image rather than a literal FWHM.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import BaseModel, Field
 
-from ..blockstats import ScaleValues
-from ..records import Metric, MetricSpec
-from .base import Context, ImageMonitor, MonitorResult, ReportFigure
-from .l2_examples import star_example_frame
-from .l2_figures import draw_psf_fwhm
-from .star_cells import counts_at_scales, nan_at_scales, scale_cells, stat_at_scales
-from .stars import DO_NOT_USE, STAMP_CHUNK, DetectionOptions, Stars, detect_stars, masked_note
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from ..records import FileResult
+from ...measure.blockstats import ScaleValues
+from ...measure.star_cells import counts_at_scales, nan_at_scales, scale_cells, stat_at_scales
+from ...measure.stars import DO_NOT_USE, STAMP_CHUNK, Stars, detect_stars, masked_note
+from ...records import Metric
+from ..base import MonitorResult
+from .options import METRICS, PsfShapeOptions
 
 BORDER = 4
 PIXEL_VARIANCE = 1.0 / 12.0  # variance of a unit box, per axis
 ITERATIONS = 6
-
-
-class PsfShapeOptions(DetectionOptions):
-    """Options of the PSF shape monitor (detection options included)."""
-
-    psf_fwhm_pixels: float = Field(1.6, gt=0, description="Expected FWHM (pixels): the first aperture.")
-    moffat_beta: float = Field(3.0, gt=2.0, description="Moffat index of the PSF model (FWHM from moments).")
-    aperture_sigma: float = Field(
-        3.0, gt=1.0, le=6.0, description="Aperture radius in units of the star's own moment width."
-    )
-    min_snr: float = Field(50.0, ge=0, description="Peak signal-to-noise of a star to be measured.")
-    min_stars: int = Field(10, ge=1, description="Stars needed for the detector values.")
-    min_stars_per_cell: int = Field(5, ge=1, description="Stars needed for an amplifier or super-pixel value.")
-    clip_sigma: float = Field(5.0, gt=0, description="Reject stars whose size is this many robust sigmas off.")
-    pixel_scale_arcsec: float = Field(0.11, gt=0, description="Pixel scale for psf_fwhm_arcsec (arcsec/pixel).")
-
-
-METRICS = (
-    MetricSpec("psf_fwhm", "pixels", "FWHM of the Moffat PSF with the stars' mean second moments"),
-    MetricSpec("psf_fwhm_arcsec", "arcsec", "psf_fwhm times the nominal pixel scale"),
-    MetricSpec("psf_ellipticity", "", "(a^2 - b^2) / (a^2 + b^2) of the stars' mean second moments"),
-    MetricSpec("n_psf_stars", "stars", "Stars measured (bright, unsaturated, isolated)", extensive=True),
-)
 
 
 @functools.cache
@@ -334,28 +303,3 @@ def _scale_values(by_scale: dict[str, np.ndarray], factor: float = 1.0) -> Scale
     return ScaleValues(
         float(by_scale["detector"][0]) * factor, by_scale["amplifier"] * factor, by_scale["superpixel"] * factor
     )
-
-
-class PsfShapeMonitor(ImageMonitor):
-    """PSF FWHM and ellipticity of Level-2 images from bright, unsaturated, isolated stars."""
-
-    name = "psf_shape"
-    title = "PSF shape (FWHM and ellipticity)"
-    options_model = PsfShapeOptions
-    metric_specs = METRICS
-
-    @classmethod
-    def example_arrays(cls, side: int, seed: int) -> dict[str, np.ndarray]:
-        return star_example_frame(side, seed)
-
-    @classmethod
-    def compute(cls, arrays: dict[str, np.ndarray], options: BaseModel, context: Context) -> MonitorResult:
-        assert isinstance(options, PsfShapeOptions)
-        return psf_metrics(arrays["data"], arrays["dq"], options)
-
-    @classmethod
-    def report_figures(cls, result: FileResult, directory: Path, stem: str) -> list[ReportFigure]:
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{stem}_psf_fwhm.png"
-        caption = draw_psf_fwhm(result, path)
-        return [] if caption is None else [ReportFigure(path, "PSF FWHM on the detector", caption)]

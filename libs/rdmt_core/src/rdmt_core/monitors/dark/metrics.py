@@ -1,4 +1,4 @@
-"""Dark reference-file monitor (reftype DARK).
+"""Dark metrics of a DARK reference file: a pure function of ``dark_slope`` and ``dq``.
 
 Reads ``dark_slope`` (DN/s) and ``dq``; ``dark_slope_error`` is not used by any
 metric. The numerical core, :func:`dark_metrics`, is a pure function.
@@ -17,61 +17,18 @@ Pixel classes (``n_dead_pixels``, ``n_hot_pixels``, ``n_warm_pixels``):
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from roman_datamodels import dqflags
 
-from ..blockstats import count_at_scales, distribution_at_scales
-from ..data_access import ArraySpec
-from ..records import Metric, MetricSpec
-from .base import Context, Monitor, MonitorResult
+from ...measure.blockstats import count_at_scales, distribution_at_scales
+from ...records import Metric
+from ..base import MonitorResult
+from .options import METRICS, DarkOptions
 
 DEAD = int(dqflags.pixel.DEAD)
 HOT = int(dqflags.pixel.HOT)
 WARM = int(dqflags.pixel.WARM)
-RATE_UNIT = "DN/s"
 PERCENTILES = (50.0, 95.0, 99.0)
-
-
-class DarkOptions(BaseModel):
-    """Options of the dark monitor."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    pixel_classes_from: Literal["auto", "dq", "thresholds"] = Field(
-        "auto",
-        description="Source of dead/hot/warm classes: DQ flags if the file sets any (auto), or always one.",
-    )
-    dead_below: float = Field(1.0e-3, description="Dark rate (DN/s) below which a finite pixel is dead.")
-    warm_from: float = Field(0.02, description="Dark rate (DN/s) from which a pixel is warm.")
-    hot_from: float = Field(0.1, description="Dark rate (DN/s) from which a pixel is hot (no longer warm).")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> DarkOptions:
-        if not self.dead_below < self.warm_from < self.hot_from:
-            raise ValueError(
-                f"need dead_below < warm_from < hot_from, got {self.dead_below}, {self.warm_from}, {self.hot_from}"
-            )
-        return self
-
-
-def _rate(name: str, description: str) -> MetricSpec:
-    return MetricSpec(name, RATE_UNIT, description)
-
-
-METRICS = (
-    _rate("dark_rate_mean", "Mean dark rate of finite pixels"),
-    _rate("dark_rate_median", "Median dark rate of finite pixels"),
-    _rate("dark_rate_std", "Standard deviation (ddof=0) of the dark rate of finite pixels"),
-    _rate("dark_rate_p50", "50th percentile of the dark rate (linear interpolation)"),
-    _rate("dark_rate_p95", "95th percentile of the dark rate (linear interpolation)"),
-    _rate("dark_rate_p99", "99th percentile of the dark rate (linear interpolation)"),
-    MetricSpec("n_dead_pixels", "pixels", "Number of dead pixels", extensive=True),
-    MetricSpec("n_hot_pixels", "pixels", "Number of hot pixels", extensive=True),
-    MetricSpec("n_warm_pixels", "pixels", "Number of warm pixels", extensive=True),
-)
 
 
 def pixel_class_masks(
@@ -135,26 +92,3 @@ def dark_metrics(dark_slope: np.ndarray, dq: np.ndarray, options: DarkOptions) -
         "finite pixels": f"{int(distribution.count.detector)} of {dark_slope.size}",
     }
     return MonitorResult([Metric(spec, values[spec.name]) for spec in METRICS], notes)
-
-
-class DarkMonitor(Monitor):
-    """Dark current, its distribution and dead/hot/warm pixel counts of DARK reference files."""
-
-    name = "dark"
-    title = "Dark reference file"
-    reftypes = frozenset({"DARK"})
-    arrays = {"dark_slope": ArraySpec("f"), "dq": ArraySpec("ui")}  # noqa: RUF012
-    options_model = DarkOptions
-    metric_specs = METRICS
-
-    @classmethod
-    def example_arrays(cls, side: int, seed: int) -> dict[str, np.ndarray]:
-        from ..synthetic import dark_arrays
-
-        dark_slope, _, dq = dark_arrays("WFI01", side, delivery_seed=seed)
-        return {"dark_slope": dark_slope, "dq": dq}
-
-    @classmethod
-    def compute(cls, arrays: dict[str, np.ndarray], options: BaseModel, context: Context) -> MonitorResult:
-        assert isinstance(options, DarkOptions)
-        return dark_metrics(arrays["dark_slope"], arrays["dq"], options)

@@ -1,4 +1,4 @@
-"""Background monitor of Level-2 images (model type ImageModel).
+"""Background metrics of a Level-2 image (pure, no I/O).
 
 Reads ``data`` (DN/s) and ``dq``; pixels whose DQ has any of ``mask_dq_flags``
 set, and non-finite pixels (the NaN reference-pixel border of the frame), are
@@ -21,84 +21,27 @@ ignored. The numerical core, :func:`background_metrics`, is a pure function.
   NaN, so too few unmasked pixels (a crowded field, a small image) is
   ``incomplete``, not a false step.
 
-The clipping is astropy's ``sigma_clipped_stats`` (see :mod:`.clipped`), done
+The clipping is astropy's ``sigma_clipped_stats`` (see :mod:`rdmt_core.measure.clipped`), done
 on each scale's own pixels, after masking 4x4 blocks around sources
-(:func:`.sky.find_sources`) unless ``mask_sources`` is false.
+(:func:`rdmt_core.measure.sky.find_sources`) unless ``mask_sources`` is false.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..blockstats import ScaleValues, count_at_scales
-from ..geometry import GRID, N_AMPLIFIERS, N_SUPERPIXELS
-from ..records import Metric, MetricSpec
-from .base import Context, ImageMonitor, MonitorResult, ReportFigure
-from .clipped import ClippedStats, clip_sorted, clipped_at_scales, sorted_rows
-from .dq import NO_USABLE_PIXEL, known_dq_flags, masked_data
-from .l2_examples import level2_example_frame
-from .l2_figures import draw_background_map
-from .sky import RATE_UNIT, SOURCE_BLOCK, find_sources, source_blocks_problem
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from ..records import FileResult
-
+from ...geometry import GRID, N_AMPLIFIERS, N_SUPERPIXELS
+from ...measure.blockstats import ScaleValues, count_at_scales
+from ...measure.clipped import ClippedStats, clip_sorted, clipped_at_scales, sorted_rows
+from ...measure.dq import NO_USABLE_PIXEL, masked_data
+from ...measure.sky import SOURCE_BLOCK, find_sources, source_blocks_problem
+from ...records import Metric
+from ..base import MonitorResult
+from .options import METRICS, BackgroundOptions
 
 MEDIAN_ERROR = float(np.sqrt(np.pi / 2.0))  # standard error of a normal sample's median, in sigma / sqrt(n)
-
-
-class BackgroundOptions(BaseModel):
-    """Options of the background monitor."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    clip_sigma: float = Field(3.0, gt=0, description="Sigma-clipping bound in standard deviations (both sides).")
-    clip_maxiters: int = Field(5, ge=1, description="Largest number of sigma-clipping iterations.")
-    jump_width: int = Field(
-        16, ge=1, description="Columns on each side of an amplifier boundary used for the jump (at most half a strip)."
-    )
-    jump_precision: float = Field(
-        0.008,
-        gt=0,
-        description="DN/s: a jump whose 1-sigma uncertainty is larger is not measured (NaN). The default keeps "
-        "the default super-pixel limit (0.04 DN/s) at 5 sigma or more.",
-    )
-    mask_sources: bool = Field(True, description="Mask 4x4 blocks around sources before the statistics.")
-    source_sigma: float = Field(
-        5.0, gt=0, description="A pixel, or a 4x4 block's mean, this many sigma above the background marks a source."
-    )
-    mask_dq_flags: tuple[str, ...] = Field(
-        ("DO_NOT_USE",), description="DQ flags (roman_datamodels.dqflags.pixel names) of pixels to ignore."
-    )
-
-    @field_validator("mask_dq_flags")
-    @classmethod
-    def _known_flags(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return known_dq_flags(value)
-
-
-METRICS = (
-    MetricSpec("background_level", RATE_UNIT, "Sigma-clipped median of the pixels (the background level)"),
-    MetricSpec("background_rms", RATE_UNIT, "Sigma-clipped standard deviation (ddof=0) of the pixels"),
-    MetricSpec(
-        "background_rejected_fraction",
-        "fraction",
-        "Fraction of the finite pixels masked as sources or rejected by the clipping",
-    ),
-    MetricSpec(
-        "background_jump",
-        RATE_UNIT,
-        "Level step from the left neighbour at the amplifier boundary (near-boundary columns; amplifier 1: "
-        "the step to its right neighbour); detector: the largest step",
-        two_sided=True,
-    ),
-)
 
 
 def edge_levels(frame: np.ndarray, width: int, sigma: float, maxiters: int) -> dict[str, ClippedStats]:
@@ -265,27 +208,3 @@ def _status(stats, fraction: ScaleValues) -> dict[str, str]:
         "summary": f"measured: level {stats.median.detector:.6g} DN/s, rms {stats.std.detector:.6g} DN/s, "
         f"{fraction.detector:.2%} of the finite pixels masked as sources or rejected by the clipping"
     }
-
-
-class BackgroundMonitor(ImageMonitor):
-    """Sigma-clipped background level, its RMS and amplifier jumps of Level-2 images."""
-
-    name = "background"
-    title = "Background level and amplifier jumps"
-    options_model = BackgroundOptions
-    metric_specs = METRICS
-
-    @classmethod
-    def example_arrays(cls, side: int, seed: int) -> dict[str, np.ndarray]:
-        return level2_example_frame(side, seed)
-
-    @classmethod
-    def compute(cls, arrays: dict[str, np.ndarray], options: BaseModel, context: Context) -> MonitorResult:
-        assert isinstance(options, BackgroundOptions)
-        return background_metrics(arrays["data"], arrays["dq"], options)
-
-    @classmethod
-    def report_figures(cls, result: FileResult, directory: Path, stem: str) -> list[ReportFigure]:
-        path = directory / f"{stem}_background_map.png"
-        caption = draw_background_map(result, path)
-        return [ReportFigure(path, "Background level and amplifier jumps", caption)]

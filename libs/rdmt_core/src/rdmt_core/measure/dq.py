@@ -8,13 +8,14 @@ Flags are named as in ``roman_datamodels.dqflags.pixel`` (``DO_NOT_USE``,
 from __future__ import annotations
 
 import numpy as np
-from roman_datamodels import dqflags
 
 NO_USABLE_PIXEL = "no usable pixel (all non-finite or flagged)"  # status of an image with nothing to measure
 
 
 def known_dq_flags(names: tuple[str, ...]) -> tuple[str, ...]:
     """``names`` if each is a DQ flag of ``roman_datamodels.dqflags.pixel``; ValueError naming the unknown ones."""
+    from roman_datamodels import dqflags  # late: validating a configuration must not load it at import
+
     unknown = [n for n in names if n not in dqflags.pixel.__members__]
     if unknown:
         raise ValueError(f"unknown DQ flag(s) {', '.join(unknown)}; see roman_datamodels.dqflags.pixel")
@@ -23,6 +24,8 @@ def known_dq_flags(names: tuple[str, ...]) -> tuple[str, ...]:
 
 def dq_bits(flags: tuple[str, ...]) -> int:
     """The DQ bit mask of the named ``roman_datamodels.dqflags.pixel`` flags."""
+    from roman_datamodels import dqflags
+
     bits = 0
     for name in flags:
         bits |= int(dqflags.pixel[name])

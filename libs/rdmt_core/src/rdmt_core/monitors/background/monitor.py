@@ -1,0 +1,41 @@
+"""The background monitor: Level-2 images in, sigma-clipped background level, rms and amplifier jumps out.
+
+A thin registered class; the numbers come from :func:`.metrics.background_metrics`, imported
+when a file is measured.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from pydantic import BaseModel
+
+from ..base import Context, ExpectedFailure, ImageMonitor, MonitorResult
+from .options import METRICS, BackgroundOptions
+
+
+class BackgroundMonitor(ImageMonitor):
+    """Sigma-clipped background level, its RMS and amplifier jumps of Level-2 images."""
+
+    name = "background"
+    title = "Background level and amplifier jumps"
+    options_model = BackgroundOptions
+    metric_specs = METRICS
+    anomaly: ClassVar[ExpectedFailure] = ExpectedFailure(
+        "background_jump", "background step of 0.08 DN/s from amplifier 17 on"
+    )
+    figures = ("background_map",)
+
+    @classmethod
+    def example_arrays(cls, side: int, seed: int, anomaly: bool = False) -> dict[str, np.ndarray]:
+        from .examples import example_arrays
+
+        return example_arrays(side, seed, anomaly)
+
+    @classmethod
+    def compute(cls, arrays: dict[str, np.ndarray], options: BaseModel, context: Context) -> MonitorResult:
+        from .metrics import background_metrics
+
+        assert isinstance(options, BackgroundOptions)
+        return background_metrics(arrays["data"], arrays["dq"], options)
