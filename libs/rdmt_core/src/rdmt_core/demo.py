@@ -49,7 +49,7 @@ _INJECTED = {
 
 
 def run_demo(output: Path, size: int, keep_inputs: bool) -> int:
-    from .cli import run_and_report
+    from .cli.embedded import run_and_report
 
     scratch = Path(tempfile.mkdtemp(prefix="rdmt-demo-inputs-"))
     config = load_config(
