@@ -45,8 +45,6 @@ import logging
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -60,9 +58,11 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the tests' Kafka harness (tests/integration/services.py) is the benchmark's too
+
+from tests.integration.services import Pipeline  # noqa: E402
+
 BROKER_SH = ROOT / "deploy" / "kafka" / "broker.sh"
 RDMT = str(Path(sys.executable).with_name("rdmt"))
 USEAFTER = datetime(2026, 3, 1, 0, 0, 0)
@@ -119,20 +119,6 @@ def copy_with_useafter(source: Path, directory: Path, useafter: datetime) -> Pat
 
 # -- processes ---------------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-            return response.status == 200
-    except (OSError, urllib.error.HTTPError):
-        return False
-
-
 def _scrape(port: int) -> str:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
@@ -160,32 +146,6 @@ def proc_status(pid: int) -> dict[str, float]:
         fields = stat.read().rsplit(")", 1)[1].split()
     out["cpu_s"] = (int(fields[11]) + int(fields[12])) / CLK_TCK
     return out
-
-
-class Service:
-    def __init__(self, name: str, args: list[str], env: dict[str, str], cwd: Path, logs: Path) -> None:
-        self.name = name
-        self.port = _free_port()
-        self.log = logs / f"{name}.log"
-        with self.log.open("wb") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(
-                [RDMT, "service", *args, "--metrics-port", str(self.port)],
-                env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-            )
-
-    def check(self) -> None:
-        if self.proc.poll() is not None:
-            tail = self.log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"service {self.name} exited with {self.proc.returncode}:\n{tail}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 # -- observing the topics ----------------------------------------------------------------------------
@@ -302,11 +262,10 @@ def _percentiles(values: list[float]) -> str:
     return f"{statistics.median(ordered):7.2f} {p95:7.2f} {ordered[-1]:7.2f}"
 
 
-def _wait(condition, timeout_s: float, what: str, services: list[Service]) -> None:
+def _wait(condition, timeout_s: float, what: str, pipeline: Pipeline) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
-        for service in services:
-            service.check()
+        pipeline.check_running()
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(0.1)
@@ -356,32 +315,21 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
 
     start = time.perf_counter()
     bootstrap, kafka_dir = start_broker(workdir)
-    services: list[Service] = []
+    pipeline: Pipeline | None = None
     observer: Observer | None = None
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RDMT_")}
-        env |= {"RDMT_KAFKA_BOOTSTRAP": bootstrap, "RDMT_TOPIC_PREFIX": prefix}
-        config = {
-            "store_url": f"chdb://{workdir / 'store'}",
-            "output_dir": str(workdir / "out"),
+        # The tests' harness: topics under the prefix, one config file, `rdmt service ...` processes.
+        pipeline = Pipeline(bootstrap, workdir / "run", webhook_url="", prefix=prefix, config={
             "outputs": {"store": True, "ecsv": False, "report": False, "notify": False},
             "notify": {"slack_webhook_env": "RDMT_BENCH_NO_WEBHOOK", "smtp": None},
-        }
-        config_file = workdir / "config.yaml"
-        config_file.write_text(yaml.safe_dump(config))
-        subprocess.run([RDMT, "topics", "create", "--config", str(config_file)], env=env, check=True,
-                       capture_output=True, timeout=60)
-        logs = workdir / "logs"
-        logs.mkdir()
-        cfg = ["--config", str(config_file)]
-        services.append(Service("ingest", ["ingest", *cfg], env, workdir, logs))
-        for i in range(args.monitors):
-            services.append(Service(f"monitor-{i}" if args.monitors > 1 else "monitor",
-                                    ["monitor", "--monitor", "dark", *cfg], env, workdir, logs))
-        for name in ("evaluator", "sink", "notifier"):
-            state = {"RDMT_STATE_DIR": str(workdir / f"state-{name}")} if name in ("evaluator", "notifier") else {}
-            services.append(Service(name, [name, *cfg], env | state, workdir, logs))
-        _wait(lambda: all(_ready(s.port) for s in services), 90, "the services to be ready", services)
+        })  # fmt: skip
+        names = ["ingest", *(f"monitor-{i}" if args.monitors > 1 else "monitor" for i in range(args.monitors)),
+                 "evaluator", "sink", "notifier"]
+        for name in names:
+            pipeline.start(name.split("-")[0], name)
+        for name in names:
+            pipeline.wait_ready(name, timeout_s=90)
+        services = list(pipeline.procs)
         ready_s = time.perf_counter() - start
 
         observer = Observer(bootstrap, prefix, [d for d, _ in [warmup, *bursts]])
@@ -402,12 +350,12 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
 
         t = time.perf_counter()
         send(warmup[0])
-        _wait(lambda: committed(warmup[0], 1), 180, "the warm-up file to be stored", services)
+        _wait(lambda: committed(warmup[0], 1), 180, "the warm-up file to be stored", pipeline)
         print(f"(broker and {len(services)} services ready in {ready_s:.1f} s; warm-up file through the pipeline "
               f"in {time.perf_counter() - t:.1f} s)")
         time.sleep(1.0)
 
-        pids = {s.name: s.proc.pid for s in services}
+        pids = {name: proc.pid for name, proc in pipeline.procs.items()}
         broker_pid = int((kafka_dir / "broker.pid").read_text()) if kafka_dir else None
         if broker_pid:
             pids["kafka broker (JVM)"] = broker_pid
@@ -418,27 +366,27 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         t0 = time.time()
         for b, (delivery, _) in enumerate(bursts):
             due = t0 + b * interval
-            _wait(lambda due=due: time.time() >= due, max(0.0, due - time.time()) + 5, "the next burst", services)
+            _wait(lambda due=due: time.time() >= due, max(0.0, due - time.time()) + 5, "the next burst", pipeline)
             published[delivery] = send(delivery)
         total = 18 * n_bursts
-        _wait(lambda: all(committed(d, 18) for d, _ in bursts), args.timeout, f"all {total} files stored", services)
+        _wait(lambda: all(committed(d, 18) for d, _ in bursts), args.timeout, f"all {total} files stored", pipeline)
         t_end = time.time()
-        _wait(lambda: all(observer.records("alerts", d) for d, _ in bursts), 30, "one alert per burst", services)
+        _wait(lambda: all(observer.records("alerts", d) for d, _ in bursts), 30, "one alert per burst", pipeline)
         status = {name: proc_status(pid) for name, pid in pids.items()}
         machine = [after - before for after, before in zip(machine_cpu(), machine_before, strict=True)]
-        scraped = {s.name: _scrape(s.port) for s in services}
+        scraped = {name: _scrape(port) for name, port in pipeline.ports.items()}
     finally:
         stopping = time.perf_counter()
         if observer is not None:
             observer.stopping.set()
             observer.join(10)
-        for service in services:
-            service.stop()
+        if pipeline is not None:
+            pipeline.stop_all()
         if kafka_dir is not None:
             subprocess.run([str(BROKER_SH), "stop", str(kafka_dir)], capture_output=True, timeout=60)
         print(f"(services and broker stopped in {time.perf_counter() - stopping:.1f} s)")
 
-    stored = sink_stored_times(workdir / "logs" / "sink.log", prefix)
+    stored = sink_stored_times(pipeline.log_paths["sink"], prefix)
     if args.keep:
         (workdir / "observed.json").write_text(json.dumps({"seen": observer.seen, "published": published,
                                                            "committed": observer.committed}))
@@ -456,7 +404,7 @@ def _mean_processing(text: str, topic_suffix: str) -> float | None:
     return total / count if count else None
 
 
-def report(args, observer: Observer, services: list[Service], bursts, published: dict[str, float],
+def report(args, observer: Observer, services: list[str], bursts, published: dict[str, float],
            stored: dict[tuple[int, int], float], status, cpu_before, machine, scraped, t0: float, t_end: float,
            workdir: Path) -> None:
     rows = {k: [] for k in ("request", "metric", "visible", "stored", "committed")}
@@ -572,9 +520,9 @@ def report(args, observer: Observer, services: list[Service], bursts, published:
 def check_store(workdir: Path, expected: int) -> None:
     from rdmt_core.store import open_store
 
-    with open_store(f"chdb://{workdir / 'store'}") as store:
-        files = int(store.sql("SELECT count() AS n FROM rdmt.files")["n"].iloc[0])
-        metrics = int(store.sql("SELECT count() AS n FROM rdmt.metrics")["n"].iloc[0])
+    with open_store(f"chdb://{workdir / 'run' / 'store'}") as store:
+        files = int(store.sql("SELECT count() AS n FROM files")["n"].iloc[0])
+        metrics = int(store.sql("SELECT count() AS n FROM metrics")["n"].iloc[0])
     print(f"store after the run: {files} files (expected {expected}, warm-up included), {metrics} metric rows")
 
 

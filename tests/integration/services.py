@@ -1,4 +1,4 @@
-"""The whole streaming pipeline as separate processes on the real broker, for end-to-end tests.
+"""The one Kafka harness: the streaming pipeline as separate processes on the real broker, for tests and benchmarks.
 
 :class:`Pipeline` owns one topic prefix, one configuration file (store, outputs), one state directory
 and the ``rdmt service ...`` processes of one run; it always stops them (:meth:`Pipeline.stop_all`).
@@ -40,7 +40,7 @@ TIMEOUT_S = 90
 SERVICES = ("ingest", "monitor", "evaluator", "sink", "notifier")
 # Classic protocol with a static member id: a monitor restarted after SIGKILL takes its partitions back at
 # once (with the consumer protocol it would wait out the session; see docs/streaming.md).
-STATIC_MONITOR = {"RDMT_KAFKA_GROUP_PROTOCOL": "classic", "RDMT_KAFKA_GROUP_INSTANCE_ID": "monitor-0"}
+STATIC_MONITOR = {"RDMT_KAFKA_GROUP_PROTOCOL": "classic", "RDMT_KAFKA_GROUP_INSTANCE_ID": "monitor"}
 
 
 def free_port() -> int:
@@ -106,15 +106,17 @@ class Webhook:
 class Received:
     partition: int
     offset: int
-    record: dict[str, Any]
+    record: Any  # the decoded record (a dict), or the raw bytes
     timestamp_ms: int  # the message's Kafka timestamp
 
 
 class Reader:
     """Every partition of a topic from the beginning, without a consumer group (read committed)."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, decode: bool = True) -> None:
+        """``decode=False`` keeps each message's raw bytes as its record (e.g. Confluent-framed values)."""
         self.topic = topic
+        self.decode = decode
         self.consumer = Consumer({
             "bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
             "isolation.level": "read_committed", "fetch.wait.max.ms": 50,
@@ -132,8 +134,8 @@ class Reader:
         msg = self.consumer.poll(timeout_s)
         if msg is None or msg.error() is not None:
             return False
-        self.received.append(Received(msg.partition(), msg.offset(), avro.decode(msg.value()).record,
-                                      msg.timestamp()[1]))
+        record = avro.decode(msg.value()).record if self.decode else msg.value()
+        self.received.append(Received(msg.partition(), msg.offset(), record, msg.timestamp()[1]))
         return True
 
     def read_until(self, until: Callable[[list[dict]], bool], what: str, timeout_s: float = TIMEOUT_S,
@@ -144,6 +146,13 @@ class Reader:
             if time.monotonic() > deadline:
                 pytest.fail(f"timed out after {timeout_s} s waiting for {what} on {self.topic} "
                             f"({len(self.received)} records)\n{logs()}", pytrace=False)
+            self.poll()
+        return self.records
+
+    def read(self, until: Callable[[list[dict]], bool], timeout_s: float = TIMEOUT_S) -> list[dict[str, Any]]:
+        """Read until ``until(records)`` or ``timeout_s`` (no failure: the caller asserts); the records so far."""
+        deadline = time.monotonic() + timeout_s
+        while not until(self.records) and time.monotonic() < deadline:
             self.poll()
         return self.records
 
@@ -190,10 +199,12 @@ def committed(admin: AdminClient, group: str, topic: str, partitions: list[int])
 class Pipeline:
     """One run of the five services under a unique topic prefix, with its store, outputs and logs."""
 
-    def __init__(self, bootstrap: str, root: Path, webhook_url: str, ecsv: bool = True) -> None:
+    def __init__(self, bootstrap: str, root: Path, webhook_url: str, ecsv: bool = True, *,
+                 prefix: str | None = None, config: dict[str, Any] | None = None) -> None:
+        """``config`` is merged over the default configuration file (store, outputs, notify)."""
         self.bootstrap = bootstrap
         self.root = root
-        self.prefix = f"e2e-{uuid.uuid4().hex[:10]}"
+        self.prefix = prefix or f"e2e-{uuid.uuid4().hex[:10]}"
         self.logs = root / "logs"
         self.logs.mkdir(parents=True)
         self.store_url = f"chdb://{root / 'store'}"
@@ -202,7 +213,7 @@ class Pipeline:
             "store_url": self.store_url,
             "output_dir": str(root / "out"),
             "outputs": {"store": True, "ecsv": ecsv, "report": False, "notify": True},
-        }))  # fmt: skip
+        } | (config or {})))  # fmt: skip
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
         create_topics(self.admin, self.prefix, topic_specs())
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("RDMT_")} | {
@@ -213,6 +224,7 @@ class Pipeline:
         }
         self.procs: dict[str, subprocess.Popen] = {}
         self.ports: dict[str, int] = {}
+        self.log_paths: dict[str, Path] = {}
         self._started: list[subprocess.Popen] = []
         self.readers: list[Reader] = []
 
@@ -224,19 +236,32 @@ class Pipeline:
 
     # -- processes --------------------------------------------------------------------------------
 
-    def start(self, service: str, **env: str) -> subprocess.Popen:
-        """Start ``rdmt service <service>`` (the dark monitor for ``monitor``) with /readyz on a free port."""
-        args = ["monitor", "--monitor", "dark"] if service == "monitor" else [service]
+    def start(self, service: str, name: str | None = None, monitor: str = "dark", **env: str) -> subprocess.Popen:
+        """Start ``rdmt service <service>`` (``monitor``'s monitor service for ``monitor``) with /readyz on a free port.
+
+        ``name`` (default: the service) names the process in :attr:`procs`, :attr:`ports` and the logs, so
+        several members of one group can run (``monitor-1``, ``monitor-2``); a monitor's static member id
+        is its name.
+        """
+        name = name or service
+        args = ["monitor", "--monitor", monitor] if service == "monitor" else [service]
+        static = STATIC_MONITOR | {"RDMT_KAFKA_GROUP_INSTANCE_ID": name} if service == "monitor" else {}
         port = free_port()
-        with (self.logs / f"{len(self._started) + 1:02d}-{service}.log").open("wb") as log:  # the child keeps its fd
+        log_path = self.logs / f"{len(self._started) + 1:02d}-{name}.log"
+        with log_path.open("wb") as log:  # the child keeps its fd
             proc = subprocess.Popen(
                 [RDMT, "service", *args, "--config", str(self.config), "--metrics-port", str(port)],
-                env=self.env | (STATIC_MONITOR if service == "monitor" else {}) | env,
-                stdout=log, stderr=subprocess.STDOUT,
+                env=self.env | static | env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         self._started.append(proc)
-        self.procs[service], self.ports[service] = proc, port
+        self.procs[name], self.ports[name], self.log_paths[name] = proc, port, log_path
         return proc
+
+    def check_running(self) -> None:
+        """Fail, with the logs, if a process of the pipeline has exited."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                pytest.fail(f"{name} exited with status {proc.returncode}\n{self.log_tails()}", pytrace=False)
 
     def start_all(self) -> None:
         for service in SERVICES:
@@ -293,8 +318,8 @@ class Pipeline:
 
     # -- Kafka --------------------------------------------------------------------------------------
 
-    def reader(self, suffix: str) -> Reader:
-        self.readers.append(Reader(self.bootstrap, self.topic(suffix)))
+    def reader(self, suffix: str, decode: bool = True) -> Reader:
+        self.readers.append(Reader(self.bootstrap, self.topic(suffix), decode))
         return self.readers[-1]
 
     def publish_crds(self, delivery_id: str, files: list[Path]) -> None:

@@ -224,3 +224,20 @@ def test_rdmt_is_a_real_command(tmp_path, store_url, two_deliveries):
     assert proc.returncode == 1
     assert "FAILED: /no/such.asdf: file not found" in proc.stderr
     assert "1 of 2 files processed" in proc.stdout
+
+
+def test_history_with_an_unknown_metric_lists_the_valid_ones(store_url):
+    code, _, err = _run(
+        "history", "--store", store_url, "--monitor", "dark", "--metric", "hot", "--detector", "WFI01"
+    )
+    assert code == 2 and "no metric 'hot'" in err
+    assert "n_hot_pixels" in err and "dark_rate_mean" in err  # the valid names, to pick from
+
+
+def test_sql_names_the_tables_without_their_database(tmp_path, store_url, two_deliveries):
+    code, _, _ = _run("run", *_quiet(tmp_path, store_url), "--no-report", "--no-ecsv", *map(str, two_deliveries[0]))
+    assert code == 0
+    code, out, _ = _run("sql", "SELECT count() AS n FROM metrics", "--store", store_url, "--format", "csv")
+    assert code == 0 and out.splitlines() == ["n", str(3 * 9 * 1057)]
+    code, out, _ = _run("sql", "SELECT count() AS n FROM rdmt.files", "--store", store_url, "--format", "csv")
+    assert code == 0 and out.splitlines() == ["n", "3"]

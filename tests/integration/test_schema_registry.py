@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 import uuid
@@ -18,8 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -30,14 +28,13 @@ from rdmt_core.config import load_config
 from rdmt_core.evaluators import History
 from rdmt_core.kafka.schema_registry import Codec
 from rdmt_core.kafka.settings import SchemaRegistrySettings
-from rdmt_core.kafka.topics import create_topics, topic_specs
 from rdmt_core.monitors import get_monitor
 from rdmt_core.records import FileIdentity
 from rdmt_core.results import file_result
 from rdmt_core.synthetic import dark_arrays, write_dark_delivery
 from rdmt_core.wire import metric_record
 
-from .services import RDMT, stop_processes
+from .services import RDMT, Pipeline
 
 TIMEOUT_S = 60
 
@@ -107,42 +104,6 @@ def test_codec_registers_once_frames_with_the_id_and_reads_both_framings(
 # -- services ---------------------------------------------------------------------------------------
 
 
-class Topic:
-    """Every partition of one topic from the beginning, without a consumer group: raw values."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.topic = topic
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{uuid.uuid4().hex}",
-                                  "enable.auto.commit": False, "isolation.level": "read_committed"})  # fmt: skip
-        partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        self.values: list[bytes] = []
-
-    def read(self, n: int, logs: str | Path) -> list[bytes]:
-        deadline = time.monotonic() + TIMEOUT_S
-        while len(self.values) < n:
-            if time.monotonic() > deadline:
-                tails = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(Path(logs).glob("*.log")))
-                pytest.fail(f"{len(self.values)} of {n} messages on {self.topic} after {TIMEOUT_S} s\n{tails}")
-            msg = self.consumer.poll(0.2)
-            if msg is not None and msg.error() is None:
-                self.values.append(msg.value())
-        return self.values
-
-    def close(self) -> None:
-        self.consumer.close()
-
-
-@pytest.fixture
-def registry_env(kafka_bootstrap: str, schema_registry_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    prefix = f"reg{uuid.uuid4().hex[:8]}"
-    create_topics(AdminClient({"bootstrap.servers": kafka_bootstrap}), prefix, topic_specs())
-    yield {k: v for k, v in os.environ.items() if not k.startswith("RDMT_")} | {
-        "RDMT_KAFKA_BOOTSTRAP": kafka_bootstrap, "RDMT_TOPIC_PREFIX": prefix,
-        "RDMT_SCHEMA_REGISTRY_URL": schema_registry_url, "RDMT_STATE_DIR": str(tmp_path / "state"),
-    }  # fmt: skip
-
-
 def _metric_records(n: int) -> list[dict]:
     config, dark = load_config(), get_monitor("dark")
     records = []
@@ -155,33 +116,32 @@ def _metric_records(n: int) -> list[dict]:
 
 
 def test_services_produce_in_the_confluent_wire_format(
-    registry_env: dict[str, str], schema_registry_url: str, client: SchemaRegistryClient, kafka_bootstrap: str,
-    tmp_path: Path,
+    schema_registry_url: str, client: SchemaRegistryClient, kafka_bootstrap: str, tmp_path: Path,
 ) -> None:
-    prefix = registry_env["RDMT_TOPIC_PREFIX"]
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    procs: list[subprocess.Popen] = []
-    readers: list[Topic] = []
+    pipeline = Pipeline(kafka_bootstrap, tmp_path / "run", webhook_url="")
+    registry_env = pipeline.env | {"RDMT_SCHEMA_REGISTRY_URL": schema_registry_url}
+    prefix = pipeline.prefix
+
+    def read(suffix: str, n: int) -> list[bytes]:
+        topic = pipeline.reader(suffix, decode=False)
+        return topic.read_until(lambda r: len(r) >= n, f"{n} messages", logs=pipeline.log_tails)
+
     try:
         for service in ("ingest", "evaluator"):
-            with (logs / f"{service}.log").open("wb") as log:
-                procs.append(subprocess.Popen([RDMT, "service", service], env=registry_env, stdout=log,
-                                              stderr=subprocess.STDOUT))  # fmt: skip
+            pipeline.start(service, RDMT_SCHEMA_REGISTRY_URL=schema_registry_url)
         # rdmt publish -> events.crds -> ingest (librdkafka runner) -> requests.dark
         files = write_dark_delivery(tmp_path / "d", datetime(2026, 4, 1), side=128, detectors=("WFI01", "WFI02"))
         subprocess.run([RDMT, "publish", "crds", "--delivery-id", "CRDS-REG", "--context", "roman_0001.pmap",
                         *map(str, files)], env=registry_env, check=True, capture_output=True, timeout=TIMEOUT_S)
-        [event] = (events := Topic(kafka_bootstrap, f"{prefix}.events.crds")).read(1, logs)
-        readers.append(events)
-        requests = Topic(kafka_bootstrap, f"{prefix}.requests.dark")
-        readers.append(requests)
-        for topic, values in ((events.topic, [event]), (requests.topic, requests.read(2, logs))):
+        [event] = read("events.crds", 1)
+        events_topic, requests_topic = pipeline.topic("events.crds"), pipeline.topic("requests.dark")
+        request_values = read("requests.dark", 2)
+        for topic, values in ((events_topic, [event]), (requests_topic, request_values)):
             latest = client.get_latest_version(f"{topic}-value")
             for value in values:
                 assert value[:1] == b"\x00" and int.from_bytes(value[1:5], "big") == latest.schema_id, topic
-        assert _confluent_decode(client, events.topic, event)["delivery_id"] == "CRDS-REG"
-        decoded = [_confluent_decode(client, requests.topic, v) for v in requests.values]
+        assert _confluent_decode(client, events_topic, event)["delivery_id"] == "CRDS-REG"
+        decoded = [_confluent_decode(client, requests_topic, v) for v in request_values]
         assert sorted(r["detector"] for r in decoded) == ["WFI01", "WFI02"]
         assert {r["delivery_id"] for r in decoded} == {"CRDS-REG"}
 
@@ -193,21 +153,17 @@ def test_services_produce_in_the_confluent_wire_format(
                          key=first["detector"])  # fmt: skip
         producer.produce(metrics_topic, avro.encode("metric_record", second), key=second["detector"])
         producer.flush(10)
-        evaluations = Topic(kafka_bootstrap, f"{prefix}.evaluations")
-        readers.append(evaluations)
-        values = evaluations.read(2, logs)
-        latest = client.get_latest_version(f"{evaluations.topic}-value")
+        values = read("evaluations", 2)
+        evaluations_topic = pipeline.topic("evaluations")
+        latest = client.get_latest_version(f"{evaluations_topic}-value")
         assert all(v[:1] == b"\x00" and int.from_bytes(v[1:5], "big") == latest.schema_id for v in values)
-        decoded = [_confluent_decode(client, evaluations.topic, v) for v in values]
+        decoded = [_confluent_decode(client, evaluations_topic, v) for v in values]
         assert sorted(r["detector"] for r in decoded) == ["WFI01", "WFI02"]
         assert all(r["delivery_id"] == "reg-1" and r["evaluations"] for r in decoded)
         with _codec(schema_registry_url) as codec:
             assert codec.decode(values[0], "evaluation_record").record["file_key"] == decoded[0]["file_key"]
-        dead = Topic(kafka_bootstrap, f"{prefix}.deadletter")
-        readers.append(dead)
+        dead = pipeline.reader("deadletter", decode=False)
         time.sleep(1)
         assert dead.consumer.poll(1.0) is None, "nothing may be dead-lettered"
     finally:
-        stop_processes(procs)
-        for reader in readers:
-            reader.close()
+        pipeline.stop_all()

@@ -10,10 +10,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from rdmt_core import avro
 from rdmt_core.cli.publish import archive_event, crds_delivery, publish
@@ -29,33 +27,12 @@ from rdmt_core.geometry import DETECTORS
 from rdmt_core.monitors import registered_monitors
 from rdmt_core.synthetic import Anomaly, write_dark_delivery
 
-from .services import stop_processes
+from .services import Pipeline
 
 RDMT = str(Path(sys.executable).with_name("rdmt"))
 USEAFTER = datetime(2026, 1, 1)
 N_VALUES = 1 + 32 + 1024
 TIMEOUT_S = 60
-
-
-class Services:
-    """``rdmt service ...`` subprocesses sharing one topic prefix; logs in ``tmp_path``."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
-        self.logs = logs
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, *args: str, **env: str) -> subprocess.Popen:
-        with (self.logs / f"{'-'.join(args)}-{len(self.procs)}.log").open("wb") as log:  # the child keeps its fd
-            proc = subprocess.Popen([RDMT, "service", *args], env=self.env | env, stdout=log, stderr=subprocess.STDOUT)
-        self.procs.append(proc)
-        return proc
-
-    def stop_all(self) -> None:
-        stop_processes(self.procs, timeout_s=15)
-
-    def log_tail(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.logs.glob("*.log")))
 
 
 @pytest.fixture
@@ -69,57 +46,18 @@ def env(kafka_bootstrap: str, prefix: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def services(env: dict[str, str], tmp_path: Path) -> Iterator[Services]:
-    subprocess.run([RDMT, "topics", "create"], env=env, check=True, capture_output=True, timeout=TIMEOUT_S)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    running = Services(env, logs)
+def services(kafka_bootstrap: str, prefix: str, tmp_path: Path) -> Iterator[Pipeline]:
+    """The harness's services under ``prefix`` (topics created), always stopped."""
+    running = Pipeline(kafka_bootstrap, tmp_path / "run", webhook_url="", prefix=prefix)
     try:
         yield running
     finally:
         running.stop_all()
 
 
-class Reader:
-    """Reads every partition of a topic from the beginning, without a consumer group's offsets."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
-                                  "enable.auto.commit": False, "fetch.wait.max.ms": 20})
-        partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        self.records: list[dict] = []
-
-    def read(self, until, timeout_s: float = TIMEOUT_S) -> list[dict]:
-        """Read until ``until(records)`` is true or ``timeout_s`` passes; return the records so far."""
-        deadline = time.monotonic() + timeout_s
-        while not until(self.records) and time.monotonic() < deadline:
-            msg = self.consumer.poll(0.1)
-            if msg is not None and msg.error() is None:
-                self.records.append(avro.decode(msg.value()).record)
-        return self.records
-
-    def close(self) -> None:
-        self.consumer.close()
-
-
 @pytest.fixture
-def reader(kafka_bootstrap: str, prefix: str) -> Iterator:
-    opened: list[Reader] = []
-
-    def open_reader(suffix: str) -> Reader:
-        opened.append(Reader(kafka_bootstrap, f"{prefix}.{suffix}"))
-        return opened[-1]
-
-    yield open_reader
-    for r in opened:
-        r.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def reader(services: Pipeline):
+    return services.reader
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -130,33 +68,21 @@ def _get(url: str) -> tuple[int, str]:
         return exc.code, ""
 
 
-def _wait_ready(port: int, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if _get(f"http://127.0.0.1:{port}/readyz")[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"service on port {port} not ready after {timeout_s} s")
-
-
 def test_crds_delivery_of_18_darks_gives_18_metric_records(
-    services: Services, reader, env: dict[str, str], tmp_path: Path
+    services: Pipeline, reader, env: dict[str, str], tmp_path: Path
 ) -> None:
     files = write_dark_delivery(tmp_path / "d1", USEAFTER, side=256, delivery_seed=1,
                                 anomalies={"WFI07": Anomaly(dark_scale=2.0)})
-    port = _free_port()
     services.start("ingest")
-    services.start("monitor", "--monitor", "dark", "--metrics-port", str(port))
-    _wait_ready(port)
+    services.start("monitor")
+    services.wait_ready("monitor")
+    port = services.ports["monitor"]
     subprocess.run([RDMT, "publish", "crds", "--delivery-id", "CRDS-0001", "--context", "roman_0001.pmap",
                     *map(str, files)], env=env, check=True, capture_output=True, timeout=TIMEOUT_S)
 
     metrics = reader("metrics")
     records = metrics.read(lambda r: len(r) >= 18)
-    assert len(records) == 18, services.log_tail()
+    assert len(records) == 18, services.log_tails()
     records = metrics.read(lambda r: len(r) > 18, timeout_s=1.0)  # and no more
     assert len(records) == 18
     assert sorted(r["detector"] for r in records) == sorted(DETECTORS)
@@ -184,7 +110,7 @@ def test_crds_delivery_of_18_darks_gives_18_metric_records(
 
 
 def test_poison_inputs_end_in_dead_letter_or_unrouted_and_good_ones_are_processed(
-    services: Services, reader, kafka_bootstrap: str, prefix: str, tmp_path: Path
+    services: Pipeline, reader, kafka_bootstrap: str, prefix: str, tmp_path: Path
 ) -> None:
     files = write_dark_delivery(tmp_path / "d", USEAFTER, side=256,
                                 detectors=("WFI01", "WFI02", "WFI03", "WFI04", "WFI05", "WFI06"))
@@ -198,7 +124,7 @@ def test_poison_inputs_end_in_dead_letter_or_unrouted_and_good_ones_are_processe
     unknown = archive_event(files[0], monitor="nosuch")
 
     services.start("ingest")
-    services.start("monitor", "--monitor", "dark")
+    services.start("monitor")
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     crds, archive = f"{prefix}.events.crds", f"{prefix}.events.archive"
     publish(producer, crds, "crds_delivery", [("CRDS-A", first)])
@@ -207,7 +133,7 @@ def test_poison_inputs_end_in_dead_letter_or_unrouted_and_good_ones_are_processe
     publish(producer, crds, "crds_delivery", [("CRDS-B", second)])
 
     metrics = reader("metrics").read(lambda r: len(r) >= 4)
-    assert sorted(r["detector"] for r in metrics) == ["WFI01", "WFI02", "WFI03", "WFI06"], services.log_tail()
+    assert sorted(r["detector"] for r in metrics) == ["WFI01", "WFI02", "WFI03", "WFI06"], services.log_tails()
     dead = reader("deadletter").read(lambda r: len(r) >= 3)
     unrouted = reader("unrouted").read(lambda r: len(r) >= 2)
 
@@ -236,16 +162,14 @@ def test_poison_inputs_end_in_dead_letter_or_unrouted_and_good_ones_are_processe
 
 
 def test_monitor_killed_in_the_middle_of_a_delivery_loses_no_detector(
-    services: Services, reader, env: dict[str, str], tmp_path: Path
+    services: Pipeline, reader, env: dict[str, str], tmp_path: Path
 ) -> None:
     # Larger files so the delivery takes long enough to be interrupted; classic protocol with a static
     # member id so the restarted member takes its partitions back at once (see settings.py).
     files = write_dark_delivery(tmp_path / "d1", USEAFTER, side=1024, delivery_seed=3)
-    static = {"RDMT_KAFKA_GROUP_PROTOCOL": "classic", "RDMT_KAFKA_GROUP_INSTANCE_ID": "monitor-0"}
-    port = _free_port()
     services.start("ingest")
-    victim = services.start("monitor", "--monitor", "dark", "--metrics-port", str(port), **static)
-    _wait_ready(port)
+    victim = services.start("monitor")  # the harness starts monitors with a static member id
+    services.wait_ready("monitor")
     subprocess.run([RDMT, "publish", "crds", "--delivery-id", "CRDS-K", "--context", "roman_0003.pmap",
                     *map(str, files)], env=env, check=True, capture_output=True, timeout=TIMEOUT_S)
 
@@ -257,9 +181,9 @@ def test_monitor_killed_in_the_middle_of_a_delivery_loses_no_detector(
     before = {r["detector"] for r in metrics.read(lambda r: False, timeout_s=0.5)}
     assert 1 <= len(before) < 18, "the monitor finished before it was killed: use larger files"
 
-    services.start("monitor", "--monitor", "dark", **static)
+    services.start("monitor")
     records = metrics.read(lambda r: {x["detector"] for x in r} >= set(DETECTORS))
-    assert {r["detector"] for r in records} == set(DETECTORS), services.log_tail()
+    assert {r["detector"] for r in records} == set(DETECTORS), services.log_tails()
     assert all(r["delivery_id"] == "CRDS-K" and len(r["metrics"]) == 9 for r in records)
     shutil.rmtree(tmp_path / "d1")
 

@@ -17,7 +17,7 @@ import yaml
 
 from rdmt_core.synthetic_l2 import L2Scene, write_l2_exposure
 
-from .services import RDMT, TIMEOUT_S, Pipeline, free_port
+from .services import RDMT, TIMEOUT_S, Pipeline
 
 LEVEL2_MONITORS = ("astrometry", "background", "one_over_f", "psf_shape")
 START = datetime(2027, 3, 1, tzinfo=UTC)
@@ -39,15 +39,7 @@ def test_level2_images_are_routed_to_and_measured_by_the_four_level2_monitors(
     try:
         pipeline.start("ingest")
         for name in LEVEL2_MONITORS:
-            port = free_port()
-            with (pipeline.logs / f"monitor-{name}.log").open("wb") as log:
-                proc = subprocess.Popen(
-                    [RDMT, "service", "monitor", "--monitor", name, "--config", str(pipeline.config),
-                     "--metrics-port", str(port)],
-                    env=pipeline.env, stdout=log, stderr=subprocess.STDOUT,
-                )  # fmt: skip
-            pipeline._started.append(proc)
-            pipeline.procs[f"monitor-{name}"], pipeline.ports[f"monitor-{name}"] = proc, port
+            pipeline.start("monitor", f"monitor-{name}", monitor=name)
         for service in ("ingest", *(f"monitor-{name}" for name in LEVEL2_MONITORS)):
             pipeline.wait_ready(service)
         subprocess.run(

@@ -140,3 +140,14 @@ def test_configuration_and_monitors_import_no_heavy_dependency():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "", f"loaded by import rdmt_core.config, rdmt_core.monitors: {proc.stdout.strip()}"
+
+
+def test_the_dq_flags_loaded_alone_are_roman_datamodels_own():
+    from roman_datamodels import dqflags
+
+    from rdmt_core.measure.dq import pixel_flags
+
+    def flags(enum) -> dict[str, int]:
+        return {name: int(value) for name, value in enum.__members__.items()}
+
+    assert flags(pixel_flags()) == flags(dqflags.pixel)

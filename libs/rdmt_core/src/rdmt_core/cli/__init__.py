@@ -1,7 +1,7 @@
 """The ``rdmt`` command line.
 
 One group and its commands, each in the module of what it does: the embedded pipeline and the store
-(:mod:`.embedded`: ``run``, ``sql``, ``history``, ``demo``), synthetic files (:mod:`.make_fake`), the
+(:mod:`.embedded`: ``run``, ``sql``, ``history``; :mod:`.demo`), synthetic files (:mod:`.make_fake`), the
 Kafka tools (:mod:`.topics`, :mod:`.publish`, :mod:`.subscribe`, :mod:`.replay`) and the services
 (:mod:`.service`). Command modules import only click and the standard library when they load, so
 ``rdmt --help`` costs no numpy, pydantic or Kafka client: each command imports what it needs when it runs.
@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from . import embedded, kafka_tools, make_fake, service
+from . import demo, embedded, kafka_tools, make_fake, service
 
 
 @click.group()
@@ -30,7 +30,7 @@ def main(verbose: bool) -> None:
 
 
 for _command in (
-    embedded.run, embedded.sql, embedded.history, embedded.demo, make_fake.make_fake,
+    embedded.run, embedded.sql, embedded.history, demo.demo, make_fake.make_fake,
     kafka_tools.topics, service.service, kafka_tools.publish, kafka_tools.subscribe, kafka_tools.replay,
 ):  # fmt: skip
     main.add_command(_command)

@@ -1,4 +1,4 @@
-"""``rdmt run``, ``rdmt sql``, ``rdmt history`` and ``rdmt demo``: the embedded pipeline and its store.
+"""``rdmt run``, ``rdmt sql`` and ``rdmt history``: the embedded pipeline and its store.
 
 Exit status of ``rdmt run``: 0 when every file was processed, 1 when any file failed or was skipped,
 2 for a usage, configuration or store error.
@@ -138,14 +138,3 @@ def history(monitor, metric, detector, scale, release, store, config_file, fmt) 
         fail(f"monitor {monitor!r} has no metric {metric!r} (metrics: {', '.join(names)})")
     with _open_store(store, config_file) as db:
         _print_frame(db.metric_history(monitor, metric, detector.upper(), scale, release), fmt)
-
-
-@click.command()
-@click.option("--output", default="demo-output", show_default=True, help="Where the store and reports go.")
-@click.option("--size", default=4096, show_default=True, help="Detector side in pixels (divisible by 32).")
-@click.option("--keep-inputs", is_flag=True, help="Keep the synthetic input files.")
-def demo(output: str, size: int, keep_inputs: bool) -> None:
-    """Generate two synthetic dark deliveries for WFI01..WFI18 and monitor both."""
-    from ..demo import run_demo
-
-    sys.exit(run_demo(Path(output), size, keep_inputs))

@@ -7,16 +7,37 @@ Flags are named as in ``roman_datamodels.dqflags.pixel`` (``DO_NOT_USE``,
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+from enum import Enum
+
 import numpy as np
 
 NO_USABLE_PIXEL = "no usable pixel (all non-finite or flagged)"  # status of an image with nothing to measure
 
 
+@functools.cache
+def pixel_flags() -> type[Enum]:
+    """``roman_datamodels.dqflags.pixel``, loaded without importing the ``roman_datamodels`` package.
+
+    ``roman_datamodels.dqflags`` is a module of its own (``enum`` and numpy only), but importing it runs the
+    package's ``__init__`` (asdf, astropy, the schemas: 1-2 s), which every command that validates a
+    configuration (``rdmt sql``, a service's start) would pay for a list of flag names. So the module's file
+    is loaded alone, from the installed package; a test checks it is the same enum as the package's.
+    """
+    package = importlib.util.find_spec("roman_datamodels")  # finds the package without importing it
+    if package is None or not package.submodule_search_locations:
+        raise ImportError("roman_datamodels is not installed (pip install roman_datamodels)")
+    path = f"{package.submodule_search_locations[0]}/dqflags.py"
+    spec = importlib.util.spec_from_file_location("rdmt_core.measure._roman_dqflags", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.pixel
+
+
 def known_dq_flags(names: tuple[str, ...]) -> tuple[str, ...]:
     """``names`` if each is a DQ flag of ``roman_datamodels.dqflags.pixel``; ValueError naming the unknown ones."""
-    from roman_datamodels import dqflags  # late: validating a configuration must not load it at import
-
-    unknown = [n for n in names if n not in dqflags.pixel.__members__]
+    unknown = [n for n in names if n not in pixel_flags().__members__]
     if unknown:
         raise ValueError(f"unknown DQ flag(s) {', '.join(unknown)}; see roman_datamodels.dqflags.pixel")
     return tuple(names)
@@ -24,11 +45,9 @@ def known_dq_flags(names: tuple[str, ...]) -> tuple[str, ...]:
 
 def dq_bits(flags: tuple[str, ...]) -> int:
     """The DQ bit mask of the named ``roman_datamodels.dqflags.pixel`` flags."""
-    from roman_datamodels import dqflags
-
     bits = 0
     for name in flags:
-        bits |= int(dqflags.pixel[name])
+        bits |= int(pixel_flags()[name])
     return bits
 
 

@@ -11,6 +11,7 @@ stay in the output directory.
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import time
 from datetime import datetime
@@ -18,28 +19,40 @@ from pathlib import Path
 
 import click
 
-from .config import load_config
-from .synthetic import Anomaly, HotCluster, write_dark_delivery
-from .synthetic_l2 import L2Injection, write_l2_exposure
+from .common import load_config
+from .embedded import run_and_report
 
-DELIVERIES = (
-    ("demo-delivery-1", datetime(2026, 10, 1), {}),
-    (
-        "demo-delivery-2",
-        datetime(2026, 11, 1),
-        {
-            "WFI07": Anomaly(hot_cluster=HotCluster(row=1300, col=2600, side=96)),
-            "WFI12": Anomaly(dark_scale=1.4),
-        },
-    ),
-)
 EXPOSURE = ("demo-exposure-1", datetime(2026, 11, 2, 3, 4, 5))
-EXPOSURE_INJECTIONS = {
-    "WFI04": L2Injection(wcs_shift_arcsec=(0.12, -0.08)),
-    "WFI09": L2Injection(one_over_f=0.05),
-    "WFI13": L2Injection(background_step=(17, 0.05)),
-    "WFI16": L2Injection(psf_fwhm_scale=1.4),
-}
+
+
+def deliveries() -> tuple:
+    """The two dark deliveries: run id, useafter and the anomalies per detector."""
+    from ..synthetic import Anomaly, HotCluster  # imported when the demo runs: it loads roman_datamodels
+
+    return (
+        ("demo-delivery-1", datetime(2026, 10, 1), {}),
+        (
+            "demo-delivery-2",
+            datetime(2026, 11, 1),
+            {
+                "WFI07": Anomaly(hot_cluster=HotCluster(row=1300, col=2600, side=96)),
+                "WFI12": Anomaly(dark_scale=1.4),
+            },
+        ),
+    )
+
+
+def exposure_injections() -> dict:
+    """The Level-2 exposure's injected problems per detector."""
+    from ..synthetic_l2 import L2Injection
+
+    return {
+        "WFI04": L2Injection(wcs_shift_arcsec=(0.12, -0.08)),
+        "WFI09": L2Injection(one_over_f=0.05),
+        "WFI13": L2Injection(background_step=(17, 0.05)),
+        "WFI16": L2Injection(psf_fwhm_scale=1.4),
+    }
+
 _INJECTED = {
     "WFI04": "WCS off by (0.12, -0.08) arcsec",
     "WFI09": "1/f noise at 0.05 of the white noise",
@@ -49,7 +62,8 @@ _INJECTED = {
 
 
 def run_demo(output: Path, size: int, keep_inputs: bool) -> int:
-    from .cli.embedded import run_and_report
+    from ..synthetic import write_dark_delivery
+    from ..synthetic_l2 import write_l2_exposure
 
     scratch = Path(tempfile.mkdtemp(prefix="rdmt-demo-inputs-"))
     config = load_config(
@@ -59,7 +73,7 @@ def run_demo(output: Path, size: int, keep_inputs: bool) -> int:
     )
     worst = 0
     try:
-        for seed, (run_id, useafter, anomalies) in enumerate(DELIVERIES, start=1):
+        for seed, (run_id, useafter, anomalies) in enumerate(deliveries(), start=1):
             click.echo(
                 f"\n== {run_id}: generating 18 synthetic {size}x{size} dark files (useafter {useafter:%Y-%m-%d})"
             )
@@ -77,7 +91,7 @@ def run_demo(output: Path, size: int, keep_inputs: bool) -> int:
         )
         start = time.perf_counter()
         write_l2_exposure(
-            scratch / run_id, start_time, side=size, injections=EXPOSURE_INJECTIONS, catalog_dir=scratch / "catalog"
+            scratch / run_id, start_time, side=size, injections=exposure_injections(), catalog_dir=scratch / "catalog"
         )
         injected = "; ".join(f"{d} {what}" for d, what in _INJECTED.items())
         click.echo(f"   written in {time.perf_counter() - start:.1f} s; injected: {injected}")
@@ -93,13 +107,13 @@ def run_demo(output: Path, size: int, keep_inputs: bool) -> int:
         f"\nTry: rdmt history --store chdb://{output / 'store'} --monitor dark --metric n_hot_pixels --detector WFI07"
     )
     click.echo(
-        f"     rdmt sql --store chdb://{output / 'store'} \"SELECT detector, monitor, status, n_fail FROM rdmt.files "
+        f"     rdmt sql --store chdb://{output / 'store'} \"SELECT detector, monitor, status, n_fail FROM files "
         f"WHERE run_id = '{EXPOSURE[0]}' ORDER BY detector, monitor\""
     )
     return worst
 
 
-def _describe(anomalies: dict[str, Anomaly]) -> str:
+def _describe(anomalies: dict) -> str:
     if not anomalies:
         return "nothing (clean delivery)"
     parts = []
@@ -110,3 +124,12 @@ def _describe(anomalies: dict[str, Anomaly]) -> str:
         if anomaly.dark_scale != 1.0:
             parts.append(f"{detector} dark current x{anomaly.dark_scale:g}")
     return "; ".join(parts)
+
+
+@click.command()
+@click.option("--output", default="demo-output", show_default=True, help="Where the store and reports go.")
+@click.option("--size", default=4096, show_default=True, help="Detector side in pixels (divisible by 32).")
+@click.option("--keep-inputs", is_flag=True, help="Keep the synthetic input files.")
+def demo(output: str, size: int, keep_inputs: bool) -> None:
+    """Generate two synthetic dark deliveries for WFI01..WFI18 and monitor both."""
+    sys.exit(run_demo(Path(output), size, keep_inputs))
