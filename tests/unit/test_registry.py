@@ -109,3 +109,54 @@ def test_clean_example_fails_nothing_and_the_anomaly_fails_the_expected_metric(n
         f"{monitor.anomaly.description}: {monitor.anomaly.metric} does not fail (failing: {failing}); "
         f"notes: {anomalous.notes}"
     )
+
+
+# -- what is derived from the registry, or checked against it -------------------------------------------
+
+
+def test_the_monitor_lists_of_the_readme_and_the_index_are_generated_from_the_registry():
+    from rdmt_core.monitors import index_doc
+
+    assert index_doc.main(["--check"]) == 0, "run python -m rdmt_core.monitors.index_doc"
+
+
+@pytest.mark.parametrize("name", MONITORS)
+def test_ingest_routes_the_monitors_files_to_it(name):
+    """Routing comes from the registry: every reftype and exposure type a monitor names reaches it."""
+    from rdmt_core.routing import RoutingRules, route_archive, route_crds
+
+    monitor = registered_monitors()[name]
+    rules, known, when = RoutingRules(), set(MONITORS), datetime(2027, 1, 1, tzinfo=UTC)
+    assert monitor.reftypes or monitor.exposure_types, f"{name}: ingest routes nothing to it"
+    for reftype in monitor.reftypes:
+        delivery = {"delivery_id": "d", "files": [
+            {"uri": "/f.asdf", "reftype": reftype.lower(), "detector": "WFI01", "useafter": when}]}  # fmt: skip
+        routed = route_crds(delivery, rules, known, "live", when)
+        assert name in {r["monitor"] for r in routed.requests} and not routed.unrouted, reftype
+    for exposure_type in monitor.exposure_types:
+        event = {"uri": "/i.asdf", "kind": "ImageModel", "detector": "WFI01", "exposure_type": exposure_type,
+                 "exposure_start": when, "monitor": None, "release": None}  # fmt: skip
+        routed = route_archive(event, rules, known, "live", when)
+        assert name in {r["monitor"] for r in routed.requests} and not routed.unrouted, exposure_type
+
+
+@pytest.mark.parametrize("name", MONITORS)
+def test_the_monitor_has_its_request_topic_and_is_deployed_by_compose_and_helm(name):
+    import yaml
+
+    from rdmt_core.kafka.topics import requests_suffix, topic_specs
+
+    assert requests_suffix(name) in {spec.suffix for spec in topic_specs()}
+    assert f"`rdmt.{requests_suffix(name)}`" in (REPO / "docs" / "topics.md").read_text(encoding="utf-8")
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))["services"]
+    service = compose.get(f"monitor-{name.replace('_', '-')}")
+    assert service is not None, f"docker-compose.yml has no monitor-{name.replace('_', '-')} service"
+    assert service["command"][:4] == ["service", "monitor", "--monitor", name]
+    values = yaml.safe_load((REPO / "deploy" / "helm" / "rdmt" / "values.yaml").read_text(encoding="utf-8"))
+    assert name in [entry["name"] for entry in values["monitors"]], "not in the Helm chart's monitors"
+
+
+@pytest.mark.parametrize("name", MONITORS)
+def test_the_monitor_says_what_it_measures(name):
+    monitor = registered_monitors()[name]
+    assert monitor.title and monitor.summary, "title and summary appear in the README and the docs index"

@@ -59,6 +59,8 @@ class Monitor:
 
     name: ClassVar[str]
     title: ClassVar[str]
+    # what the monitor measures, one line: the README's monitor table and docs/index.md (monitors/index_doc.py)
+    summary: ClassVar[str] = ""
     reftypes: ClassVar[frozenset[str]] = frozenset()
     model_types: ClassVar[frozenset[str]] = frozenset()
     # meta.exposure.type values of the Level-2 files that ingest routes to this monitor (archive events)

@@ -24,6 +24,9 @@ class AstrometryMonitor(ImageMonitor):
 
     name = "astrometry"
     title = "Astrometry (WCS against a reference catalogue)"
+    summary = (
+        "detected and matched stars; mean RA and Dec offsets, median and RMS offset from a reference catalogue (arcsec); rotation"
+    )
     options_model = AstrometryOptions
     metric_specs = METRICS
     anomaly: ClassVar[ExpectedFailure] = ExpectedFailure("offset_median", "file WCS shifted by (0.3, -0.2) arcsec")

@@ -20,6 +20,9 @@ class BackgroundMonitor(ImageMonitor):
 
     name = "background"
     title = "Background level and amplifier jumps"
+    summary = (
+        "sigma-clipped background level and RMS (DN/s); steps between neighbouring amplifiers"
+    )
     options_model = BackgroundOptions
     metric_specs = METRICS
     anomaly: ClassVar[ExpectedFailure] = ExpectedFailure(

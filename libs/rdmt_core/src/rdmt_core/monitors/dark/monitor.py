@@ -21,6 +21,7 @@ class DarkMonitor(Monitor):
 
     name = "dark"
     title = "Dark reference file"
+    summary = "dark-rate mean, median, std, p50/p95/p99 (DN/s); dead, hot and warm pixel counts"
     reftypes = frozenset({"DARK"})
     arrays = {"dark_slope": ArraySpec("f"), "dq": ArraySpec("ui")}  # noqa: RUF012
     options_model = DarkOptions

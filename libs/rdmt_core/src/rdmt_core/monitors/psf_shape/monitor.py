@@ -20,6 +20,7 @@ class PsfShapeMonitor(ImageMonitor):
 
     name = "psf_shape"
     title = "PSF shape (FWHM and ellipticity)"
+    summary = "PSF FWHM (pixels, arcsec) and ellipticity of bright, isolated, unsaturated stars"
     options_model = PsfShapeOptions
     metric_specs = METRICS
     anomaly: ClassVar[ExpectedFailure] = ExpectedFailure("psf_fwhm", "PSF blurred to 1.5x its FWHM (2.4 pixels)")
