@@ -25,7 +25,8 @@ class AstrometryMonitor(ImageMonitor):
     name = "astrometry"
     title = "Astrometry (WCS against a reference catalogue)"
     summary = (
-        "detected and matched stars; mean RA and Dec offsets, median and RMS offset from a reference catalogue (arcsec); rotation"
+        "detected and matched stars; mean RA and Dec offsets, median and RMS offset from a reference catalogue "
+        "(arcsec); rotation"
     )
     options_model = AstrometryOptions
     metric_specs = METRICS
