@@ -9,13 +9,12 @@ import pytest
 from pydantic import BaseModel
 
 from rdmt_core.config import load_config
-from rdmt_core.data_access import ArraySpec
 from rdmt_core.errors import InputError
 from rdmt_core.evaluators import History
 from rdmt_core.measure.blockstats import count_at_scales, distribution_at_scales
 from rdmt_core.monitors import Monitor, MonitorResult
 from rdmt_core.monitors.dark import DarkMonitor
-from rdmt_core.records import FileIdentity, Metric, MetricSpec
+from rdmt_core.records import ArraySpec, FileIdentity, Metric, MetricSpec
 from rdmt_core.results import file_result
 
 IDENTITY = FileIdentity("/data/image.asdf", "ImageModel", "WFI04", datetime(2026, 5, 1, tzinfo=UTC))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import asdf
 import numpy as np
 
 from .errors import InputError
-from .records import FileIdentity
+from .records import ArraySpec, FileIdentity
 
 Opener = Callable[[str], Any]  # URI -> a binary file-like object or a local path accepted by asdf.open
 _OPENERS: dict[str, Opener] = {}
@@ -65,14 +64,6 @@ def fsspec_opener(uri: str) -> Any:
 
 for _scheme_name in ("s3", "gs", "memory"):
     register_opener(_scheme_name, fsspec_opener)
-
-
-@dataclass(frozen=True)
-class ArraySpec:
-    """What a monitor expects of one array: its dtype kind(s) and number of dimensions."""
-
-    kinds: str  # numpy dtype kinds accepted, e.g. "f" or "ui"
-    ndim: int = 2
 
 
 def _scheme(uri: str) -> str:

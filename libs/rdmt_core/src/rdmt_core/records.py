@@ -58,6 +58,14 @@ class FileIdentity:
 
 
 @dataclass(frozen=True)
+class ArraySpec:
+    """What a monitor expects of one array: its dtype kind(s) and number of dimensions."""
+
+    kinds: str  # numpy dtype kinds accepted, e.g. "f" or "ui"
+    ndim: int = 2
+
+
+@dataclass(frozen=True)
 class MetricSpec:
     """Name, unit and meaning of a metric.
 

@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import BaseModel
 
-from ..data_access import ArraySpec
 from ..errors import ConfigError
-from ..records import Metric, MetricSpec
+from ..records import ArraySpec, Metric, MetricSpec
 
 if TYPE_CHECKING:
     from ..data_access import RomanInput

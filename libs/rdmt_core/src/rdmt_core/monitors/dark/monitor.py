@@ -11,7 +11,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel
 
-from ...data_access import ArraySpec
+from ...records import ArraySpec
 from ..base import Context, ExpectedFailure, Monitor, MonitorResult
 from .options import METRICS, DarkOptions
 
