@@ -45,7 +45,7 @@ fingerprint, a truncated or corrupt body, or an unexpected message name.
 registry's schema id (big-endian), then the same binary body. `decode(data, schema_ids={id: (name,
 version)})` reads it with the mapping you give (no registry client is needed), and
 `encode(name, record, schema_id=id)` writes it. The streaming services use it when
-`RDMT_SCHEMA_REGISTRY_URL` is set (`rdmt_core.streaming.schema_registry`): they register the `.avsc`
+`RDMT_SCHEMA_REGISTRY_URL` is set (`rdmt_core.kafka.schema_registry`): they register the `.avsc`
 of each message under the subject `<topic>-value` and read a schema id back by matching the
 registry's schema with the catalog (`Catalog.identify`, by the fingerprint of its canonical form).
 
