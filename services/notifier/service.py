@@ -6,8 +6,10 @@ Wiring only (the decisions are in :mod:`rdmt_core.alerts`, the grouping state in
 1. ``<prefix>.evaluations`` (keyed by detector) is summarised and repartitioned by ``delivery_id``
    (quixstreams ``group_by``), so one member groups a whole delivery in its state. When all
    ``n_files_in_delivery`` results of a delivery are in, or ``RDMT_ALERT_TIMEOUT_S`` after its first
-   one (heartbeat ticks close it without other traffic), the delivery is closed, and if anything
-   failed one ``alert`` goes to ``<prefix>.alerts`` (keyed by delivery id).
+   one (heartbeat ticks close it without other traffic, and never while results wait on the source
+   topic), the delivery is closed, and if anything failed one ``alert`` goes to ``<prefix>.alerts``
+   (keyed by delivery id). A result that arrives after its delivery was closed and has failures gets a
+   follow-up alert of that delivery (``late``), so no failure goes unalerted.
 2. ``<prefix>.alerts`` is sent to the configured channels (Slack-compatible webhook, e-mail) by
    :func:`rdmt_core.alerts.send_alert`. Alerts of a release other than ``live`` (replays) are only
    logged unless ``RDMT_NOTIFY_REPLAYS`` is set; alerts older than ``RDMT_NOTIFY_MAX_AGE_S`` are not
@@ -28,7 +30,7 @@ from quixstreams import Application
 from rdmt_core.alerts import RateLimit, result_summary, send_alert
 from rdmt_core.cli.service import service_command
 from rdmt_core.config import RdmtConfig
-from rdmt_core.kafka.delivery_groups import DeliveryGrouper, Ticker, tick_every_s
+from rdmt_core.kafka.delivery_groups import DeliveryGrouper, SourceProgress, Ticker, tick_every_s
 from rdmt_core.kafka.schema_registry import Codec
 from rdmt_core.kafka.settings import StreamingSettings
 from rdmt_core.kafka.stateful import (
@@ -69,9 +71,11 @@ def build(config: RdmtConfig, settings: StreamingSettings, meter: MessageMeter) 
     # Ticks go to the topic group_by made (one partition: group_by makes none, the source topic is not JSON).
     repartition = [topic for topic in grouped.topics if topic.is_repartition]
     if repartition:
-        # Outside the exactly-once transaction: a tick is a no-op if duplicated or replayed.
+        # Outside the exactly-once transaction: a tick is a no-op if duplicated or replayed. No tick while
+        # results wait on the source topic (after an outage): it would close their delivery just before them.
+        progress = SourceProgress(settings.kafka.common(), app.config.consumer_group, source.name)
         run_alongside(app, Ticker(repartition[0], settings.kafka.producer(f"rdmt-{SERVICE}-ticker"),
-                                  tick_every_s(options)))  # fmt: skip
+                                  tick_every_s(options), progress.caught_up))  # fmt: skip
     else:
         log.warning("%s has one partition: no ticks, the alert timeout is checked when results arrive", source.name)
     grouped = grouped.apply(grouper, stateful=True, metadata=True, expand=True)

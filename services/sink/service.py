@@ -24,34 +24,55 @@ from rdmt_core.store import Store, open_store
 from rdmt_core.wire import result_from_record
 
 
-def make_process(store: Store, config: RdmtConfig) -> Callable[[Inbound], list[Output]]:
+class StoreConnection:
+    """The store of ``store_url``, opened by :meth:`open` (the runner's set-up, retried until it succeeds)."""
+
+    def __init__(self, store_url: str) -> None:
+        self.store_url = store_url
+        self.store: Store | None = None
+
+    def open(self) -> None:
+        if self.store is None:
+            self.store = open_store(self.store_url)  # StoreError naming the store when it cannot be reached
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+
+def make_process(connection: StoreConnection, config: RdmtConfig) -> Callable[[Inbound], list[Output]]:
     """Store one evaluation record and write its files; nothing is produced."""
     files = ResultFiles(config)
 
     def process(inbound: Inbound) -> list[Output]:
         result = result_from_record(inbound.message.record)
         if config.outputs.store:
-            store.write(result)
+            connection.store.write(result)
         files.write(result)
         return []
 
     return process
 
 
-def sink_runner(config: RdmtConfig, settings: StreamingSettings) -> tuple[ServiceRunner, Store]:
-    """The runner of ``rdmt service sink`` and the store it writes (close it after the run)."""
-    store = open_store(config.store_url)
+def sink_runner(config: RdmtConfig, settings: StreamingSettings) -> tuple[ServiceRunner, StoreConnection]:
+    """The runner of ``rdmt service sink`` and its store connection (close it after the run).
+
+    The store is opened before the first message, and retried while it cannot be reached: the sink is
+    live but not ready (``/readyz`` names the store and the error) and never writes anywhere else.
+    """
+    connection = StoreConnection(config.store_url)
     prefix = settings.topic_prefix
     inputs = {f"{prefix}.{EVALUATIONS}": "evaluation_record"}
-    runner = ServiceRunner("rdmt-sink", settings, f"{prefix}.sink", inputs, make_process(store, config))
-    return runner, store
+    runner = ServiceRunner("rdmt-sink", settings, f"{prefix}.sink", inputs, make_process(connection, config),
+                           setup=connection.open if config.outputs.store else None)  # fmt: skip
+    return runner, connection
 
 
 @service_command("sink")
 def command(config: RdmtConfig, settings: StreamingSettings, metrics_port: int | None) -> None:
     """Write evaluation records (with their metrics and notes) to the store, ECSV files and reports."""
-    runner, store = sink_runner(config, settings)
+    runner, connection = sink_runner(config, settings)
     try:
         runner.run(metrics_port)
     finally:
-        store.close()
+        connection.close()

@@ -83,11 +83,34 @@ def test_a_tick_closes_the_overdue_delivery_and_keeps_no_state(grouper) -> None:
     assert [d["detector"] for d in alert["detectors"]] == ["WFI01"]  # the tick is not a result
     assert "Only 2 of 3 results" in format_alert(alert).text
     assert store.data[OPEN, "open"] == {}
-    assert store.data["D1", "group"] == {"closed": True, "n_results": 2, "alerted": True}
+    assert store.data["D1", "group"] == {
+        "closed": True, "n_results": 2, "alerted": True, "n_expected": 3,
+        "seen": ["dark|D1/WFI01.asdf", "dark|D1/WFI02.asdf"],  # so a late result is told from a redelivered one
+    }  # fmt: skip
 
     clock.now_s += 10 * TIMEOUT_S
     assert _feed(grouper, store, TICK, {"tick_ms": 0}) == []  # closed stays closed
     assert not any(TICK in (prefix, key) for prefix, key in store.data)  # no state under the tick's key
+
+
+def test_a_failing_result_after_the_delivery_closed_gets_a_follow_up_alert(grouper) -> None:
+    """The evaluator was down longer than the alert timeout: its late results still alert, once each."""
+    grouper, store, clock = grouper
+    assert _feed(grouper, store, "D1", _summary("D1", "WFI01", failing=False)) == []
+    clock.now_s += TIMEOUT_S
+    assert _feed(grouper, store, TICK, {"tick_ms": 0}) == []  # closed with 1 of 3 results, nothing failed
+
+    [late] = _feed(grouper, store, "D1", _summary("D1", "WFI02", failing=True))
+    avro.catalog().validate("alert", late)
+    assert late["late"] is True and late["delivery_id"] == "D1"
+    assert (late["n_files"], late["n_files_expected"]) == (1, 3)
+    assert [d["detector"] for d in late["detectors"]] == ["WFI02"]
+    text = format_alert(late)
+    assert "Follow-up" in text.text and "1 late result)" in text.title
+    assert _feed(grouper, store, "D1", _summary("D1", "WFI02", failing=True)) == []  # redelivered: once only
+    assert _feed(grouper, store, "D1", _summary("D1", "WFI03", failing=False)) == []  # late but clean
+    assert store.data["D1", "group"]["n_results"] == 3
+    assert _feed(grouper, store, "D1", _summary("D1", "WFI01", failing=True)) == []  # grouped before closing
 
 
 def test_a_tick_leaves_deliveries_within_the_timeout_open(grouper) -> None:

@@ -60,6 +60,11 @@ def result_summary(record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def result_key_of(summary: Mapping[str, Any]) -> str:
+    """The key of one (monitor, file) result in a delivery's group."""
+    return f"{summary['monitor']}|{summary['file_key']}"
+
+
 def add_result(group: Mapping[str, Any] | None, summary: Mapping[str, Any], now_ms: int) -> dict[str, Any]:
     """The delivery's group with ``summary`` added (replacing an earlier summary of the same file)."""
     group = dict(group) if group else {
@@ -69,7 +74,7 @@ def add_result(group: Mapping[str, Any] | None, summary: Mapping[str, Any], now_
         "results": {},
     }  # fmt: skip
     group["n_expected"] = max(int(summary["n_files_in_delivery"]), group.get("n_expected", 0))
-    group["results"] = dict(group["results"]) | {f"{summary['monitor']}|{summary['file_key']}": dict(summary)}
+    group["results"] = dict(group["results"]) | {result_key_of(summary): dict(summary)}
     return group
 
 
@@ -84,9 +89,14 @@ def is_overdue(group: Mapping[str, Any], now_ms: int, timeout_s: float) -> bool:
 
 
 def alert_record(
-    group: Mapping[str, Any], now: datetime | None = None, report_url: str | None = None, alert_id: str | None = None
+    group: Mapping[str, Any], now: datetime | None = None, report_url: str | None = None, alert_id: str | None = None,
+    late: bool = False,
 ) -> dict[str, Any] | None:
-    """The ``alert`` record of a delivery's group; ``None`` when nothing failed."""
+    """The ``alert`` record of a delivery's group; ``None`` when nothing failed.
+
+    ``late``: the group holds results that arrived after the delivery was closed (its alert, if any, already
+    sent): a follow-up alert of that delivery.
+    """
     results = list(group["results"].values())
     detectors = []
     for detector in sorted({r["detector"] for r in results}):
@@ -125,6 +135,7 @@ def alert_record(
         "detectors": detectors,
         "report_url": report_url,
         "replay": group["release"] != LIVE,
+        "late": late,
     }
 
 
@@ -133,12 +144,19 @@ def format_alert(alert: Mapping[str, Any]) -> Notification:
     failed = [d["detector"] for d in alert["detectors"]]
     monitors = ", ".join(alert["monitors"])
     replay = f" [replay, release {alert['release']}]" if alert["replay"] else ""
+    late = alert.get("late", False)
     title = (
         f"RDMT {monitors}: {len(failed)} {'detector' if len(failed) == 1 else 'detectors'} failed in delivery "
-        f"{alert['delivery_id']} ({alert['n_files']} files){replay}"
+        f"{alert['delivery_id']} ({alert['n_files']} {'late result' if late else 'files'}"
+        f"{'s' if late and alert['n_files'] != 1 else ''}){replay}"
     )
     lines = [f"*{title}*"]
-    if alert["n_files"] < alert["n_files_expected"]:
+    if late:
+        lines.append(
+            "Follow-up: these results arrived after the delivery's alert window had closed "
+            f"(it expected {alert['n_files_expected']} results); they were not in its first alert."
+        )
+    elif alert["n_files"] < alert["n_files_expected"]:
         lines.append(f"Only {alert['n_files']} of {alert['n_files_expected']} results had arrived when this was sent.")
     lines += ["", "Failed:"]
     for detector in alert["detectors"]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
@@ -33,7 +34,30 @@ def _shared_params() -> list[click.Parameter]:
             ["--metrics-port"], type=int, default=None, envvar="RDMT_METRICS_PORT",
             help="Serve /metrics, /healthz and /readyz on this port (default: no HTTP server).",
         ),
+        click.Option(
+            ["--print-settings"], is_flag=True,
+            help="Print the effective settings (file, then environment; secrets masked) as JSON and exit.",
+        ),
     ]
+
+
+def effective_settings(name: str, config: Any, settings: Any, metrics_port: int | None) -> dict[str, Any]:
+    """What a service runs with, as JSON-able data (secrets masked): ``--print-settings`` and the start log line."""
+    from ..store.backends import parse_store_url
+
+    try:
+        store = parse_store_url(config.store_url).display
+    except RdmtError as exc:
+        store = f"invalid: {exc}"
+    return {
+        "service": name,
+        "store_url": store,
+        "output_dir": str(config.output_dir),
+        "release": config.release,
+        "outputs": config.outputs.model_dump(mode="json"),
+        "metrics_port": metrics_port,
+        "streaming": settings.describe(),
+    }
 
 
 def _installed() -> dict[str, Any]:
@@ -51,6 +75,9 @@ class ServiceGroup(click.Group):
         if found is None:
             known = ", ".join(sorted(_installed())) or "none installed (pip install -e services)"
             fail(f"unknown service {name!r} (services: {known})")
+        # quixstreams imports confluent-kafka's schema-registry client, whose authlib warns about httpx at
+        # import, before the service's JSON logging: a plain-text line in a JSON log, and nothing to act on.
+        warnings.filterwarnings("ignore", message="The httpx module is deprecated")
         return found.load()
 
 
@@ -68,14 +95,22 @@ def service_command(name: str, *extra: click.Parameter) -> Callable[[Callable[..
     """
 
     def wrap(func: Callable[..., None]) -> click.Command:
-        def callback(config_file: str | None, metrics_port: int | None, **options: Any) -> None:
+        def callback(config_file: str | None, metrics_port: int | None, print_settings: bool, **options: Any) -> None:
+            import json
+
             from confluent_kafka import KafkaException
 
             from ..kafka.observability import json_logging
             from ..kafka.schema_registry import RegistryError
 
-            json_logging(f"rdmt-{name}", logging.getLogger().level or logging.INFO)
             config, settings = load_service(config_file)
+            described = effective_settings(name, config, settings, metrics_port)
+            if print_settings:
+                click.echo(json.dumps(described, indent=2, sort_keys=True))
+                return
+            json_logging(f"rdmt-{name}", logging.getLevelName(settings.observability.log_level))
+            logging.captureWarnings(True)  # warnings become JSON log lines too
+            logging.getLogger("rdmt.streaming").info("starting with %s", json.dumps(described, sort_keys=True))
             try:
                 func(config, settings, metrics_port, **options)
             except (KafkaException, RegistryError) as exc:

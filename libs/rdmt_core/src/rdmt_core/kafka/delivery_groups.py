@@ -22,7 +22,7 @@ from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.models.topics import Topic
 from quixstreams.state import State
 
-from ..alerts import add_result, alert_record, is_complete, is_overdue
+from ..alerts import add_result, alert_record, is_complete, is_overdue, result_key_of
 from .settings import ServiceOptions
 
 OPEN = "\x00open-deliveries"  # state prefix of the partition's open deliveries (no delivery id starts with NUL)
@@ -58,7 +58,7 @@ class DeliveryGrouper:
         if key != TICK:
             group = state.get("group")
             if group is not None and group.get("closed"):
-                log.info("delivery %s is closed: result %s not grouped", key, summary["file_key"])
+                alerts += self._late(key, group, summary, state, now_ms)
             else:
                 group = add_result(group, summary, now_ms)
                 open_deliveries[key] = group["first_seen_ms"]
@@ -74,12 +74,28 @@ class DeliveryGrouper:
             index.set("open", open_deliveries)
         return alerts
 
+    def _late(self, key: str, closed: dict, summary: dict[str, Any], state: State, now_ms: int) -> list[dict]:
+        """A result of a delivery already closed: a follow-up alert if it failed; nothing if it was grouped."""
+        result_key = result_key_of(summary)
+        if result_key in closed.get("seen", []):
+            log.info("delivery %s: result %s again (redelivered), already grouped", key, summary["file_key"])
+            return []
+        seen = [*closed.get("seen", []), result_key]
+        state.set("group", closed | {"seen": seen, "n_results": len(seen)})
+        late = add_result(None, summary, now_ms) | {"n_expected": closed.get("n_expected", len(seen))}
+        alert = alert_record(late, report_url=self.report_url, late=True)
+        log.info("delivery %s: result %s arrived after the delivery was closed (%d of %d results now): %s",
+                 key, summary["file_key"], len(seen), late["n_expected"],
+                 "late alert" if alert else "no failures")  # fmt: skip
+        return [] if alert is None else [alert]
+
     def _close(self, key: str, group: dict | None, state: State, open_deliveries: dict[str, int]) -> list[dict]:
         open_deliveries.pop(key, None)
         if group is None:
             return []
         alert = alert_record(group, report_url=self.report_url)
-        state.set("group", {"closed": True, "n_results": len(group["results"]), "alerted": alert is not None})
+        state.set("group", {"closed": True, "n_results": len(group["results"]), "alerted": alert is not None,
+                            "n_expected": group["n_expected"], "seen": sorted(group["results"])})  # fmt: skip
         log.info("delivery %s closed with %d of %d results: %s", key, len(group["results"]), group["n_expected"],
                  "alert" if alert else "no failures")  # fmt: skip
         return [] if alert is None else [alert]
@@ -94,7 +110,10 @@ class Ticker:
     produced is logged and the next one tried: ticks only bound how late an alert can be.
     """
 
-    def __init__(self, topic: Topic, producer_config: dict[str, Any], every_s: float) -> None:
+    def __init__(self, topic: Topic, producer_config: dict[str, Any], every_s: float,
+                 caught_up: Callable[[], bool] | None = None) -> None:  # fmt: skip
+        """``caught_up`` (when given) is asked before each tick: no tick while results wait to be grouped."""
+        self.caught_up = caught_up
         self.topic = topic
         self.partitions = topic.broker_config.num_partitions
         self.every_s = every_s
@@ -135,6 +154,10 @@ class Ticker:
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
             try:
+                if self.caught_up is not None and not self.caught_up():
+                    log.info("not ticking: results are waiting on the source topic (a tick would close their "
+                             "delivery before they are grouped)")  # fmt: skip
+                    continue
                 self.tick()
             except (KafkaException, BufferError) as exc:
                 log.warning("cannot produce a tick to %s: %s", self.topic.name, exc)
@@ -148,3 +171,47 @@ def _tick_delivered(err: KafkaError | None, _msg: Any) -> None:
 def tick_every_s(options: ServiceOptions) -> float:
     """Seconds between ticks: a quarter of the alert timeout, at least 1 s."""
     return max(1.0, options.alert_timeout_s / 4)
+
+
+class SourceProgress:
+    """Whether a consumer group has consumed its source topic to the end: no tick while results wait.
+
+    Heartbeat ticks close deliveries by wall time. After an outage (of the notifier, or the broker) the
+    source topic can hold results of a delivery whose timeout has passed: a tick produced then would close
+    the delivery a moment before its results are grouped. So a tick is sent only when the group's committed
+    offsets are at the end of every source partition (within 1: the evaluator writes in transactions, and the
+    commit marker after a partition's last record is never consumed). A consumer of its own, of the same
+    ``group.id``, reads the committed offsets and the watermarks; it never joins the group.
+    """
+
+    def __init__(self, common: dict[str, Any], group: str, topic: str, timeout_s: float = 5.0) -> None:
+        from confluent_kafka import Consumer
+
+        self.topic = topic
+        self.timeout_s = timeout_s
+        self.consumer = Consumer(common | {"group.id": group, "client.id": f"{group}-progress",
+                                           "enable.auto.commit": False})  # fmt: skip
+
+    def waiting(self) -> int:
+        """Results on the source topic that the group has not consumed (raises KafkaException on a timeout)."""
+        from confluent_kafka import TopicPartition
+
+        metadata = self.consumer.list_topics(self.topic, timeout=self.timeout_s).topics[self.topic]
+        partitions = [TopicPartition(self.topic, p) for p in sorted(metadata.partitions)]
+        waiting = 0
+        for tp in self.consumer.committed(partitions, timeout=self.timeout_s):
+            low, high = self.consumer.get_watermark_offsets(tp, timeout=self.timeout_s, cached=False)
+            done = tp.offset if tp.offset >= 0 else low
+            waiting += max(0, high - done - 1)
+        return waiting
+
+    def caught_up(self) -> bool:
+        """True when nothing waits; False when results wait or the broker does not answer (then no tick)."""
+        try:
+            return self.waiting() == 0
+        except (KafkaException, KeyError) as exc:
+            log.warning("cannot tell whether results wait on %s: %s", self.topic, exc)
+            return False
+
+    def close(self) -> None:
+        self.consumer.close()

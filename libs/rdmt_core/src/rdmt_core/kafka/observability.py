@@ -107,22 +107,58 @@ class LagMeter:
 
 
 class ServiceState:
-    """Liveness and readiness, written by the service loop and read by the HTTP server."""
+    """Liveness and readiness, written by the service loop and read by the HTTP server.
 
-    def __init__(self, stale_after_s: float) -> None:
+    Live (``/healthz`` 200) while the service makes progress: its consumer polled within ``stale_after_s``
+    and it has held no message longer than ``max_processing_s`` (a read that hangs, a store that never
+    answers). Ready (``/readyz`` 200) when live, holding partitions, and not waiting for something it
+    needs before it can work (``waiting_for``: an unreachable store, say).
+    """
+
+    def __init__(self, stale_after_s: float, max_processing_s: float = float("inf")) -> None:
         self.stale_after_s = stale_after_s
+        self.max_processing_s = max_processing_s
         self.last_poll = time.monotonic()
+        self.processing_since: float | None = None
         self.assigned: set[tuple[str, int]] = set()
+        self.waiting_for: str | None = None
         self.stopping = False
 
     def polled(self) -> None:
         self.last_poll = time.monotonic()
 
+    def started(self) -> None:
+        """A message is being processed from now."""
+        self.processing_since = time.monotonic()
+
+    def finished(self) -> None:
+        self.processing_since = None
+
+    def problem(self) -> str | None:
+        """Why the service is not live, or None."""
+        now = time.monotonic()
+        if self.stopping:
+            return "stopping"
+        if self.processing_since is not None and now - self.processing_since > self.max_processing_s:
+            return f"one message held for {now - self.processing_since:.0f} s (limit {self.max_processing_s:g} s)"
+        if self.processing_since is None and now - self.last_poll > self.stale_after_s:
+            return f"the consumer has not polled for {now - self.last_poll:.0f} s"
+        return None
+
     def healthy(self) -> bool:
-        return not self.stopping and time.monotonic() - self.last_poll < self.stale_after_s
+        return self.problem() is None
+
+    def not_ready(self) -> str | None:
+        """Why the service is not ready, or None."""
+        problem = self.problem()
+        if problem is not None:
+            return problem
+        if self.waiting_for is not None:
+            return f"waiting for {self.waiting_for}"
+        return None if self.assigned else "no partitions assigned yet"
 
     def ready(self) -> bool:
-        return self.healthy() and bool(self.assigned)
+        return self.not_ready() is None
 
 
 def serve_http(port: int, metrics: ServiceMetrics, state: ServiceState, host: str = "0.0.0.0") -> ThreadingHTTPServer:
@@ -133,11 +169,11 @@ def serve_http(port: int, metrics: ServiceMetrics, state: ServiceState, host: st
             if self.path.startswith("/metrics"):
                 self._send(200, metrics.render(), CONTENT_TYPE_LATEST)
             elif self.path.startswith("/healthz"):
-                ok = state.healthy()
-                self._send(200 if ok else 503, b"ok\n" if ok else b"stalled or stopping\n")
+                problem = state.problem()
+                self._send(200 if problem is None else 503, f"{problem or 'ok'}\n".encode())
             elif self.path.startswith("/readyz"):
-                ok = state.ready()
-                self._send(200 if ok else 503, b"ready\n" if ok else b"no partitions assigned yet\n")
+                reason = state.not_ready()
+                self._send(200 if reason is None else 503, f"{reason or 'ready'}\n".encode())
             else:
                 self._send(404, b"try /metrics, /healthz or /readyz\n")
 

@@ -84,7 +84,11 @@ class ServiceRunner:
     inputs : mapping
         Full topic name -> the Avro message expected on it.
     process : callable
-        Pure-ish work on one message; raises to fail (see :mod:`.failures`).
+        Pure-ish work on one message; raises to fail (see :mod:`.deadletters`).
+    setup : callable, optional
+        What the service needs before it consumes (the sink's store): called after the HTTP server starts
+        and retried with backoff until it returns, the service live but not ready meanwhile (``/readyz``
+        says what it waits for). It never falls back to anything else.
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class ServiceRunner:
         inputs: Mapping[str, str],
         process: Process,
         sleep: Callable[[float], bool] | None = None,
+        setup: Callable[[], None] | None = None,
     ) -> None:
         self.service = service
         self.settings = settings
@@ -104,7 +109,10 @@ class ServiceRunner:
         self.deadletter_topic = f"{settings.topic_prefix}.{DEADLETTER}"
         self.codec = Codec.from_settings(settings.schema_registry)
         self.metrics = ServiceMetrics(service)
-        self.state = ServiceState(stale_after_s=settings.kafka.max_poll_interval_ms / 1000)
+        self.state = ServiceState(
+            stale_after_s=settings.kafka.max_poll_interval_ms / 1000, max_processing_s=settings.service.max_processing_s
+        )
+        self.setup = setup
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait  # returns True when stopping
         self._delivery_errors: list[str] = []
@@ -169,7 +177,12 @@ class ServiceRunner:
         if install_signals and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
-        server = serve_http(metrics_port, self.metrics, self.state) if metrics_port is not None else None
+        host = self.settings.observability.metrics_host
+        server = serve_http(metrics_port, self.metrics, self.state, host) if metrics_port is not None else None
+        if self.setup is not None and not self._set_up():
+            if server is not None:
+                server.shutdown()
+            return
         kafka = self.settings.kafka
         kafka_log = logging.getLogger("rdmt.kafka")
         consumer = Consumer(kafka.consumer(self.group_id, self.service) | {"logger": kafka_log})
@@ -193,6 +206,25 @@ class ServiceRunner:
                 server.shutdown()
             log.info("%s stopped", self.service)
 
+    def _set_up(self) -> bool:
+        """Call ``setup`` until it succeeds (True) or the service is stopped (False), with backoff."""
+        attempt = 1
+        while True:
+            self.state.polled()
+            try:
+                self.setup()
+            except Exception as exc:  # retried: a store that is down now may be up in a minute
+                self.state.waiting_for = one_line(exc)
+                delay = backoff_s(attempt, self.settings.retry)
+                log.error("not ready (attempt %d, next in %.1f s): %s", attempt, delay, one_line(exc),
+                          extra={"error_type": error_type(exc)})  # fmt: skip
+                if self._stop.wait(delay):
+                    return False
+                attempt += 1
+                continue
+            self.state.waiting_for = None
+            return True
+
     def _loop(self, consumer: Consumer, producer: Producer) -> None:
         lag = LagMeter(consumer, self.metrics)
         while not self._stop.is_set():
@@ -213,7 +245,11 @@ class ServiceRunner:
         origin = Origin(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value())
         self.metrics.messages_in.labels(self.service, origin.topic).inc()
         started = time.perf_counter()
-        outputs = self.handle(origin)
+        self.state.started()
+        try:
+            outputs = self.handle(origin)
+        finally:
+            self.state.finished()
         self.metrics.processing.labels(self.service, origin.topic).observe(time.perf_counter() - started)
         self._produce(producer, outputs)
         consumer.store_offsets(message=msg)

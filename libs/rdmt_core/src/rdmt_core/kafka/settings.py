@@ -33,6 +33,11 @@ Environment variables:
 ``RDMT_NOTIFY_REPLAYS``            notifier: also send alerts of releases other than ``live``
 ``RDMT_NOTIFY_MAX_AGE_S``          notifier: alerts older than this are not sent again, default 86400
 ``RDMT_NOTIFY_MAX_PER_HOUR``       notifier: notifications per rolling hour at most, default 30
+``RDMT_MAX_PROCESSING_S``          a service holding one message longer than this is not live
+                                   (``/healthz`` 503), default 900
+``RDMT_METRICS_HOST``              address of ``/metrics``, ``/healthz``, ``/readyz``, default 0.0.0.0
+``RDMT_LOG_LEVEL``                 DEBUG, INFO (default), WARNING or ERROR
+``RDMT_STORE_URL``                 the store (``store_url`` of the configuration): the sink writes there
 =================================  ==============================================================
 """
 
@@ -70,6 +75,14 @@ ENV = {
     "RDMT_NOTIFY_REPLAYS": ("service", "notify_replays"),
     "RDMT_NOTIFY_MAX_AGE_S": ("service", "notify_max_age_s"),
     "RDMT_NOTIFY_MAX_PER_HOUR": ("service", "notify_max_per_hour"),
+    "RDMT_MAX_PROCESSING_S": ("service", "max_processing_s"),
+    "RDMT_METRICS_HOST": ("observability", "metrics_host"),
+    "RDMT_LOG_LEVEL": ("observability", "log_level"),
+}
+# Settings of the monitors' configuration (rdmt run's file) that a deployment sets in the environment; they win
+# over the file, as the streaming settings do.
+CONFIG_ENV = {
+    "RDMT_STORE_URL": "store_url",
 }
 SECRETS = {  # settings that must not be in a file: (section, key) -> environment variable
     ("kafka", "sasl_password"): "RDMT_KAFKA_SASL_PASSWORD",
@@ -221,6 +234,21 @@ class ServiceOptions(_Frozen):
     notify_max_per_hour: int = Field(
         30, ge=1, description="Notifications sent per rolling hour at most; more alerts are held back and logged."
     )
+    max_processing_s: float = Field(
+        900.0, gt=0, description="A service that holds one message longer than this is not live (/healthz 503)."
+    )
+
+
+class ObservabilitySettings(_Frozen):
+    """Where a service shows itself: the metrics and probe server's address, the log level."""
+
+    metrics_host: str = Field("0.0.0.0", description="Address of /metrics, /healthz and /readyz.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Lowest level logged.")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
 
 class StreamingSettings(_Frozen):
@@ -232,6 +260,15 @@ class StreamingSettings(_Frozen):
     routing: RoutingRules = RoutingRules()
     retry: RetrySettings = RetrySettings()
     service: ServiceOptions = ServiceOptions()
+    observability: ObservabilitySettings = ObservabilitySettings()
+
+    def describe(self) -> dict[str, Any]:
+        """The effective settings as JSON-able data, secrets masked: what ``--print-settings`` shows."""
+        shown = self.model_dump(mode="json", exclude={"kafka"})
+        shown["kafka"] = self.kafka.describe()
+        if self.schema_registry.basic_auth_user_info is not None:
+            shown["schema_registry"]["basic_auth_user_info"] = "**********"
+        return shown
 
 
 def streaming_settings(section: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
@@ -264,7 +301,8 @@ def streaming_settings(section: Mapping[str, Any] | None = None, environ: Mappin
 def load_service_config(path: str | Path | None) -> tuple[RdmtConfig, StreamingSettings]:
     """The monitors' configuration and the streaming settings from one YAML file (both optional).
 
-    The file is an ``rdmt run`` configuration file with an optional ``streaming:`` section.
+    The file is an ``rdmt run`` configuration file with an optional ``streaming:`` section; the variables of
+    :data:`CONFIG_ENV` (``RDMT_STORE_URL``) override its keys, as a deployment sets them.
     """
     user = read_config_file(path) if path is not None else {}
     section = user.pop(SECTION, None) or {}
@@ -272,8 +310,9 @@ def load_service_config(path: str | Path | None) -> tuple[RdmtConfig, StreamingS
         raise ConfigError(f"config {path}: '{SECTION}' must be a mapping")
     label = f"config {path}" if path is not None else "default configuration"
     settings = streaming_settings(section, label=f"{label}: {SECTION}")
+    from_environment = {key: os.environ[var] for var, key in CONFIG_ENV.items() if os.environ.get(var)}
     try:
-        config = load_config(None, **user)
+        config = load_config(None, **(user | from_environment))
     except ConfigError as exc:
         raise ConfigError(str(exc).replace("config default configuration", label, 1)) from None
     return config, settings

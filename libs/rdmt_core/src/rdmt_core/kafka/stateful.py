@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import threading
 import time
 import weakref
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaException
 from quixstreams import Application, message_context
 from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.kafka.configuration import ConnectionConfig
@@ -38,7 +39,7 @@ from quixstreams.models.topics import Topic
 from .. import avro
 from ..config import RdmtConfig
 from . import deadletters
-from .deadletters import Origin
+from .deadletters import Origin, error_type
 from .observability import LagMeter, ServiceMetrics, ServiceState, serve_http
 from .schema_registry import PLAIN, Codec
 from .settings import ServiceOptions, StreamingSettings
@@ -95,15 +96,18 @@ class MessageMeter:
     dead letter through the dead-letter topic's (``rdmt_failures_total`` with outcome ``dead_letter``).
     """
 
-    def __init__(self, metrics: ServiceMetrics, deadletter_topic: str) -> None:
+    def __init__(self, metrics: ServiceMetrics, deadletter_topic: str, state: ServiceState | None = None) -> None:
         self.metrics = metrics
         self.service = metrics.service
         self.deadletter_topic = deadletter_topic
+        self.state = state  # liveness: how long the message in hand has been held
         self._started: float | None = None
 
     def consumed(self, topic: str) -> None:
         self.metrics.messages_in.labels(self.service, topic).inc()
         self._started = time.perf_counter()
+        if self.state is not None:
+            self.state.started()
 
     def processed(self, topic: str, _partition: int, _offset: int) -> None:
         if self._started is None:
@@ -111,6 +115,8 @@ class MessageMeter:
         else:
             self.metrics.processing.labels(self.service, topic).observe(time.perf_counter() - self._started)
         self._started = None
+        if self.state is not None:
+            self.state.finished()
 
     def produced(self, topic: str, value: Any) -> None:
         self.metrics.messages_out.labels(self.service, topic).inc()
@@ -190,13 +196,28 @@ def dead_letter(key: bytes | None, value: bytes | None, error: str, kind: str, s
     return deadletters.dead_letter(origin, error, kind, 1, service, datetime.now(UTC))
 
 
+class StoppableApplication(Application):
+    """quixstreams' :class:`Application`, remembering whether a stop was asked for (SIGTERM, SIGINT, :meth:`stop`).
+
+    A Kafka error can still surface from ``run`` after a signal (the broker gone while it starts);
+    :func:`run_service` must then exit, not start the application again.
+    """
+
+    stop_requested = False
+
+    def stop(self, fail: bool = False) -> None:
+        if not fail:  # quixstreams stops with fail=True only on its own error
+            self.stop_requested = True
+        super().stop(fail=fail)
+
+
 def application(
     settings: StreamingSettings, options: ServiceOptions, service: str, meter: MessageMeter | None = None
 ) -> Application:
     """A quixstreams application of ``service`` (its consumer group is ``<prefix>.<service>``), metered by ``meter``."""
     connection = ConnectionConfig.from_librdkafka_dict(settings.kafka.common())
     # quixstreams manages assignment itself (cooperative rebalancing with state recovery): classic protocol.
-    return Application(
+    return StoppableApplication(
         broker_address=connection,
         consumer_group=f"{settings.topic_prefix}.{service}",
         auto_offset_reset="earliest",
@@ -252,35 +273,47 @@ def route_poison(sdf: StreamingDataFrame, dead: Topic, service: str) -> Streamin
 HEARTBEAT_S = 0.25  # how often readiness follows the app's assignment (lag is measured every LAG_EVERY_S)
 
 
-def serve_observability(app: Application, settings: StreamingSettings, metrics: ServiceMetrics, port: int) -> None:
-    """``/metrics``, ``/healthz`` and ``/readyz`` for a quixstreams service on ``port``.
+class AppWatcher:
+    """Readiness and consumer lag of one quixstreams application, in a thread of its own.
 
-    Alive while the process runs; ready while the app's consumer holds partitions. quixstreams has no
-    public accessor for the assignment, so the heartbeat reads its internal consumer (and reports not
-    ready if that ever changes). Every ``LAG_EVERY_S`` it sets ``rdmt_consumer_lag`` of the assigned
-    partitions (not the changelog partitions, which the group does not commit) with a consumer of its
-    own that never joins the group: it only reads the group's committed offsets and the watermarks.
+    Ready while the app's consumer holds partitions. quixstreams has no public accessor for the
+    assignment, so the watcher reads its internal consumer (and reports not ready if that ever changes).
+    Every ``LAG_EVERY_S`` it sets ``rdmt_consumer_lag`` of the assigned partitions (not the changelog
+    partitions, which the group does not commit) with a consumer of its own that never joins the group:
+    it only reads the group's committed offsets and the watermarks.
     """
-    service = metrics.service
-    state = ServiceState(stale_after_s=60.0)
-    serve_http(port, metrics, state)
-    lag = LagMeter(Consumer(settings.kafka.common() | {
-        "group.id": app.config.consumer_group, "client.id": f"{service}-lag", "enable.auto.commit": False,
-    }), metrics)  # fmt: skip
 
-    def heartbeat() -> None:
-        while True:
-            state.polled()
+    def __init__(self, app: Application, settings: StreamingSettings, metrics: ServiceMetrics,
+                 state: ServiceState) -> None:  # fmt: skip
+        self.app, self.metrics, self.state = app, metrics, state
+        self.lag = LagMeter(Consumer(settings.kafka.common() | {
+            "group.id": app.config.consumer_group, "client.id": f"{metrics.service}-lag", "enable.auto.commit": False,
+        }), metrics)  # fmt: skip
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"{metrics.service}-watcher", daemon=True)
+
+    def __enter__(self) -> AppWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.state.assigned = set()
+        self.lag.consumer.close()
+
+    def _run(self) -> None:
+        service = self.metrics.service
+        while not self._stop.is_set():
+            self.state.polled()
             try:
-                assignment = app._consumer.assignment()
+                assignment = self.app._consumer.assignment()
             except Exception:  # not started yet, or quixstreams changed
                 assignment = []
-            state.assigned = {(tp.topic, tp.partition) for tp in assignment}
-            metrics.assigned.labels(service).set(len(state.assigned))
-            lag.maybe_update({tp for tp in state.assigned if not tp[0].startswith("changelog__")})
-            time.sleep(HEARTBEAT_S)
-
-    threading.Thread(target=heartbeat, name=f"{service}-heartbeat", daemon=True).start()
+            self.state.assigned = {(tp.topic, tp.partition) for tp in assignment}
+            self.metrics.assigned.labels(service).set(len(self.state.assigned))
+            self.lag.maybe_update({tp for tp in self.state.assigned if not tp[0].startswith("changelog__")})
+            self._stop.wait(HEARTBEAT_S)
 
 
 _ALONGSIDE: weakref.WeakKeyDictionary[Application, list[contextlib.AbstractContextManager]] = (
@@ -304,18 +337,60 @@ def run_service(
     settings: StreamingSettings,
     metrics_port: int | None = None,
 ) -> None:
-    """Build the quixstreams application of ``service`` with ``build`` and run it until SIGTERM or SIGINT."""
+    """Build the quixstreams application of ``service`` with ``build`` and run it until SIGTERM or SIGINT.
+
+    A Kafka error that stops the application (a broker restarted under it, fencing of its transactional
+    producer, an unknown member after a long outage, no broker at start) is logged and the application is
+    built anew and run again, with backoff: the service recovers without a restart. State and offsets come
+    back from Kafka, as after any restart. ``/healthz`` stays 200 meanwhile unless a message is held longer
+    than ``max_processing_s``; ``/readyz`` is 503 until the new application holds partitions again.
+    """
     options = settings.service
-    logging.getLogger(f"rdmt.streaming.{service}").info(
+    log = logging.getLogger(f"rdmt.streaming.{service}")
+    log.info(
         "kafka %s, topics %s.*, schema registry %s, state %s, %s, alert timeout %.0f s", settings.kafka.describe(),
         settings.topic_prefix, settings.schema_registry.url or "none", options.state_dir,
         options.processing_guarantee, options.alert_timeout_s,
     )  # fmt: skip
     metrics = ServiceMetrics(service)
-    app = build(config, settings, MessageMeter(metrics, f"{settings.topic_prefix}.{DEADLETTER}"))
+    state = ServiceState(stale_after_s=60.0, max_processing_s=options.max_processing_s)
     if metrics_port is not None:
-        serve_observability(app, settings, metrics, metrics_port)
-    with contextlib.ExitStack() as stack:
-        for task in _ALONGSIDE.pop(app, []):
-            stack.enter_context(task)
-        app.run()
+        serve_http(metrics_port, metrics, state, settings.observability.metrics_host)
+    meter = MessageMeter(metrics, f"{settings.topic_prefix}.{DEADLETTER}", state)
+    stopping = threading.Event()
+    attempt = 1
+    while not stopping.is_set():
+        app = build(config, settings, meter)
+        started = time.monotonic()
+        try:
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(AppWatcher(app, settings, metrics, state))
+                for task in _ALONGSIDE.pop(app, []):
+                    stack.enter_context(task)
+                app.run()  # returns when SIGTERM or SIGINT stopped it
+            return
+        except KafkaException as exc:
+            if getattr(app, "stop_requested", False):
+                log.info("stopped (a Kafka error on the way out: %s)", exc)
+                return
+            if time.monotonic() - started > 60:
+                attempt = 1  # it had been running: a new outage, not the same one
+            delay = min(settings.retry.backoff_max_s, settings.retry.backoff_initial_s * 2 ** (attempt - 1))
+            log.error("the application stopped on a Kafka error (attempt %d); starting it again in %.1f s: %s",
+                      attempt, delay, exc, extra={"error_type": error_type(exc)})  # fmt: skip
+            state.finished()
+            _wait_or_stop(stopping, delay)
+            attempt += 1
+
+
+def _wait_or_stop(stopping: threading.Event, delay_s: float) -> None:
+    """Wait ``delay_s`` seconds; SIGTERM or SIGINT meanwhile sets ``stopping`` (and ends the wait)."""
+    if threading.current_thread() is not threading.main_thread():
+        stopping.wait(delay_s)
+        return
+    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        stopping.wait(delay_s)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
