@@ -13,6 +13,18 @@ import click
 from ..errors import RdmtError
 from .common import config_option, fail, load_service
 
+
+def _quiet_kafka_log():
+    """A logger that drops librdkafka's own lines: a failure reaches the user as one error naming the broker."""
+    import logging
+
+    quiet = logging.getLogger("rdmt.cli.kafka")
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
+    return quiet
+
+
 # -- rdmt topics --------------------------------------------------------------------------------
 
 @click.group()
@@ -30,11 +42,12 @@ def topics_create(config_file: str | None) -> None:
     from ..kafka.topics import create_topics, topic_specs
 
     _, settings = load_service(config_file)
-    admin = AdminClient(settings.kafka.admin())
+    admin = AdminClient(settings.kafka.admin() | {"logger": _quiet_kafka_log()})
     try:
         outcome = create_topics(admin, settings.topic_prefix, topic_specs())
     except KafkaException as exc:
-        fail(f"cannot create topics on {settings.kafka.bootstrap_servers}: {exc}")
+        fail(f"cannot create topics on {settings.kafka.bootstrap_servers}: {exc.args[0].str() if exc.args else exc} "
+             "(is the broker running? RDMT_KAFKA_BOOTSTRAP names it)")
     for name, what in outcome.items():
         click.echo(f"{what:8s} {name}")
 

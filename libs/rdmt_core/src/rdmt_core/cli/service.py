@@ -75,10 +75,22 @@ class ServiceGroup(click.Group):
         if found is None:
             known = ", ".join(sorted(_installed())) or "none installed (pip install -e services)"
             fail(f"unknown service {name!r} (services: {known})")
-        # quixstreams imports confluent-kafka's schema-registry client, whose authlib warns about httpx at
-        # import, before the service's JSON logging: a plain-text line in a JSON log, and nothing to act on.
-        warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+        _quiet_authlib()
         return found.load()
+
+
+def _quiet_authlib() -> None:
+    """Silence authlib's import-time warning about httpx (nothing for an operator to act on).
+
+    quixstreams imports confluent-kafka's schema-registry client, whose authlib warns at import, before the
+    service's JSON logging starts: a plain-text line in a JSON log. authlib puts an "always" filter for its
+    warnings first when imported, so the "ignore" filter goes in after it.
+    """
+    try:
+        import authlib.deprecate  # noqa: F401
+    except ImportError:
+        return
+    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
 
 
 @click.group(cls=ServiceGroup)

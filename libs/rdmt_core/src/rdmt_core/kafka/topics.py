@@ -115,8 +115,10 @@ def create_topics(
     Raises
     ------
     KafkaException
-        When the broker refuses a topic for another reason than its existence.
+        When the broker refuses a topic for another reason than its existence, or does not answer within
+        ``timeout_s`` (no broker at the bootstrap address, say).
     """
+    admin.list_topics(timeout=min(timeout_s, 10.0))  # an unreachable broker fails here, in seconds, by name
     new = [
         NewTopic(s.name(prefix), num_partitions=s.partitions, replication_factor=-1, config=s.broker_config())
         for s in specs
@@ -126,6 +128,9 @@ def create_topics(
         try:
             future.result(timeout_s)
             outcome[name] = "created"
+        except TimeoutError:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"no answer about topic {name} within "
+                                            f"{timeout_s:g} s")) from None  # fmt: skip
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
