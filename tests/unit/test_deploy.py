@@ -46,11 +46,16 @@ ENV_VARS = {
     "RDMT_SMTP_PASSWORD",
     "RDMT_SCHEMA_REGISTRY_URL",
     "RDMT_SCHEMA_REGISTRY_AUTH",
+    "RDMT_METRICS_HOST",
 }
 SECRET_VARS = {"RDMT_KAFKA_SASL_PASSWORD", "RDMT_SLACK_WEBHOOK_URL", "RDMT_SMTP_PASSWORD", "RDMT_SCHEMA_REGISTRY_AUTH"}
 # Set by the deployments themselves, per component.
 COMPONENT_VARS = {"evaluator": {"RDMT_STATE_DIR"}}
 STATE_DIR = "/var/lib/rdmt/state"
+# Compose passes the log level; Helm takes it from extraEnv.
+COMPOSE_VARS = {"RDMT_LOG_LEVEL"}
+# Helm, kafka.staticMembership: the librdkafka group members (ingest, sink, monitors), not the quixstreams services.
+STATIC_MEMBER_VARS = {"RDMT_KAFKA_GROUP_PROTOCOL", "RDMT_KAFKA_GROUP_INSTANCE_ID"}
 # Helm values that turn on every optional branch of the templates.
 FULL_VALUES: dict[str, Any] = {
     "image": {"repository": "registry.example.org/rdmt", "tag": "1.2.3"},
@@ -68,18 +73,31 @@ FULL_VALUES: dict[str, Any] = {
     },
     "extraEnv": [{"name": "RDMT_LOG_LEVEL", "value": "DEBUG"}],
     "data": {"existingClaim": "rdmt-data", "readOnly": True},
+    "metrics": {"bindAddress": "::"},
     "monitors": [
         {
             "name": "dark",
             "replicas": 3,
             "resources": {},
-            "extraArgs": ["--verbose"],
+            # An option `rdmt service monitor` has (test_every_started_command_parses); `rdmt -v` is a group option.
+            "extraArgs": ["--print-settings"],
             "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 8, "targetCPUUtilizationPercentage": 60},
         },
-        {"name": "flat", "replicas": 1, "resources": {}},
+        {"name": "psf_shape", "replicas": 1, "resources": {}},
     ],
     "services": {"notifier": {"enabled": False}},
     "topicsJob": {"hook": False},
+    "podDisruptionBudget": {"enabled": True, "maxUnavailable": 2},
+    "serviceAccount": {"create": False, "name": "rdmt-runner"},
+    "networkPolicy": {
+        "enabled": True,
+        "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}}],
+        "kafka": {"to": [{"ipBlock": {"cidr": "10.20.0.0/24"}}]},
+        "schemaRegistry": {"to": [{"podSelector": {"matchLabels": {"app": "registry"}}}]},
+        "clickhouse": {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "clickhouse"}}}]},
+        "notify": {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}}]},
+        "extraEgress": [{"to": [{"ipBlock": {"cidr": "192.0.2.0/24"}}], "ports": [{"port": 443, "protocol": "TCP"}]}],
+    },
     "podAnnotations": {"example.org/team": "wfi"},
     "podLabels": {"team": "wfi"},
     "nodeSelector": {"kubernetes.io/arch": "amd64"},
@@ -285,14 +303,14 @@ def test_monitors_are_scalable(compose: dict[str, Any]) -> None:
 def test_compose_environment_is_the_documented_set_and_passes_secrets_through(compose: dict[str, Any]) -> None:
     for name, svc in _rdmt_services(compose).items():
         env = svc["environment"]
-        assert set(env) == ENV_VARS | COMPONENT_VARS.get(name, set()), name
+        assert set(env) == ENV_VARS | COMPOSE_VARS | COMPONENT_VARS.get(name, set()), name
         for var in SECRET_VARS:
             assert env[var] is None, f"{name}: {var} must be passed through from the environment, not written"
     evaluator = compose["services"]["evaluator"]
     assert evaluator["environment"]["RDMT_STATE_DIR"] == STATE_DIR
     assert f"evaluator-state:{STATE_DIR}" in evaluator["volumes"]
     docs = DOCS.read_text(encoding="utf-8")
-    for var in ENV_VARS:
+    for var in ENV_VARS | COMPOSE_VARS | STATIC_MEMBER_VARS:
         assert f"`{var}`" in docs, f"{var} is not documented in docs/deployment.md"
 
 
@@ -427,6 +445,18 @@ def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {item["name"]: item for item in container["env"]}
 
 
+def _static_member(component: str) -> bool:
+    return component in {"ingest", "sink"} or component.startswith("monitor-")
+
+
+def _component(manifest: dict[str, Any]) -> str:
+    return manifest["metadata"]["labels"]["app.kubernetes.io/component"]
+
+
+def _deployments(rendered: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    return {_component(d): d for d in rendered["Deployment"]}
+
+
 def test_helm_renders_one_deployment_per_service_and_monitor(helm_default: dict[str, list[dict]]) -> None:
     deployments = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in helm_default["Deployment"]}
     monitor_components = {f"monitor-{name.replace('_', '-')}": name for name in registered_monitors()}
@@ -452,6 +482,7 @@ def test_helm_renders_one_deployment_per_service_and_monitor(helm_default: dict[
         assert args[: len(expected)] == expected
         unset = SECRET_VARS | {"RDMT_KAFKA_SASL_MECHANISM", "RDMT_KAFKA_SASL_USERNAME", "RDMT_SCHEMA_REGISTRY_URL"}
         expected_env = ENV_VARS - unset | {"RDMT_METRICS_PORT"} | COMPONENT_VARS.get(component, set())
+        expected_env |= STATIC_MEMBER_VARS if _static_member(component) else set()
         assert set(_env(container)) == expected_env, "unset settings are left out"
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         assert mounts["/etc/rdmt"] == "config" and mounts["/data"] == "data"
@@ -496,21 +527,23 @@ def test_helm_configmap_and_topics_job(helm_default: dict[str, list[dict]]) -> N
 
 def test_helm_all_options(helm_full: dict[str, list[dict]]) -> None:
     deployments = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in helm_full["Deployment"]}
-    assert set(deployments) == {"ingest", "evaluator", "sink", "monitor-dark", "monitor-flat"}  # notifier disabled
+    assert set(deployments) == {"ingest", "evaluator", "sink", "monitor-dark", "monitor-psf-shape"}  # no notifier
     (hpa,) = helm_full["HorizontalPodAutoscaler"]
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployments["monitor-dark"]["metadata"]["name"]
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 8)
     assert "replicas" not in deployments["monitor-dark"]["spec"], "the HPA owns the replica count"
-    assert deployments["monitor-flat"]["spec"]["replicas"] == 1
+    assert deployments["monitor-psf-shape"]["spec"]["replicas"] == 1
     dark_args = _containers(deployments["monitor-dark"])[0]["args"]
-    assert dark_args[:5] == ["service", "monitor", "--monitor", "dark", "--verbose"]
+    assert dark_args[:5] == ["service", "monitor", "--monitor", "dark", "--print-settings"]
 
     for workload in [*helm_full["Deployment"], *helm_full["Job"]]:
         (container,) = _containers(workload)
         assert container["image"] == "registry.example.org/rdmt:1.2.3"
         env = _env(container)
         component = workload["metadata"]["labels"]["app.kubernetes.io/component"]
-        assert set(env) == ENV_VARS | {"RDMT_METRICS_PORT", "RDMT_LOG_LEVEL"} | COMPONENT_VARS.get(component, set())
+        expected = ENV_VARS | {"RDMT_METRICS_PORT", "RDMT_LOG_LEVEL"} | COMPONENT_VARS.get(component, set())
+        assert set(env) == expected | (STATIC_MEMBER_VARS if _static_member(component) else set())
+        assert env["RDMT_METRICS_HOST"]["value"] == "::"
         for var in [*SECRET_VARS, "RDMT_STORE_URL"]:
             assert "value" not in env[var] and env[var]["valueFrom"]["secretKeyRef"]["name"], var
         assert env["RDMT_KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL"
@@ -523,3 +556,197 @@ def test_helm_all_options(helm_full: dict[str, list[dict]]) -> None:
     volumes = {v["name"]: v for v in deployments["sink"]["spec"]["template"]["spec"]["volumes"]}
     assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "rdmt-data", "readOnly": True}
     assert deployments["sink"]["spec"]["template"]["metadata"]["annotations"]["example.org/team"] == "wfi"
+
+
+def test_every_started_command_parses(
+    compose: dict[str, Any], helm_default: dict[str, list[dict]], helm_full: dict[str, list[dict]]
+) -> None:
+    """Each command line, extraArgs included, is one the CLI accepts (`rdmt -v` is a group option: an option
+    after the subcommand, such as `--verbose`, is refused)."""
+    from click.testing import CliRunner
+
+    from rdmt_core.cli import main
+
+    commands = {tuple(a) for r in (helm_default, helm_full) for a in _commands_started(compose, r)}
+    for args in sorted(commands):
+        # --help is eager: the arguments are parsed (unknown options refused), then help is printed instead of running.
+        result = CliRunner().invoke(main, [*args, "--help"])
+        assert result.exit_code == 0, f"rdmt {' '.join(args)}: {result.output}"
+    refused = CliRunner().invoke(main, ["service", "monitor", "--monitor", "dark", "--verbose", "--help"])
+    assert refused.exit_code == 2 and "No such option" in refused.output
+
+
+# ---------------------------------------------------------------------------------------------------- sizing
+
+MIB = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "m": 1, "g": 1024}  # Kubernetes quantities; Compose's m and g are MiB, GiB
+
+
+def _mib(quantity: str) -> float:
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)([KMG]i|[mg])", str(quantity)).groups()
+    return float(number) * MIB[unit]
+
+
+def _memory_table() -> dict[str, dict[str, Any]]:
+    """The rows of docs/deployment.md's memory table: component -> measured peak (MiB), request, limit."""
+    docs = DOCS.read_text(encoding="utf-8")
+    section = docs[docs.index("### Memory") :]
+    rows = {}
+    for match in re.finditer(
+        r"^\| `([\w-]+)` \| (?:~)?([\d,]+) MiB[^|]*\|[^|]*\| `(\w+)` \| `(\w+)` \|$", section, re.M
+    ):
+        component, peak, request, limit = match.groups()
+        rows[component] = {"peak": float(peak.replace(",", "")), "request": request, "limit": limit}
+    return rows
+
+
+def test_every_container_has_a_memory_request_and_a_larger_limit(helm_default: dict[str, list[dict]]) -> None:
+    for workload in [*helm_default["Deployment"], *helm_default["Job"]]:
+        (container,) = _containers(workload)
+        resources = container["resources"]
+        request, limit = resources["requests"]["memory"], resources["limits"]["memory"]
+        assert _mib(limit) >= _mib(request), f"{_component(workload)}: limit {limit} below request {request}"
+        assert "cpu" in resources["requests"], _component(workload)
+    deployments = _deployments(helm_default)
+    # 272 MB resident at idle, 937 MiB peak with chDB (docs/deployment.md#memory), plus headroom.
+    assert _mib(_containers(deployments["notifier"])[0]["resources"]["limits"]["memory"]) >= 384
+    assert _mib(_containers(deployments["sink"])[0]["resources"]["limits"]["memory"]) >= 1536
+
+
+def test_memory_table_is_the_chart_and_limits_have_the_stated_headroom(helm_default: dict[str, list[dict]]) -> None:
+    """docs/deployment.md's table gives the measured peak and the chart's figures; the chart follows its rule: request
+    >= peak; limit >= 1.5 x peak for a service, >= 2 x peak for a monitor."""
+    table = _memory_table()
+    deployments = _deployments(helm_default)
+    assert set(table) == set(deployments), "one row per Deployment"
+    for component, row in table.items():
+        resources = _containers(deployments[component])[0]["resources"]
+        assert (resources["requests"]["memory"], resources["limits"]["memory"]) == (row["request"], row["limit"])
+        headroom = 2.0 if component.startswith("monitor-") else 1.5
+        assert _mib(row["request"]) >= row["peak"], component
+        assert _mib(row["limit"]) >= headroom * row["peak"], component
+
+
+def test_overriding_the_monitor_list_keeps_each_monitors_resources(helm_default: dict[str, list[dict]]) -> None:
+    def resources(rendered: dict[str, list[dict]], component: str) -> dict[str, Any]:
+        return _containers(_deployments(rendered)[component])[0]["resources"]
+
+    values = _values()
+    assert all(set(entry) <= {"name", "replicas"} for entry in values["monitors"]), (
+        "sizes belong in monitorDefaults / monitorDefaultsByName, which an overridden list keeps"
+    )
+    only_dark = _render({"monitors": [{"name": "dark"}]})
+    assert set(_deployments(only_dark)) == {"ingest", "evaluator", "sink", "notifier", "monitor-dark"}
+    assert resources(only_dark, "monitor-dark") == resources(helm_default, "monitor-dark")
+    assert resources(only_dark, "monitor-dark")["limits"]["memory"] != values["monitorDefaults"]["resources"]["limits"]
+    # An entry's own setting wins over both defaults; what it does not set is kept.
+    bigger = _render(
+        {"monitors": [{"name": "dark", "resources": {"limits": {"memory": "3Gi"}}}, {"name": "background"}]}
+    )
+    dark = resources(bigger, "monitor-dark")
+    assert dark["limits"] == {"memory": "3Gi"}
+    assert dark["requests"] == resources(helm_default, "monitor-dark")["requests"]
+    assert resources(bigger, "monitor-background") == values["monitorDefaults"]["resources"]
+
+
+def test_compose_memory_limits_are_the_charts(compose: dict[str, Any], helm_default: dict[str, list[dict]]) -> None:
+    """The same measurements size both deployments: each Compose service's limit is its Helm component's."""
+    helm_limits = {c: _containers(d)[0]["resources"]["limits"]["memory"] for c, d in _deployments(helm_default).items()}
+    helm_limits["topics"] = _containers(helm_default["Job"][0])[0]["resources"]["limits"]["memory"]
+    for name, svc in _rdmt_services(compose).items():
+        limit = svc.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory")
+        assert limit is not None, f"{name}: no memory limit"
+        assert _mib(limit) == _mib(helm_limits[name]), f"{name}: Compose {limit}, Helm {helm_limits[name]}"
+
+
+# ---------------------------------------------------------------------------------------------------- operations
+
+
+def _pod_specs(rendered: dict[str, list[dict]]) -> dict[str, dict[str, Any]]:
+    return {_component(w): w["spec"]["template"]["spec"] for w in [*rendered["Deployment"], *rendered["Job"]]}
+
+
+def test_pod_disruption_budgets(helm_default: dict[str, list[dict]], helm_full: dict[str, list[dict]]) -> None:
+    for rendered, max_unavailable in ((helm_default, 1), (helm_full, 2)):
+        budgets = {_component(b): b for b in rendered["PodDisruptionBudget"]}
+        deployments = _deployments(rendered)
+        assert set(budgets) == set(deployments), "one PodDisruptionBudget per Deployment"
+        for component, budget in budgets.items():
+            assert budget["apiVersion"] == "policy/v1"
+            assert budget["spec"]["maxUnavailable"] == max_unavailable
+            assert budget["spec"]["selector"] == deployments[component]["spec"]["selector"]
+    assert "PodDisruptionBudget" not in _render({"podDisruptionBudget": {"enabled": False}})
+
+
+def test_no_service_account_token_is_mounted(helm_default: dict[str, list[dict]], helm_full: dict[str, list[dict]]):
+    (account,) = helm_default["ServiceAccount"]
+    assert account["automountServiceAccountToken"] is False
+    for rendered, name in ((helm_default, account["metadata"]["name"]), (helm_full, "rdmt-runner")):
+        for component, spec in _pod_specs(rendered).items():
+            assert spec["automountServiceAccountToken"] is False, component
+            assert spec["serviceAccountName"] == name, component
+    assert "ServiceAccount" not in helm_full, "serviceAccount.create=false: an existing one"
+
+
+def test_metrics_bind_address_reaches_every_container(helm_default: dict[str, list[dict]]) -> None:
+    assert _values()["metrics"]["bindAddress"] == "0.0.0.0"
+    for component, spec in _pod_specs(helm_default).items():
+        (container,) = spec["containers"]
+        assert _env(container)["RDMT_METRICS_HOST"] == {"name": "RDMT_METRICS_HOST", "value": "0.0.0.0"}, component
+
+
+def test_static_membership_names_the_pod(helm_default: dict[str, list[dict]]) -> None:
+    members = set()
+    for component, spec in _pod_specs(helm_default).items():
+        env = _env(spec["containers"][0])
+        if not _static_member(component):
+            assert not STATIC_MEMBER_VARS & set(env), f"{component} is not a librdkafka group member"
+            continue
+        members.add(component)
+        assert env["RDMT_KAFKA_GROUP_PROTOCOL"]["value"] == "classic", "static membership needs the classic protocol"
+        assert env["RDMT_KAFKA_GROUP_INSTANCE_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert {"ingest", "sink", "monitor-dark"} <= members
+    off = _render({"kafka": {"staticMembership": False}})
+    for component, spec in _pod_specs(off).items():
+        assert not STATIC_MEMBER_VARS & set(_env(spec["containers"][0])), component
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
+def test_network_policy(helm_default: dict[str, list[dict]], helm_full: dict[str, list[dict]]) -> None:
+    assert "NetworkPolicy" not in helm_default, "off by default"
+    policies = {p["metadata"]["name"]: p["spec"] for p in helm_full["NetworkPolicy"]}
+    assert set(policies) == {"rdmt", "rdmt-sink", "rdmt-notifier"}
+    base = policies["rdmt"]
+    pods = {
+        _component(w): w["spec"]["template"]["metadata"]["labels"]
+        for w in [*helm_full["Deployment"], *helm_full["Job"]]
+    }
+    assert all(_selects(base["podSelector"]["matchLabels"], labels) for labels in pods.values())
+    assert base["policyTypes"] == ["Ingress", "Egress"]
+    network = FULL_VALUES["networkPolicy"]
+    assert base["ingress"] == [{"from": network["metricsFrom"], "ports": [{"port": "metrics", "protocol": "TCP"}]}]
+    defaults = _values()["networkPolicy"]
+    assert base["egress"] == [
+        {"to": defaults["dns"]["to"], "ports": defaults["dns"]["ports"]},
+        {"to": network["kafka"]["to"], "ports": defaults["kafka"]["ports"]},
+        {"to": network["schemaRegistry"]["to"], "ports": defaults["schemaRegistry"]["ports"]},
+        *network["extraEgress"],
+    ]
+    for name, component, destination in (("rdmt-sink", "sink", "clickhouse"), ("rdmt-notifier", "notifier", "notify")):
+        policy = policies[name]
+        assert [c for c, labels in pods.items() if _selects(policy["podSelector"]["matchLabels"], labels)] in (
+            [component],
+            [],  # the notifier is disabled in FULL_VALUES: its policy selects nothing
+        )
+        assert policy["policyTypes"] == ["Egress"]
+        assert policy["egress"] == [{"to": network[destination]["to"], "ports": defaults[destination]["ports"]}]
+
+    import helm_python as helm
+
+    with pytest.raises(helm.HelmError, match=r"networkPolicy\.kafka\.to is empty"):
+        _render({"networkPolicy": {"enabled": True}})
+    closed = _render({"networkPolicy": {"enabled": True, "metricsFrom": [], "kafka": network["kafka"]}})
+    (only,) = closed["NetworkPolicy"]
+    assert only["spec"]["ingress"] == [], "no metricsFrom: no ingress"

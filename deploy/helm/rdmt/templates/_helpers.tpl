@@ -81,14 +81,37 @@ app.kubernetes.io/part-of: rdmt
 {{- include "rdmt.secretEnv" (dict "env" "RDMT_SMTP_PASSWORD" "ref" .Values.secrets.smtpPassword) }}
 - name: RDMT_METRICS_PORT
   value: {{ .Values.metrics.port | quote }}
+- name: RDMT_METRICS_HOST
+  value: {{ .Values.metrics.bindAddress | quote }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
 {{- end }}
 
 {{/*
+One monitor's settings, as YAML: its entry in `monitors` merged over monitorDefaultsByName.<name>, merged over
+monitorDefaults. Arguments: root, entry. Use with `include ... | fromYaml`.
+*/}}
+{{- define "rdmt.monitor" -}}
+{{- $byName := get .root.Values.monitorDefaultsByName .entry.name | default dict }}
+{{- $monitor := mergeOverwrite (deepCopy .root.Values.monitorDefaults) (deepCopy $byName) (deepCopy .entry) }}
+{{- $_ := set $monitor "component" (printf "monitor-%s" (replace "_" "-" $monitor.name)) }}
+{{- toYaml $monitor }}
+{{- end }}
+
+{{/* The ServiceAccount of every pod. */}}
+{{- define "rdmt.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "rdmt.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
 One Deployment running `rdmt <args> --config /etc/rdmt/rdmt.yaml --metrics-port PORT`.
-Arguments (a dict): root (the chart context), component, replicas, resources, args, autoscaling, sizeLimit.
+Arguments (a dict): root (the chart context), component, replicas, resources, args, autoscaling, sizeLimit,
+staticMember (static consumer-group membership named after the pod).
 */}}
 {{- define "rdmt.deployment" -}}
 {{- $root := .root -}}
@@ -131,6 +154,9 @@ spec:
       imagePullSecrets:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+      serviceAccountName: {{ include "rdmt.serviceAccountName" $root }}
+      # The services never call the Kubernetes API.
+      automountServiceAccountToken: false
       securityContext:
         {{- toYaml $root.Values.podSecurityContext | nindent 8 }}
       containers:
@@ -145,6 +171,16 @@ spec:
             # Partition-local state (RocksDB) on the work volume, restored from the changelog topics when lost.
             - name: RDMT_STATE_DIR
               value: /var/lib/rdmt/state
+            {{- end }}
+            {{- if and .staticMember $root.Values.kafka.staticMembership }}
+            # A container restarted in the same pod rejoins under the same id and gets its partitions back at once;
+            # static membership needs the classic protocol (docs/streaming.md).
+            - name: RDMT_KAFKA_GROUP_PROTOCOL
+              value: classic
+            - name: RDMT_KAFKA_GROUP_INSTANCE_ID
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.name
             {{- end }}
           ports:
             - name: metrics
