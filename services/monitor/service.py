@@ -2,9 +2,11 @@
 
 One generic service, started with a monitor's name and scaled by adding members to its group
 (``<prefix>.monitor.<name>``). It is stateless: it only measures (:func:`rdmt_core.results.measure`);
-the evaluator judges the metrics against the history. Opening the file is the only I/O: an
-:class:`~rdmt_core.errors.InputError` (corrupt, not Roman, vanished) is permanent and the request goes
-to the dead-letter topic.
+the evaluator judges the metrics against the history. Opening the file is the only I/O, and only
+under the configured input roots and URI prefixes (:class:`~rdmt_core.data_access.InputPolicy`; the
+service refuses to start when none are configured): an :class:`~rdmt_core.errors.InputError` (corrupt,
+not Roman, vanished, outside the roots, not a regular file, too slow to read) is permanent and the
+request goes to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import click
 
 from rdmt_core.cli.service import service_command
 from rdmt_core.config import RdmtConfig
-from rdmt_core.data_access import open_roman
+from rdmt_core.data_access import InputPolicy, open_roman
 from rdmt_core.errors import ConfigError
 from rdmt_core.kafka.runner import Inbound, Output, ServiceRunner
 from rdmt_core.kafka.settings import StreamingSettings
@@ -34,13 +36,16 @@ def _for_release(config: RdmtConfig, release: str) -> RdmtConfig:
     return config if release == config.release else config.model_copy(update={"release": release})
 
 
-def compute(monitor: type[Monitor], request: Mapping[str, Any], config: RdmtConfig) -> FileResult:
-    """Open the requested file and measure the monitor's metrics (no verdicts: the evaluator has the history)."""
+def compute(
+    monitor: type[Monitor], request: Mapping[str, Any], config: RdmtConfig, inputs: InputPolicy
+) -> FileResult:
+    """Open the requested file (if ``inputs`` allows it) and measure the monitor's metrics (no verdicts: the
+    evaluator has the history)."""
     if request["monitor"] != monitor.name:
         raise ConfigError(f"request {request['request_id']} is for monitor {request['monitor']!r}, "
                           f"this service runs {monitor.name!r}")
     run_config = _for_release(config, request["release"])  # one copy per release: the config caches per instance
-    with open_roman(request["uri"]) as roman:
+    with open_roman(request["uri"], inputs) as roman:
         arrays = roman.read_arrays(monitor.arrays)
         identity = roman.identity
         context = monitor.load_context(roman, run_config.options_for(monitor.name, identity.detector))
@@ -54,17 +59,18 @@ def make_process(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Callable[[Inbound], list[Output]]:
     topic = f"{prefix}.{METRICS}"
+    inputs = InputPolicy.service(config.inputs)  # ConfigError (exit 2) when no input roots are configured
 
     def process(inbound: Inbound) -> list[Output]:
         request = inbound.message.record
-        result = compute(monitor, request, config)
+        result = compute(monitor, request, config, inputs)
         return [Output(topic, result.identity.detector, "metric_record", metric_record(result, request, now()))]
 
     return process
 
 
 def monitor_runner(name: str, config: RdmtConfig, settings: StreamingSettings) -> ServiceRunner:
-    """The runner of ``rdmt service monitor --monitor NAME`` (ConfigError for an unknown monitor)."""
+    """The runner of ``rdmt service monitor --monitor NAME`` (ConfigError for an unknown monitor, or no input roots)."""
     monitor = get_monitor(name)
     prefix = settings.topic_prefix
     inputs = {f"{prefix}.{requests_suffix(name)}": "monitor_request"}

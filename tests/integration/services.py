@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -213,6 +214,9 @@ class Pipeline:
             "store_url": self.store_url,
             "output_dir": str(root / "out"),
             "outputs": {"store": True, "ecsv": ecsv, "report": False, "notify": True},
+            # The monitors read only under input roots: the test's directory, and the temporary directory that
+            # holds pytest's module-scoped inputs (tmp_path_factory) beside it.
+            "inputs": {"roots": [str(root.parent), tempfile.gettempdir()]},
         } | (config or {})))  # fmt: skip
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
         create_topics(self.admin, self.prefix, topic_specs())

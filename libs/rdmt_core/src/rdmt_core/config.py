@@ -157,6 +157,39 @@ class NotifyConfig(_Strict):
     timeout_s: float = 10.0
 
 
+class InputsConfig(_Strict):
+    """Where the monitors may read files from: everything else is refused before it is opened."""
+
+    roots: list[Path] = Field(
+        default_factory=list,
+        description="Local directories files may be read from (symlinks and '..' resolved first); empty: any "
+        "local path for rdmt run, none for the services unless allow_any_local_path.",
+    )
+    uri_prefixes: list[str] = Field(
+        default_factory=list,
+        description="Remote URIs allowed, by scheme and bucket prefix, e.g. s3://roman-crds/references/.",
+    )
+    allow_any_local_path: bool = Field(
+        False,
+        description="Let a service with no roots read any local path (rdmt run always may when roots is empty).",
+    )
+    read_timeout_s: float = Field(
+        300.0, gt=0, description="Opening one file and reading its arrays takes at most this long, in seconds."
+    )
+
+    @field_validator("uri_prefixes")
+    @classmethod
+    def _remote_prefixes(cls, value: list[str]) -> list[str]:
+        for prefix in value:
+            scheme, sep, rest = prefix.partition("://")
+            bucket = rest.split("/", 1)[0]
+            if scheme.lower() == "file":
+                raise ValueError(f"uri prefix {prefix!r}: file:// URIs are local paths, allowed by inputs.roots")
+            if not sep or not scheme or not bucket or bucket in (".", ".."):
+                raise ValueError(f"uri prefix {prefix!r} must name a scheme and a bucket, e.g. s3://bucket/path/")
+        return value
+
+
 class RdmtConfig(_Strict):
     store_url: str = Field(
         "chdb://rdmt-output/store", description="chdb:///path or clickhouse://user:pw@host:8123/db"
@@ -165,6 +198,7 @@ class RdmtConfig(_Strict):
     release: str = Field("live", description="Release name stored with every result.")
     outputs: OutputsConfig = OutputsConfig()
     notify: NotifyConfig = NotifyConfig()
+    inputs: InputsConfig = InputsConfig()
     monitors: dict[str, MonitorConfig] = Field(default_factory=dict)
 
     @field_validator("monitors")

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .config import RdmtConfig
-from .data_access import RomanInput, open_roman
+from .data_access import InputPolicy, RomanInput, open_roman
 from .errors import InputError, RdmtError, UnsupportedInput
 from .evaluators import History
 from .monitors import Monitor, monitors_for, registered_monitors
@@ -104,6 +104,7 @@ class EmbeddedPipeline:
         self._owns_store = store is None and config.outputs.store
         self.store = open_store(config.store_url) if self._owns_store else store
         self.outputs = ResultFiles(config)
+        self.inputs = InputPolicy.embedded(config.inputs)  # with no roots, any local path: rdmt run on a laptop
 
     def close(self) -> None:
         if self._owns_store and self.store is not None:
@@ -122,7 +123,7 @@ class EmbeddedPipeline:
         """Process one file; input problems are caught and returned, never raised."""
         outcome = FileOutcome(source)
         try:
-            with open_roman(source) as roman:
+            with open_roman(source, self.inputs) as roman:
                 monitors = self.enabled_monitors(roman.kind)
                 if not monitors:
                     known = ", ".join(sorted(registered_monitors()))
