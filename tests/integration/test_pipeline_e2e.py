@@ -12,11 +12,15 @@ process can open the chDB store.
    identical to the undisturbed run's.
 3. The delivery is replayed under release ``dr1``: both releases are in the store, equal; the
    replay's alert is not sent.
+4. On a broker of the test's own, the broker is stopped mid-delivery and started again: every service
+   is still running, the last evaluation is stored within 60 s of the broker being back, and the
+   store is identical to the undisturbed run's.
 """
 
 from __future__ import annotations
 
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +34,8 @@ from rdmt_core.geometry import DETECTORS
 from rdmt_core.store import open_store
 from rdmt_core.synthetic import Anomaly, write_dark_delivery
 
+from ..daemons import running
+from ..kafka_broker import BROKER
 from .services import RDMT, TIMEOUT_S, Pipeline, Reader, Webhook, wait_until
 
 USEAFTER = datetime(2026, 3, 1)
@@ -257,3 +263,47 @@ def test_replay_stores_a_second_release_and_does_not_notify(
     assert (both.n_live == N_VALUES).all() and (both.n_dr1 == N_VALUES).all()
     assert (both.live_mean == both.dr1_mean).all()
     assert both.set_index("detector").live_mean[ANOMALOUS] > 1.0
+
+
+@pytest.fixture
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A broker of the test's own, which it may restart (the session's is shared): bootstrap and run directory."""
+    run_dir = tmp_path_factory.mktemp("own-kafka")
+    with running(BROKER, run_dir) as bootstrap:
+        yield bootstrap, run_dir
+
+
+def test_every_service_survives_a_broker_restart_during_a_delivery(
+    own_broker: tuple[str, Path], tmp_path: Path, delivery: list[Path], undisturbed: Run
+) -> None:
+    """The broker stops mid-delivery and comes back: no service exits, and the tables equal an undisturbed run."""
+    bootstrap, run_dir = own_broker
+    webhook = Webhook()
+    p = Pipeline(bootstrap, tmp_path / "run", webhook.url, ecsv=False)
+    script = ["bash", str(BROKER.script)]
+    try:
+        p.start_all()
+        metrics, evaluations = p.reader("metrics"), p.reader("evaluations")
+        p.publish_crds("CRDS-E2E-R", delivery)
+        metrics.read_until(lambda r: len(r) >= 1, "the first metric record", logs=p.log_tails)
+        subprocess.run([*script, "stop", str(run_dir)], check=True, capture_output=True, timeout=120)
+        time.sleep(5)  # the services see the broker gone
+        p.check_running()
+        subprocess.run([*script, "start", str(run_dir)], check=True, capture_output=True, timeout=300)
+        back = time.monotonic()
+        alerts = settle(p, evaluations, n_expected=18, n_alerts=1, webhook=webhook, n_posts=1)
+        stored_after_s = time.monotonic() - back
+        p.check_running()  # every service is still the process that was started
+        assert len(p.procs) == 5 and all(proc.poll() is None for proc in p.procs.values())
+        run = finish(p, metrics, evaluations, alerts, webhook)
+    finally:
+        p.stop_all()
+        webhook.close()
+        print(p.log_tails(60))
+    print(f"last evaluation stored and alerted {stored_after_s:.1f} s after the broker was back")
+    assert stored_after_s < 60
+    assert len(run.files) == 18
+    pd.testing.assert_frame_equal(run.metrics, undisturbed.metrics)
+    pd.testing.assert_frame_equal(run.evaluation_rows, undisturbed.evaluation_rows)
+    [alert] = run.alerts
+    assert [d["detector"] for d in alert["detectors"]] == [ANOMALOUS]

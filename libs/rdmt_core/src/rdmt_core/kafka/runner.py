@@ -173,7 +173,7 @@ class ServiceRunner:
         self._stop.set()
 
     def run(self, metrics_port: int | None = None, install_signals: bool = True) -> None:
-        """Consume until :meth:`stop` (or SIGTERM/SIGINT); raises on a Kafka error that needs a restart."""
+        """Consume until :meth:`stop` (or SIGTERM/SIGINT); after a Kafka error, again with new clients."""
         if install_signals and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
@@ -183,6 +183,35 @@ class ServiceRunner:
             if server is not None:
                 server.shutdown()
             return
+        try:
+            attempt = 1
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    self._session()
+                    break
+                except KafkaException as exc:
+                    # A fatal client error (fenced static member after a broker restart, say) or a producer
+                    # that cannot deliver: new clients, after a backoff. The message in hand was not stored,
+                    # so it is processed again (at least once).
+                    if time.monotonic() - started > 60:
+                        attempt = 1  # it had been running: a new outage
+                    delay = backoff_s(attempt, self.settings.retry)
+                    log.error("Kafka error; new clients in %.1f s (attempt %d): %s", delay, attempt, exc,
+                              extra={"error_type": error_type(exc)})  # fmt: skip
+                    self.state.assigned.clear()
+                    if self._stop.wait(delay):
+                        break
+                    attempt += 1
+        finally:
+            self.state.stopping = True
+            self.codec.close()
+            if server is not None:
+                server.shutdown()
+            log.info("%s stopped", self.service)
+
+    def _session(self) -> None:
+        """One consumer and producer, consuming until :meth:`stop`; raises KafkaException when they fail."""
         kafka = self.settings.kafka
         kafka_log = logging.getLogger("rdmt.kafka")
         consumer = Consumer(kafka.consumer(self.group_id, self.service) | {"logger": kafka_log})
@@ -198,13 +227,11 @@ class ServiceRunner:
         except _Interrupted:
             log.info("stopped while waiting to retry: the message stays for the next member")
         finally:
-            self.state.stopping = True
-            producer.flush(FLUSH_TIMEOUT_S)
-            consumer.close()  # commits the stored offsets and leaves the group
-            self.codec.close()
-            if server is not None:
-                server.shutdown()
-            log.info("%s stopped", self.service)
+            producer.flush(FLUSH_TIMEOUT_S if self._stop.is_set() else 5.0)
+            try:
+                consumer.close()  # commits the stored offsets and leaves the group
+            except KafkaException as exc:  # a fenced consumer cannot commit; its offsets are stored up to the last
+                log.warning("closing the consumer: %s", exc)
 
     def _set_up(self) -> bool:
         """Call ``setup`` until it succeeds (True) or the service is stopped (False), with backoff."""

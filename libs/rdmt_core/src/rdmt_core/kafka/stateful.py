@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from confluent_kafka import Consumer, KafkaException
 from quixstreams import Application, message_context
@@ -340,10 +342,9 @@ def run_service(
     """Build the quixstreams application of ``service`` with ``build`` and run it until SIGTERM or SIGINT.
 
     A Kafka error that stops the application (a broker restarted under it, fencing of its transactional
-    producer, an unknown member after a long outage, no broker at start) is logged and the application is
-    built anew and run again, with backoff: the service recovers without a restart. State and offsets come
-    back from Kafka, as after any restart. ``/healthz`` stays 200 meanwhile unless a message is held longer
-    than ``max_processing_s``; ``/readyz`` is 503 until the new application holds partitions again.
+    producer, an unknown member after a long outage, no broker at start) is logged and, after a backoff, the
+    service starts again in the same process (:func:`_start_again`): it recovers without an orchestrator.
+    State and offsets come back from Kafka, as after any restart.
     """
     options = settings.service
     log = logging.getLogger(f"rdmt.streaming.{service}")
@@ -358,29 +359,44 @@ def run_service(
         serve_http(metrics_port, metrics, state, settings.observability.metrics_host)
     meter = MessageMeter(metrics, f"{settings.topic_prefix}.{DEADLETTER}", state)
     stopping = threading.Event()
-    attempt = 1
-    while not stopping.is_set():
-        app = build(config, settings, meter)
-        started = time.monotonic()
-        try:
-            with contextlib.ExitStack() as stack:
-                stack.enter_context(AppWatcher(app, settings, metrics, state))
-                for task in _ALONGSIDE.pop(app, []):
-                    stack.enter_context(task)
-                app.run()  # returns when SIGTERM or SIGINT stopped it
+    app = build(config, settings, meter)
+    started = time.monotonic()
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(AppWatcher(app, settings, metrics, state))
+            for task in _ALONGSIDE.pop(app, []):
+                stack.enter_context(task)
+            app.run()  # returns when SIGTERM or SIGINT stopped it
+        return
+    except KafkaException as exc:
+        if getattr(app, "stop_requested", False):
+            log.info("stopped (a Kafka error on the way out: %s)", exc)
             return
-        except KafkaException as exc:
-            if getattr(app, "stop_requested", False):
-                log.info("stopped (a Kafka error on the way out: %s)", exc)
-                return
-            if time.monotonic() - started > 60:
-                attempt = 1  # it had been running: a new outage, not the same one
-            delay = min(settings.retry.backoff_max_s, settings.retry.backoff_initial_s * 2 ** (attempt - 1))
-            log.error("the application stopped on a Kafka error (attempt %d); starting it again in %.1f s: %s",
-                      attempt, delay, exc, extra={"error_type": error_type(exc)})  # fmt: skip
-            state.finished()
-            _wait_or_stop(stopping, delay)
-            attempt += 1
+        # Failed quickly again: the same outage, back off further; after a good run: a new outage.
+        attempt = int(os.environ.get(RESTART_ATTEMPT, "0")) + 1 if time.monotonic() - started < 60 else 1
+        delay = min(settings.retry.backoff_max_s, settings.retry.backoff_initial_s * 2 ** (attempt - 1))
+        log.error("the application stopped on a Kafka error (attempt %d); the service starts again in %.1f s: %s",
+                  attempt, delay, exc, extra={"error_type": error_type(exc)})  # fmt: skip
+        state.finished()
+        _wait_or_stop(stopping, delay)
+        if not stopping.is_set():
+            _start_again(attempt)
+
+
+RESTART_ATTEMPT = "RDMT_RESTART_ATTEMPT"  # how many times in a row the service started again after an error
+
+
+def _start_again(attempt: int) -> NoReturn:
+    """Replace this process by a fresh start of the same command (same PID, same arguments).
+
+    A quixstreams application stopped by a Kafka error leaves native state behind (RocksDB handles, the
+    fenced transactional producer's threads); an application built anew in the same process was seen to wait
+    on them for minutes. A fresh image of the process releases all of it, as an orchestrator's restart would,
+    without one: the service is back at once, and keeps its PID.
+    """
+    logging.shutdown()
+    os.environ[RESTART_ATTEMPT] = str(attempt)
+    os.execv(sys.executable, [sys.executable, sys.argv[0], *sys.argv[1:]])
 
 
 def _wait_or_stop(stopping: threading.Event, delay_s: float) -> None:
