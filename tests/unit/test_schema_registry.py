@@ -56,7 +56,7 @@ def test_every_schema_is_identified_by_its_canonical_form() -> None:
     alert = catalog.schema_json("alert")
     alert["doc"] = "documentation does not change the canonical form"
     assert catalog.identify(json.dumps(alert)) == ("alert", catalog.newest("alert"))
-    alert["fields"] = alert["fields"][:-1]
+    alert["fields"] = alert["fields"][1:]  # (without its last field, alert 1.1 would be alert 1.0)
     with pytest.raises(SchemaError, match=r"schema id 9 \(fingerprint [0-9a-f]{16}\) is not a schema in"):
         catalog.identify(json.dumps(alert), "schema id 9")
     with pytest.raises(SchemaError, match="is not a valid Avro schema"):
