@@ -55,6 +55,7 @@ def effective_settings(name: str, config: Any, settings: Any, metrics_port: int 
         "output_dir": str(config.output_dir),
         "release": config.release,
         "outputs": config.outputs.model_dump(mode="json"),
+        "inputs": config.inputs.model_dump(mode="json"),
         "metrics_port": metrics_port,
         "streaming": settings.describe(),
     }
