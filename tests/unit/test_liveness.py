@@ -35,6 +35,7 @@ def test_a_message_held_longer_than_the_limit_fails_liveness_and_readiness() -> 
         assert _get(port, "/healthz")[0] == 200
     finally:
         server.shutdown()
+        server.server_close()
 
 
 def test_a_consumer_that_stopped_polling_is_not_live_and_a_wait_is_named() -> None:
