@@ -182,6 +182,7 @@ class ServiceRunner:
         if self.setup is not None and not self._set_up():
             if server is not None:
                 server.shutdown()
+                server.server_close()
             return
         try:
             attempt = 1
@@ -208,6 +209,7 @@ class ServiceRunner:
             self.codec.close()
             if server is not None:
                 server.shutdown()
+                server.server_close()
             log.info("%s stopped", self.service)
 
     def _session(self) -> None:
