@@ -30,12 +30,13 @@ test-containers: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e 'libs/rdmt_core[containers]'
 	RDMT_CONTAINERS=1 $(BIN)/python -m pytest tests/containers -rs $(PYTEST_ARGS)
 
-## bench: speed and memory of the dark and Level-2 monitors on full-size files, a burst through all services, start-up times
+## bench: speed and memory of the dark and Level-2 monitors on full-size files, a burst through all services, start-up and recovery times
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_dark.py
 	$(BIN)/python benchmarks/bench_l2.py
 	$(BIN)/python benchmarks/bench_burst.py
 	$(BIN)/python benchmarks/bench_startup.py
+	$(BIN)/python benchmarks/bench_recovery.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check libs services tests benchmarks schemas
