@@ -241,3 +241,21 @@ def test_sql_names_the_tables_without_their_database(tmp_path, store_url, two_de
     assert code == 0 and out.splitlines() == ["n", str(3 * 9 * 1057)]
     code, out, _ = _run("sql", "SELECT count() AS n FROM rdmt.files", "--store", store_url, "--format", "csv")
     assert code == 0 and out.splitlines() == ["n", "3"]
+
+
+@pytest.mark.slow
+def test_the_demo_runs_end_to_end_at_a_reduced_size(tmp_path):
+    """`rdmt demo` (what `make demo` runs) at 256 pixels: both deliveries and the exposure are monitored and stored.
+
+    At this size the change evaluator flags clean detectors too (issue 11): only completion is checked here.
+    """
+    output = tmp_path / "demo"
+    proc = subprocess.run([str(Path(sys.executable).with_name("rdmt")), "demo", "--size", "256", "--output",
+                           str(output)], capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    for run_id in ("demo-delivery-1", "demo-delivery-2", "demo-exposure-1"):
+        assert (output / "reports" / f"overview_{run_id}.html").is_file(), run_id
+    code, out, _ = _run("sql", "SELECT monitor, count() AS n FROM files GROUP BY monitor ORDER BY monitor",
+                        "--store", f"chdb://{output / 'store'}", "--format", "csv")  # fmt: skip
+    assert code == 0
+    assert out.splitlines()[1:] == ["astrometry,18", "background,18", "dark,36", "one_over_f,18", "psf_shape,18"]

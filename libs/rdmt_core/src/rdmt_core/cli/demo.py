@@ -67,6 +67,7 @@ def run_demo(output: Path, size: int, keep_inputs: bool) -> int:
 
     scratch = Path(tempfile.mkdtemp(prefix="rdmt-demo-inputs-"))
     config = load_config(
+        None,
         store_url=f"chdb://{output / 'store'}",
         output_dir=str(output),
         monitors={"astrometry": {"options": {"catalog_dir": str(scratch / "catalog")}}},
