@@ -67,7 +67,7 @@ def _alert() -> dict:
         "created_at": datetime(2026, 5, 1, 12, tzinfo=UTC), "n_files": 18, "n_files_expected": 18,
         "detectors": [{"detector": "WFI07", "n_failed_files": 1, "fail_counts": {"mission": 3},
                        "top_failures": []}],
-        "report_url": None, "replay": False,
+        "report_url": None, "replay": False, "late": False,
     }  # fmt: skip
 
 
