@@ -20,6 +20,7 @@ in its notes under ``status``: that is a status, not an error.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -101,17 +102,24 @@ class Monitor:
         raise KeyError(f"monitor {cls.name!r} has no metric {metric!r}")
 
     @classmethod
+    def _examples(cls) -> Any:
+        """The ``examples`` module of the monitor's package (imported only when example data is asked for)."""
+        return importlib.import_module(".examples", cls.__module__.rpartition(".")[0])
+
+    @classmethod
     def example_arrays(cls, side: int, seed: int, anomaly: bool = False) -> dict[str, np.ndarray]:
         """Realistic synthetic arrays this monitor accepts (used by the registry test and benchmarks).
 
-        With ``anomaly``, the arrays carry the anomaly that :attr:`anomaly` describes.
+        With ``anomaly``, the arrays carry the anomaly that :attr:`anomaly` describes. The package's
+        ``examples.example_arrays(side, seed, anomaly)`` makes them.
         """
-        raise NotImplementedError
+        return cls._examples().example_arrays(side, seed, anomaly)
 
     @classmethod
     def example_context(cls, side: int, seed: int, anomaly: bool = False) -> dict[str, Any]:
-        """The context matching :meth:`example_arrays` (empty for monitors that need none)."""
-        return {}
+        """The context matching :meth:`example_arrays`: the package's ``examples.example_context``, if any, else {}."""
+        make = getattr(cls._examples(), "example_context", None)
+        return {} if make is None else make(side, seed, anomaly)
 
     @classmethod
     def load_context(cls, roman: RomanInput, options: BaseModel) -> dict[str, Any]:

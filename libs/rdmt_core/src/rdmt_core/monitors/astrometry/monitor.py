@@ -34,18 +34,6 @@ class AstrometryMonitor(ImageMonitor):
     figures = ("offsets",)
 
     @classmethod
-    def example_arrays(cls, side: int, seed: int, anomaly: bool = False) -> dict[str, np.ndarray]:
-        from .examples import example_arrays
-
-        return example_arrays(side, seed, anomaly)
-
-    @classmethod
-    def example_context(cls, side: int, seed: int, anomaly: bool = False) -> dict[str, Any]:
-        from .examples import example_context
-
-        return example_context(side, seed, anomaly)
-
-    @classmethod
     def load_context(cls, roman: RomanInput, options: BaseModel) -> dict[str, Any]:
         from .context import context_for, file_wcs, science_side
 

@@ -31,12 +31,6 @@ class BackgroundMonitor(ImageMonitor):
     figures = ("background_map",)
 
     @classmethod
-    def example_arrays(cls, side: int, seed: int, anomaly: bool = False) -> dict[str, np.ndarray]:
-        from .examples import example_arrays
-
-        return example_arrays(side, seed, anomaly)
-
-    @classmethod
     def compute(cls, arrays: dict[str, np.ndarray], options: BaseModel, context: Context) -> MonitorResult:
         from .metrics import background_metrics
 

@@ -29,12 +29,6 @@ class DarkMonitor(Monitor):
     anomaly: ClassVar[ExpectedFailure] = ExpectedFailure("n_hot_pixels", "96x96 hot-pixel cluster (0.5 DN/s)")
 
     @classmethod
-    def example_arrays(cls, side: int, seed: int, anomaly: bool = False) -> dict[str, np.ndarray]:
-        from .examples import example_arrays
-
-        return example_arrays(side, seed, anomaly)
-
-    @classmethod
     def compute(cls, arrays: dict[str, np.ndarray], options: BaseModel, context: Context) -> MonitorResult:
         from .metrics import dark_metrics
 

@@ -32,12 +32,6 @@ class OneOverFMonitor(ImageMonitor):
     figures = ("one_over_f_spectra", "one_over_f_amplifiers")
 
     @classmethod
-    def example_arrays(cls, side: int, seed: int, anomaly: bool = False) -> dict[str, np.ndarray]:
-        from .examples import example_arrays
-
-        return example_arrays(side, seed, anomaly)
-
-    @classmethod
     def compute(cls, arrays: dict[str, np.ndarray], options: BaseModel, context: Context) -> MonitorResult:
         from .metrics import one_over_f_metrics
 

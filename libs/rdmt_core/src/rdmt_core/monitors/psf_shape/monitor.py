@@ -27,12 +27,6 @@ class PsfShapeMonitor(ImageMonitor):
     figures = ("psf_fwhm",)
 
     @classmethod
-    def example_arrays(cls, side: int, seed: int, anomaly: bool = False) -> dict[str, np.ndarray]:
-        from .examples import example_arrays
-
-        return example_arrays(side, seed, anomaly)
-
-    @classmethod
     def compute(cls, arrays: dict[str, np.ndarray], options: BaseModel, context: Context) -> MonitorResult:
         from .metrics import psf_metrics
 
