@@ -7,7 +7,9 @@
 2. The sink with a store that cannot be reached waits for it: live, not ready (``/readyz`` names the store), and
    nothing is written anywhere else.
 3. A failing result that arrives after its delivery was closed by the alert timeout (the evaluator was down
-   longer than the timeout) is alerted, as a follow-up alert of that delivery, on the topic and the webhook.
+   longer than the timeout) is alerted, as a follow-up alert of that delivery, on the topic and the webhook;
+   and the notifier's ticks wait while results are pending on its source topic.
+4. A service started before its broker keeps trying in the same process and works once the broker is up.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import json
 import os
 import re
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from confluent_kafka import Producer
 
@@ -182,3 +186,86 @@ def test_a_failure_that_arrives_after_the_alert_timeout_is_alerted(kafka_bootstr
     assert (alert["n_files"], alert["n_files_expected"]) == (1, 3)
     [post] = webhook.posts
     assert "D-LATE" in post["text"] and "WFI02" in post["text"] and "Follow-up" in post["text"]
+
+
+def test_ticks_wait_while_results_are_pending_on_the_source_topic(kafka_bootstrap: str) -> None:
+    """The notifier's gate on ticks: results the group has not consumed (a transactional topic) are counted."""
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from rdmt_core.kafka.delivery_groups import SourceProgress
+
+    topic, group = f"progress-{os.getpid()}-{free_port()}", f"progress-group-{free_port()}"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"{topic}-txn"})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for i in range(3):
+        producer.produce(topic, value=b"result %d" % i)
+    producer.commit_transaction(30)  # 3 records and the commit marker
+    progress = SourceProgress({"bootstrap.servers": kafka_bootstrap}, group, topic)
+    try:
+        assert progress.waiting() == 3 and not progress.caught_up()
+        consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
+        consumer.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)  # consumed to the marker
+        consumer.close()
+        assert progress.waiting() == 0 and progress.caught_up()
+    finally:
+        progress.close()
+
+
+def test_a_service_started_before_its_broker_works_once_the_broker_is_up(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The evaluator starts with no broker at its address, keeps trying (same process), and works once one is up."""
+    from confluent_kafka.admin import AdminClient
+
+    from rdmt_core.kafka.topics import create_topics, topic_specs
+
+    from ..daemons import running
+    from ..kafka_broker import BROKER
+
+    port = free_port()
+    prefix = f"late-broker-{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RDMT_")} | {
+        "RDMT_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}", "RDMT_TOPIC_PREFIX": prefix,
+        "RDMT_STATE_DIR": str(tmp_path / "state"), "RDMT_KAFKA_PORT": str(port),
+    }  # fmt: skip
+    log = tmp_path / "evaluator.log"
+    with log.open("wb") as out:
+        evaluator = subprocess.Popen([RDMT, "service", "evaluator"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(5)
+        assert evaluator.poll() is None, log.read_text()
+        os.environ["RDMT_KAFKA_PORT"], saved = str(port), os.environ.get("RDMT_KAFKA_PORT")
+        try:
+            broker = running(BROKER, tmp_path_factory.mktemp("late-kafka"))
+            bootstrap = broker.__enter__()
+        finally:
+            if saved is None:
+                os.environ.pop("RDMT_KAFKA_PORT")
+            else:
+                os.environ["RDMT_KAFKA_PORT"] = saved
+        try:
+            assert bootstrap == f"127.0.0.1:{port}"
+            create_topics(AdminClient({"bootstrap.servers": bootstrap}), prefix, topic_specs())
+            record = _metric_records("D-BROKER")["WFI01"]
+            producer = Producer({"bootstrap.servers": bootstrap})
+            producer.produce(f"{prefix}.metrics", avro.encode("metric_record", record), key="WFI01")
+            producer.flush(10)
+            from .services import Reader
+
+            reader = Reader(bootstrap, f"{prefix}.evaluations")
+            try:
+                reader.read_until(lambda r: len(r) >= 1, "the evaluation", timeout_s=180,
+                                  logs=lambda: log.read_text()[-4000:])  # fmt: skip
+            finally:
+                reader.close()
+            assert evaluator.poll() is None, "the evaluator is the process that was started (it never exited)"
+        finally:
+            broker.__exit__(None, None, None)
+    finally:
+        evaluator.terminate()
+        evaluator.wait(30)
+    assert '"level": "error"' in log.read_text()  # the missing broker was logged, as JSON
