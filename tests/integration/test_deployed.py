@@ -10,6 +10,7 @@
    longer than the timeout) is alerted, as a follow-up alert of that delivery, on the topic and the webhook;
    and the notifier's ticks wait while results are pending on its source topic.
 4. A service started before its broker keeps trying in the same process and works once the broker is up.
+5. A monitor holding a message longer than `RDMT_MAX_PROCESSING_S` is not live (`/healthz` 503), then is again.
 """
 
 from __future__ import annotations
@@ -269,3 +270,30 @@ def test_a_service_started_before_its_broker_works_once_the_broker_is_up(
         evaluator.terminate()
         evaluator.wait(30)
     assert '"level": "error"' in log.read_text()  # the missing broker was logged, as JSON
+
+
+def test_a_monitor_holding_a_message_longer_than_the_limit_is_not_live(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """``/healthz`` follows the message in hand: over ``RDMT_MAX_PROCESSING_S`` it is 503, then 200 again."""
+    from rdmt_core.synthetic import write_dark_delivery
+
+    p = Pipeline(kafka_bootstrap, tmp_path / "run", webhook_url="")
+    files = write_dark_delivery(tmp_path / "d", datetime(2026, 7, 1), side=4096, detectors=("WFI01",))
+    seen: list[tuple[int, str]] = []
+    try:
+        p.start("ingest")
+        p.start("monitor", RDMT_MAX_PROCESSING_S="0.2")  # a full-size file takes longer than that to measure
+        p.wait_ready("ingest")
+        p.wait_ready("monitor")
+        port = p.ports["monitor"]
+        metrics = p.reader("metrics")
+        p.publish_crds("D-SLOW", files)
+
+        def done() -> bool:
+            seen.append(_get(f"http://127.0.0.1:{port}/healthz"))
+            return metrics.poll(0.02) or bool(metrics.records)
+
+        wait_until(done, "the metric record", logs=p.log_tails, every_s=0.02)
+        assert any(code == 503 and "one message held for" in text for code, text in seen), seen[-5:]
+        wait_until(lambda: _get(f"http://127.0.0.1:{port}/healthz")[0] == 200, "live again", logs=p.log_tails)
+    finally:
+        p.stop_all()

@@ -270,7 +270,21 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     """A broker of the test's own, which it may restart (the session's is shared): bootstrap and run directory."""
     run_dir = tmp_path_factory.mktemp("own-kafka")
     with running(BROKER, run_dir) as bootstrap:
+        _warm_up(bootstrap)
         yield bootstrap, run_dir
+
+
+def _warm_up(bootstrap: str) -> None:
+    """Have a fresh broker create its group and transaction coordinators' topics before the services start."""
+    from confluent_kafka import Consumer, Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": "warm-up"})
+    producer.init_transactions(120)
+    producer.begin_transaction()
+    producer.commit_transaction(60)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "warm-up"})
+    consumer.list_topics(timeout=30)
+    consumer.close()
 
 
 def test_every_service_survives_a_broker_restart_during_a_delivery(

@@ -231,6 +231,10 @@ def application(
             "client.id": f"rdmt-{service}",
             # After a crash, the partitions (and their state) move to a new member after this long.
             "session.timeout.ms": settings.kafka.session_timeout_ms,
+            # quixstreams creates its changelog and repartition topics just before it subscribes; a topic the
+            # client's metadata does not have yet is looked up again only at this interval (librdkafka's
+            # default is 5 minutes, which once left a new evaluator without partitions on a fresh broker).
+            "topic.metadata.refresh.interval.ms": 10_000,
         },
         # An evaluation record of a dark file is ~3 MB before compression (1,057 reasons per block), ~100 kB after.
         producer_extra_config={
