@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .geometry import SCALES
 from .notify import Notification, send_notification
 from .records import Status
+from .wire import as_datetime
 
 if TYPE_CHECKING:
     from .config import NotifyConfig
@@ -201,9 +202,7 @@ class RateLimit:
 def send_alert(alert: Mapping[str, Any], notify: NotifyConfig, options: ServiceOptions, limit: RateLimit) -> None:
     """Send one alert to the configured channels (or only log it: replays, old alerts, over the rate limit)."""
     note = format_alert(alert)
-    created = alert["created_at"]
-    created_s = created.timestamp() if isinstance(created, datetime) else int(created) / 1000
-    age_s = time.time() - created_s
+    age_s = time.time() - as_datetime(alert["created_at"]).timestamp()
     if alert["replay"] and not options.notify_replays:
         log.info("replay alert of delivery %s (release %s) not sent:\n%s", alert["delivery_id"], alert["release"],
                  note.text)  # fmt: skip

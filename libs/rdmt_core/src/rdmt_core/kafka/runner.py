@@ -113,6 +113,7 @@ class ServiceRunner:
             stale_after_s=settings.kafka.max_poll_interval_ms / 1000, max_processing_s=settings.service.max_processing_s
         )
         self.setup = setup
+        self._lag: LagMeter | None = None
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait  # returns True when stopping
         self._delivery_errors: list[str] = []
@@ -255,7 +256,7 @@ class ServiceRunner:
             return True
 
     def _loop(self, consumer: Consumer, producer: Producer) -> None:
-        lag = LagMeter(consumer, self.metrics)
+        lag = self._lag = LagMeter(consumer, self.metrics)  # _revoked forgets the revoked partitions' gauges
         while not self._stop.is_set():
             self.state.polled()
             msg = consumer.poll(0.5)
@@ -315,7 +316,8 @@ class ServiceRunner:
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for p in partitions:
             self.state.assigned.discard((p.topic, p.partition))
-        LagMeter(consumer, self.metrics).forget({(p.topic, p.partition) for p in partitions})
+        if self._lag is not None:
+            self._lag.forget({(p.topic, p.partition) for p in partitions})
         self.metrics.assigned.labels(self.service).set(len(self.state.assigned))
         log.info("revoked %s", _names(partitions))
 
