@@ -6,10 +6,14 @@ filled with seeded numpy data shaped like a calibrated WFI image:
 * a gwcs WCS (tangent plane, 0.11"/pixel, rotated by the position angle)
   centred on the detector; the 18 detectors of a field sit on a 6x3 grid on the
   sky, so one catalogue covers an exposure;
+* a polynomial distortion before the tangent plane, with a bounding box and no
+  analytic inverse, as the pipeline's WCSs have (``L2Scene.distortion``);
 * stars at known sky positions from a reference catalogue (Gaia-like ECSV:
   ``source_id``, ``ra``, ``dec``, ``phot_g_mean_mag``), drawn through the *true*
-  WCS with an undersampled PSF (a pixel-integrated Moffat, beta = 3, FWHM about
-  1.6 pixels, integrated on a 5x oversampled grid);
+  WCS with the detector's and filter's PSF from ``galsim.roman`` (Airy rings,
+  diffraction spikes, wide wings; :mod:`rdmt_core.synthetic_psf`), or with an
+  idealised pixel-integrated Moffat (beta = 3, FWHM 1.6 pixels) for tests of
+  the arithmetic (``L2Scene.psf_model``);
 * a sky background, white noise and the stars' Poisson noise; pixels above the
   saturation rate are clipped and flagged SATURATED in ``dq``.
 
@@ -82,7 +86,12 @@ class L2Scene:
     background: float = 0.8  # DN/s per pixel
     white_noise: float = 0.08  # DN/s per pixel
     exposure_time: float = 140.0  # s, sets the stars' Poisson noise
-    psf_fwhm: float = 1.6  # pixels
+    psf_fwhm: float = 1.6  # pixels, of the Moffat PSF (psf_model "moffat")
+    # "roman": galsim.roman's PSF of the detector and filter (rings, spikes, wings; rdmt_core.synthetic_psf);
+    # "moffat": an idealised pixel-integrated Moffat (beta 3, psf_fwhm), for tests of the arithmetic
+    psf_model: str = "roman"
+    optical_element: str = "F158"
+    distortion: float = 2.0  # pixels at the corners: polynomial, no analytic inverse (0: a plain tangent plane)
     seed: int = 0
     field_name: str = "bulge-01"
     extra: dict[str, str] = field(default_factory=dict)
@@ -102,28 +111,79 @@ def detector_centre(scene: L2Scene, detector: str, side: int) -> coord.SkyCoord:
     return offset
 
 
-def make_wcs(centre: coord.SkyCoord, n_pixels: int, angle_deg: float) -> gwcs_wcs.WCS:
-    """A tangent-plane gwcs WCS of an ``n_pixels`` square image centred on ``centre`` (0-based pixels)."""
+def distortion_model(n_pixels: int, distortion: float) -> models.Model:
+    """Pixel -> undistorted pixel (both centred on the image): a cubic polynomial with no analytic inverse.
+
+    ``distortion`` is the displacement (pixels) at the image's corner along x; the shape of the
+    field is that of a wide-field camera: a radial cubic term plus smaller quadratic ones.
+    """
+    r = n_pixels / 2.0
+    d = distortion
+    x_poly = models.Polynomial2D(3, c1_0=1.0, c1_1=0.3 * d / r**2, c3_0=0.5 * d / r**3, c1_2=0.5 * d / r**3)
+    y_poly = models.Polynomial2D(
+        3, c0_1=1.0, c2_0=-0.2 * d / r**2, c0_2=0.2 * d / r**2, c2_1=0.5 * d / r**3, c0_3=0.5 * d / r**3
+    )
+    return models.Mapping((0, 1, 0, 1)) | (x_poly & y_poly)
+
+
+def make_wcs(centre: coord.SkyCoord, n_pixels: int, angle_deg: float, distortion: float = 0.0) -> gwcs_wcs.WCS:
+    """A tangent-plane gwcs WCS of an ``n_pixels`` square image centred on ``centre`` (0-based pixels).
+
+    With ``distortion`` (pixels at the corner), a polynomial distortion comes first and the WCS has
+    a bounding box and no analytic inverse, like the pipeline's: sky to pixel needs a numerical
+    inverse (:func:`sky_to_pixel`).
+    """
     crpix = (n_pixels - 1) / 2.0
     theta = np.deg2rad(angle_deg)
     scale = PIXEL_SCALE / 3600.0
     matrix = scale * np.array([[-np.cos(theta), np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    transform = models.Shift(-crpix) & models.Shift(-crpix)
+    if distortion:
+        transform = transform | distortion_model(n_pixels, distortion)
     transform = (
-        (models.Shift(-crpix) & models.Shift(-crpix))
+        transform
         | models.AffineTransformation2D(matrix=matrix)
         | models.Pix2Sky_TAN()
         | models.RotateNative2Celestial(centre.ra.deg, centre.dec.deg, 180.0)
     )
     detector_frame = cf.Frame2D(name="detector", axes_order=(0, 1), unit=(u.pix, u.pix))
     sky_frame = cf.CelestialFrame(reference_frame=coord.ICRS(), name="icrs", unit=(u.deg, u.deg))
-    return gwcs_wcs.WCS([(detector_frame, transform), (sky_frame, None)])
+    wcs = gwcs_wcs.WCS([(detector_frame, transform), (sky_frame, None)])
+    if distortion:
+        wcs.bounding_box = ((-0.5, n_pixels - 0.5), (-0.5, n_pixels - 0.5))
+    return wcs
 
 
-def perturbed_wcs(centre: coord.SkyCoord, n_pixels: int, angle_deg: float, injection: L2Injection) -> gwcs_wcs.WCS:
+def sky_to_pixel(
+    centre: coord.SkyCoord, n_pixels: int, angle_deg: float, distortion: float, ra: np.ndarray, dec: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """0-based pixel positions of sky positions through :func:`make_wcs`'s WCS, without gwcs' numerical inverse.
+
+    The undistorted WCS has an analytic inverse; the polynomial is inverted by fixed-point iteration
+    (converges to 1e-9 pixel: the distortion changes slowly across a pixel).
+    """
+    u_, v_ = make_wcs(centre, n_pixels, angle_deg).world_to_pixel_values(ra, dec)
+    if not distortion:
+        return np.asarray(u_), np.asarray(v_)
+    crpix = (n_pixels - 1) / 2.0
+    target_x, target_y = np.asarray(u_) - crpix, np.asarray(v_) - crpix
+    model = distortion_model(n_pixels, distortion)
+    x, y = target_x.copy(), target_y.copy()
+    for _ in range(50):
+        dx, dy = model(x, y)
+        x, y = x - (dx - target_x), y - (dy - target_y)
+        if max(np.max(np.abs(dx - target_x), initial=0.0), np.max(np.abs(dy - target_y), initial=0.0)) < 1e-9:
+            break
+    return x + crpix, y + crpix
+
+
+def perturbed_wcs(
+    centre: coord.SkyCoord, n_pixels: int, angle_deg: float, injection: L2Injection, distortion: float = 0.0
+) -> gwcs_wcs.WCS:
     """The WCS written to the file: the true one shifted on the sky and rotated about the centre."""
     d_ra, d_dec = injection.wcs_shift_arcsec
     shifted = centre.spherical_offsets_by(d_ra * u.arcsec, d_dec * u.arcsec)
-    return make_wcs(shifted, n_pixels, angle_deg + injection.wcs_rotation_arcsec / 3600.0)
+    return make_wcs(shifted, n_pixels, angle_deg + injection.wcs_rotation_arcsec / 3600.0, distortion)
 
 
 def field_catalog(scene: L2Scene, side: int = 4096, detectors: tuple[str, ...] = DETECTORS) -> Table:
@@ -276,17 +336,29 @@ def l2_arrays(
     n = side - 2 * BORDER
     rng = np.random.default_rng([scene.seed, exposure_seed, _detector_number(detector)])
     centre = detector_centre(scene, detector, side)
-    true_wcs = make_wcs(centre, n, scene.position_angle_deg)
-    file_wcs = perturbed_wcs(centre, n, scene.position_angle_deg, injection)
+    true_wcs = make_wcs(centre, n, scene.position_angle_deg, scene.distortion)
+    file_wcs = perturbed_wcs(centre, n, scene.position_angle_deg, injection, scene.distortion)
 
     sky = coord.SkyCoord(np.asarray(catalog["ra"]) * u.deg, np.asarray(catalog["dec"]) * u.deg)
     near = sky.separation(centre).arcsec < 0.75 * n * PIXEL_SCALE
-    x, y = true_wcs.world_to_pixel_values(sky.ra.deg[near], sky.dec.deg[near])
-    on = (x > -3) & (x < n + 2) & (y > -3) & (y < n + 2)
+    x, y = sky_to_pixel(centre, n, scene.position_angle_deg, scene.distortion, sky.ra.deg[near], sky.dec.deg[near])
+    margin = 3 if scene.psf_model == "moffat" else 130  # stars off the image still spread their halo onto it
+    on = (x > -margin) & (x < n - 1 + margin) & (y > -margin) & (y < n - 1 + margin)
     x, y = x[on], y[on]
     flux = 10 ** (-0.4 * (np.asarray(catalog["phot_g_mean_mag"])[near][on] - ZERO_POINT))
-    fwhm = scene.psf_fwhm * injection.psf_fwhm_scale
-    stars = render_stars((n, n), x, y, flux, fwhm, injection.psf_ellipticity, injection.psf_angle_deg)
+    if scene.psf_model == "roman":
+        from .synthetic_psf import psf_truth, render_psf_stars
+
+        shape_args = (injection.psf_fwhm_scale, injection.psf_ellipticity, injection.psf_angle_deg)
+        number = _detector_number(detector)
+        stars, x, y = render_psf_stars((n, n), x, y, flux, number, scene.optical_element, *shape_args)
+        fwhm = float(psf_truth(number, scene.optical_element, *shape_args).fwhm)
+    elif scene.psf_model == "moffat":
+        fwhm = scene.psf_fwhm * injection.psf_fwhm_scale
+        stars = render_stars((n, n), x, y, flux, fwhm, injection.psf_ellipticity, injection.psf_angle_deg)
+    else:
+        raise ValueError(f"unknown psf_model {scene.psf_model!r} (known: roman, moffat)")
+    inside = (x > -3) & (x < n + 2) & (y > -3) & (y < n + 2)
 
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / np.float32(n - 1) - np.float32(0.5)
     background = np.float32(scene.background) + np.float32(injection.background_gradient[0]) * xx
@@ -307,7 +379,8 @@ def l2_arrays(
     data[saturated] = SATURATION
     dq[saturated] |= dqflags.pixel.SATURATED
     err = np.sqrt(variance).astype(np.float16)
-    truth = L2Truth(x, y, flux, np.asarray(catalog["source_id"])[near][on], injection, fwhm)
+    ids = np.asarray(catalog["source_id"])[near][on]
+    truth = L2Truth(x[inside], y[inside], flux[inside], ids[inside], injection, fwhm)
     return {"data": data.astype(np.float32), "dq": dq, "err": err}, file_wcs, true_wcs, truth
 
 
@@ -330,6 +403,7 @@ def l2_model(
     model.meta.exposure.start_time = Time(start_time)
     model.meta.exposure.end_time = Time(start_time + timedelta(seconds=scene.exposure_time))
     model.meta.exposure.exposure_time = scene.exposure_time
+    model.meta.instrument.optical_element = scene.optical_element
     model.meta.filename = f"rdmt_synthetic_{detector.lower()}_cal.asdf"
     centre = detector_centre(scene, detector, side)
     model.meta.wcsinfo.ra_ref = float(centre.ra.deg)

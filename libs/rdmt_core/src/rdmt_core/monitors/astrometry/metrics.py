@@ -35,6 +35,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 from ...measure.matching import fit_offset_model, match_offsets
 from ...measure.star_cells import counts_at_scales, detector_only, nan_at_scales, scale_cells, stat_at_scales
 from ...measure.stars import detect_stars, masked_note, usable_pixels
+from ...measure.wcs_local import local_pixel_scale, sky_offsets_to_pixels
 from ...records import Metric
 from ..base import Context, MonitorResult
 from .options import METRICS, AstrometryOptions
@@ -170,12 +171,10 @@ def astrometry_metrics(
     values["offset_rms"] = stat_at_scales(total, groups, "rms", **at)
     values["rotation"] = detector_only(rotation)
 
-    # Offsets along the detector axes for the figure: the catalogue positions through the file's WCS.
-    sky_ra, sky_dec = catalog.ra[index[keep]], catalog.dec[index[keep]]
-    cx, cy = (np.asarray(v, dtype=np.float64) + border for v in wcs.world_to_pixel_values(sky_ra, sky_dec))
-    step_ra, step_dec = wcs.pixel_to_world_values((n + 1) / 2.0, (n - 1) / 2.0)
-    pixel = centre.separation(SkyCoord(float(step_ra) * u.deg, float(step_dec) * u.deg)).arcsec
-    extras.update(
-        star_x=x, star_y=y, offset_ra=d_ra, offset_dec=d_dec, offset_x=(x - cx) * pixel, offset_y=(y - cy) * pixel
-    )
+    # Offsets along the detector axes for the figure, through the WCS's local Jacobian at each star: a
+    # pipeline WCS has no analytic inverse, and gwcs' numerical one is slow and can fail (only the
+    # forward transform is used here)
+    dx, dy = sky_offsets_to_pixels(wcs, x - border, y - border, d_ra, d_dec)
+    pixel = local_pixel_scale(wcs, x - border, y - border)
+    extras.update(star_x=x, star_y=y, offset_ra=d_ra, offset_dec=d_dec, offset_x=dx * pixel, offset_y=dy * pixel)
     return done(None)
