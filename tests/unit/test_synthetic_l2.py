@@ -22,9 +22,13 @@ from rdmt_core.synthetic_l2 import (
     from_readout_order,
     l2_arrays,
     readout_order,
+    detector_centre,
+    make_wcs,
     render_stars,
+    sky_to_pixel,
     write_l2_exposure,
 )
+from rdmt_core.synthetic_psf import psf_tables, psf_truth, render_psf_stars
 
 START = datetime(2027, 3, 1, tzinfo=UTC)
 
@@ -137,3 +141,44 @@ def test_make_fake_l2_command(tmp_path):
     assert bad.exit_code != 0 and "WFI19" in bad.output
     odd = CliRunner().invoke(main, ["make-fake", "l2", str(tmp_path / "odd"), "--side", "100"])
     assert odd.exit_code != 0 and "multiple of 32" in odd.output and not (tmp_path / "odd").exists()
+
+
+def test_the_distorted_wcs_is_like_the_pipelines_and_sky_to_pixel_inverts_it():
+    centre = detector_centre(L2Scene(), "WFI07", 4096)
+    wcs = make_wcs(centre, 4088, 25.0, distortion=2.0)
+    assert wcs.bounding_box is not None
+    assert not wcs.forward_transform.has_inverse()  # gwcs must fall back to a numerical inverse
+    plain = make_wcs(centre, 4088, 25.0)
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(0, 4087, (2, 200))
+    ra, dec = wcs.pixel_to_world_values(x, y)
+    plain_x, plain_y = plain.world_to_pixel_values(ra, dec)
+    assert 1.0 < np.hypot(plain_x - x, plain_y - y).max() < 4.0  # the distortion moves corners by pixels
+    back_x, back_y = sky_to_pixel(centre, 4088, 25.0, 2.0, ra, dec)
+    np.testing.assert_allclose(back_x, x, atol=1e-6)
+    np.testing.assert_allclose(back_y, y, atol=1e-6)
+
+
+def test_the_roman_psf_has_wings_and_the_truth_is_its_pixel_convolved_size():
+    stamps, halo = psf_tables(7, "F158")
+    core = stamps[8, 8]
+    assert core.sum() + halo.sum() == pytest.approx(1.0, abs=0.01)
+    h = halo.shape[0] // 2
+    yy, xx = np.mgrid[-h : h + 1, -h : h + 1]
+    beyond_32 = halo[np.hypot(xx, yy) > 32].sum()
+    assert 0.01 < beyond_32 < 0.04  # ~2.5 % of the light beyond 32 pixels (plus what lies beyond 128)
+    truth = psf_truth(7, "F158")
+    assert 1.2 < truth.optical_fwhm < truth.fwhm < 1.6  # undersampled; the pixel widens it
+    assert psf_truth(7, "F213").fwhm > truth.fwhm > psf_truth(7, "F087").fwhm  # diffraction grows with wavelength
+    assert psf_truth(7, "F158", fwhm_scale=1.3).fwhm > 1.2 * truth.fwhm
+    assert psf_truth(7, "F158", ellipticity=0.1).ellipticity > truth.ellipticity + 0.05
+
+
+def test_psf_stars_are_drawn_at_their_positions_with_their_flux():
+    x, y = np.array([40.3, 80.0]), np.array([50.6, 90.47])
+    image, drawn_x, drawn_y = render_psf_stars((200, 200), x, y, np.array([1000.0, 500.0]), 7, "F158")
+    np.testing.assert_allclose(drawn_x, x, atol=1 / 32)
+    np.testing.assert_allclose(drawn_y, y, atol=1 / 32)
+    assert image.sum() == pytest.approx(1500.0, rel=0.02)  # a little light falls off the 200x200 image
+    assert image[50, 40] > 0.1 * 1000 and image[90, 80] > 0.1 * 500
+    assert (image >= 0).all()

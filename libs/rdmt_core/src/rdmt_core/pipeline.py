@@ -148,7 +148,12 @@ class EmbeddedPipeline:
         return outcome
 
     def _evaluate_each(self, roman: RomanInput, monitors: list[type[Monitor]]) -> tuple[list[FileResult], list[str]]:
-        """Run each monitor on its own: one monitor's failure does not stop the others on the same file."""
+        """Run each monitor on its own: one monitor's failure does not stop the others on the same file.
+
+        An error RDMT anticipates (an input or configuration problem) of a file's only monitor is
+        raised, to be the file's problem; any other exception, a monitor's bug included, is that
+        monitor's failure on this file: reported with the file, never the end of the run.
+        """
         results: list[FileResult] = []
         failures: list[str] = []
         frames: dict = {}  # the full-frame copies of Level-2 arrays, made once for all monitors of the file
@@ -163,6 +168,12 @@ class EmbeddedPipeline:
                 if len(monitors) == 1:
                     raise
                 failures.append(f"{monitor.name}: {exc}")
+            except Exception as exc:
+                log.debug("monitor %s raised on %s", monitor.name, roman.uri, exc_info=True)
+                failures.append(
+                    f"{monitor.name} raised {type(exc).__name__}: {exc} (an error in the monitor, not in your "
+                    "file, unless the file is unusual: run with --verbose for the traceback and report it)"
+                )
         return results, failures
 
     def evaluate(self, roman: RomanInput, monitor: type[Monitor], frames: dict | None = None) -> FileResult:

@@ -369,7 +369,7 @@ def l2_arrays(
         first_column = (amplifier - 1) * (side // N_AMPLIFIERS) - BORDER
         background[:, max(first_column, 0) :] += np.float32(step)
 
-    variance = scene.white_noise**2 + stars / scene.exposure_time
+    variance = scene.white_noise**2 + np.maximum(stars, 0.0) / scene.exposure_time
     data = background + (stars + rng.standard_normal((n, n)) * np.sqrt(variance)).astype(np.float32)
     if injection.one_over_f:
         frame = one_over_f_frame(rng, side, injection.one_over_f * scene.white_noise, injection.one_over_f_common)

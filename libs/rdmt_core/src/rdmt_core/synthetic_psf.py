@@ -97,6 +97,7 @@ def psf_tables(
         .array.astype(np.float64)
         * PHASES**2  # flux per fine pixel -> pixel-integrated value at that point
     )
+    np.clip(fine, 0.0, None, out=fine)  # galsim's Fourier drawing rings slightly below zero far out: not light
     centre = n_fine // 2
     k = np.arange(-c, c + 1)
     stamps = np.empty((PHASES, PHASES, 2 * c + 1, 2 * c + 1))
@@ -109,6 +110,7 @@ def psf_tables(
             stamps[my, mx] = fine[np.ix_(rows, cols)]
     h = HALO_RADIUS
     halo = psf.drawImage(nx=2 * h + 1, ny=2 * h + 1, scale=PIXEL_SCALE).array.astype(np.float64)
+    np.clip(halo, 0.0, None, out=halo)
     halo[h - c : h + c + 1, h - c : h + c + 1] = 0.0
     return stamps, halo
 

@@ -9,6 +9,7 @@ metrics when it can, or skipped. A monitor whose report needs only the super-pix
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +20,21 @@ from ..records import FileResult
 from . import l2_figures
 from .names import file_stem
 
+log = logging.getLogger("rdmt.outputs")
+
 
 @dataclass(frozen=True)
 class ReportFigure:
-    """A figure of a monitor's report section: the PNG, its title and caption."""
+    """A figure of a monitor's report section: the PNG, its title and caption.
+
+    ``problem`` says why a figure could not be drawn (then there is no PNG): a figure never stops
+    a report, the report says what is missing.
+    """
 
     path: Path
     title: str
     caption: str
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,12 @@ def report_figures(result: FileResult, directory: Path, stem: str | None = None)
         if kind.needs is not None and kind.needs not in result.extras:
             continue
         path = directory / f"{stem}_{name}.png"
-        caption = kind.draw(result, path)
+        try:
+            caption = kind.draw(result, path)
+        except Exception as exc:  # a figure is never worth losing the report (or the run) for
+            log.warning("figure %r of %s not drawn: %s: %s", name, stem, type(exc).__name__, exc, exc_info=True)
+            figures.append(ReportFigure(path, kind.title, "", f"could not be drawn ({type(exc).__name__}: {exc})"))
+            continue
         if caption is not None:
             figures.append(ReportFigure(path, kind.title, caption))
     return figures

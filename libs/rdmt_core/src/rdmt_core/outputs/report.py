@@ -14,6 +14,7 @@ monitor asks for (``Monitor.figures``).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,8 @@ from .verdicts import (
     status_of,
     worst_severity,
 )
+
+log = logging.getLogger("rdmt.outputs")
 
 _AMP_ROWS = 8  # amplifiers per column pair in the amplifier table
 _FLAGGED = (Status.CAUTION, Status.FAIL)
@@ -221,6 +224,9 @@ def write_report(result: FileResult, directory: Path, maps: SuperpixelMaps | Non
     if own:
         blocks.append(Heading("Figures"))
         for figure in own:
+            if figure.problem is not None:
+                blocks += [Heading(figure.title, level=3), Paragraph(f"Figure not drawn: {figure.problem}.")]
+                continue
             blocks += [Heading(figure.title, level=3), Image(figure.path.name, figure.title, figure.caption)]
             figures.append(figure.path)
     maps = maps or SuperpixelMaps()
@@ -236,14 +242,20 @@ def write_report(result: FileResult, directory: Path, maps: SuperpixelMaps | Non
             continue
         figure = directory / figure_name(result, name)
         severity = worst_severity(grouped.get((name, "superpixel"), []), "superpixel")
-        maps.draw(
-            metric.values.at("superpixel"),
-            severity,
-            figure,
-            title=f"{name}, {identity.detector}",
-            unit=metric.spec.unit,
-            count=metric.spec.extensive,
-        )
+        try:
+            maps.draw(
+                metric.values.at("superpixel"),
+                severity,
+                figure,
+                title=f"{name}, {identity.detector}",
+                unit=metric.spec.unit,
+                count=metric.spec.extensive,
+            )
+        except Exception as exc:  # a figure is never worth losing the report (or the run) for
+            log.warning("super-pixel map of %s not drawn: %s: %s", figure.name, type(exc).__name__, exc, exc_info=True)
+            problem = f"could not be drawn ({type(exc).__name__}: {exc})"
+            blocks += [Heading("Super-pixels", level=3), Paragraph(f"Map not drawn: {problem}.")]
+            continue
         figures.append(figure)
         n_fail = int(np.count_nonzero(severity == Status.FAIL.severity))
         blocks += [
