@@ -84,8 +84,17 @@ def test_a_single_monitor_that_raises_is_a_failed_line_and_exit_status_1(tmp_pat
     _raise_on(DarkMonitor, "wfi01", monkeypatch)
     result = CliRunner().invoke(
         main,
-        ["run", str(tmp_path / "darks"), "--store", f"chdb://{tmp_path / 'store'}", "--output", str(tmp_path / "o"),
-         "--no-notify", "--no-report", "--no-ecsv"],
+        [
+            "run",
+            str(tmp_path / "darks"),
+            "--store",
+            f"chdb://{tmp_path / 'store'}",
+            "--output",
+            str(tmp_path / "o"),
+            "--no-notify",
+            "--no-report",
+            "--no-ecsv",
+        ],
     )
     assert result.exit_code == 1, result.output
     failed = [line for line in result.output.splitlines() if line.startswith("FAILED:")]
