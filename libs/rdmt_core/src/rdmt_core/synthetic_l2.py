@@ -351,7 +351,7 @@ def l2_arrays(
 
         shape_args = (injection.psf_fwhm_scale, injection.psf_ellipticity, injection.psf_angle_deg)
         number = _detector_number(detector)
-        stars, x, y = render_psf_stars((n, n), x, y, flux, number, scene.optical_element, *shape_args)
+        stars = render_psf_stars((n, n), x, y, flux, number, scene.optical_element, *shape_args)
         fwhm = float(psf_truth(number, scene.optical_element, *shape_args).fwhm)
     elif scene.psf_model == "moffat":
         fwhm = scene.psf_fwhm * injection.psf_fwhm_scale
