@@ -12,6 +12,7 @@ from astropy.table import Table
 from click.testing import CliRunner
 from roman_datamodels import datamodels as dm
 
+from rdmt_core import synthetic_psf
 from rdmt_core.cli import main
 from rdmt_core.geometry import N_AMPLIFIERS
 from rdmt_core.synthetic_l2 import (
@@ -180,14 +181,11 @@ def test_psf_stars_are_drawn_at_their_positions_with_their_flux():
     assert image.sum() == pytest.approx(1500.0, rel=0.02)  # a little light falls off the 200x200 image
     assert image[50, 40] > 0.1 * 1000 and image[90, 80] > 0.1 * 500
     assert (image >= 0).all()
-    # the core's centroid moves exactly with the star (linear interpolation between sub-pixel steps);
-    # the halo kernel is zero in the core's 25x25 box around the star's pixel (40, 50 here)
+    # the core is galsim's own pixel-integrated drawing at the star's exact sub-pixel position (the
+    # halo kernel is zero in the core's 25x25 box around the star's pixel, 40 and 50 here)
+    psf = synthetic_psf._galsim_psf(7, "F158", 1.0, 0.0, 0.0)
     core = np.s_[50 - 12 : 50 + 13, 40 - 12 : 40 + 13]
-    xx = np.mgrid[0:25, 0:25][1] + 28
-
-    def centroid(star_x: float) -> float:
-        image = render_psf_stars((200, 200), np.array([star_x]), y[:1], np.array([1000.0]), 7, "F158")[core]
-        return (image * xx).sum() / image.sum()
-
-    for shift in (0.013, 0.1, 0.19):  # all on pixel 40
-        assert centroid(40.3 + shift) == pytest.approx(centroid(40.3) + shift, abs=5e-3)  # box truncation
+    for dx, dy in ((0.3, 0.0), (0.013, -0.2), (-0.47, 0.41)):
+        drawn = render_psf_stars((200, 200), np.array([40 + dx]), np.array([50 + dy]), np.array([1.0]), 7, "F158")
+        exact = psf.drawImage(nx=25, ny=25, scale=synthetic_psf.PIXEL_SCALE, offset=(dx, dy)).array
+        assert np.abs(drawn[core] - exact).max() < 2e-3 * exact.max()
