@@ -119,3 +119,28 @@ def test_a_figure_that_cannot_be_drawn_is_a_note_in_the_report(level2_files, tmp
     text = report.with_suffix(".md").read_text()
     assert "Figure not drawn: could not be drawn (ValueError: no figure today)" in text
     assert not list(report.parent.glob("*astrometry*_offsets.png"))
+
+
+def test_level2_without_a_catalogue_is_not_measured_wherever_a_user_looks(level2_files, tmp_path, caplog):
+    paths, _ = level2_files
+    out = tmp_path / "o"
+    with caplog.at_level("WARNING", logger="rdmt.notify"):
+        result = CliRunner().invoke(
+            main, ["run", *map(str, paths), "--store", f"chdb://{tmp_path / 'store'}", "--output", str(out)]
+        )
+    lines = result.output.splitlines()
+    astrometry = [line for line in lines if " astrometry: " in line and "ImageModel" in line]
+    assert len(astrometry) == 2
+    assert all(line.startswith("NOT MEASURED") and "no reference catalogue configured" in line for line in astrometry)
+    assert "2 results not measured" in result.output
+    assert "  not measured: WFI03 astrometry: no reference catalogue configured" in result.output
+    # the notification
+    assert "astrometry: 2 of 2 detectors not measured" in caplog.text
+    assert "astrometry: all 2 detectors passed" not in caplog.text
+    assert "Not measured:\n• *WFI03* astrometry" in caplog.text
+    # the overview and the file's report
+    overview = next((out / "reports").glob("overview_*.md")).read_text()
+    assert "## Not measured" in overview and "WFI04 astrometry (ImageModel" in overview
+    assert "not measured: astrometry" in overview  # in the detector's overall verdict
+    report = next((out / "reports").glob("WFI03_astrometry_*.md")).read_text()
+    assert "Overall status: NOT MEASURED (no reference catalogue configured" in report

@@ -70,15 +70,15 @@ def format_notification(summary: DeliverySummary, config: NotifyConfig) -> Notif
         Title, text, and the sorted names of the detectors with a failing result.
     """
     failed = sorted(summary.failed_results, key=_result_order)
+    unmeasured = sorted(summary.unmeasured_results, key=_result_order)
     parts = []
     for monitor in sorted({r.monitor for r in summary.results}):
         detectors = {r.identity.detector for r in summary.results if r.monitor == monitor}
         n_failed = len({r.identity.detector for r in failed if r.monitor == monitor})
-        parts.append(
-            f"{monitor}: {n_failed} of {len(detectors)} detectors failed"
-            if n_failed
-            else f"{monitor}: all {len(detectors)} detectors passed"
-        )
+        n_unmeasured = len({r.identity.detector for r in unmeasured if r.monitor == monitor})
+        words = [f"{n} of {len(detectors)} detectors {what}" for n, what in
+                 ((n_failed, "failed"), (n_unmeasured, "not measured")) if n]  # fmt: skip
+        parts.append(f"{monitor}: {', '.join(words) if words else f'all {len(detectors)} detectors passed'}")
     if summary.problems:
         parts.append(_plural(len(summary.problems), "input problem"))
     title = f"RDMT {'; '.join(parts) or 'no files monitored'} (run {summary.run_id})"
@@ -86,7 +86,9 @@ def format_notification(summary: DeliverySummary, config: NotifyConfig) -> Notif
     lines = [f"*{title}*"]
     if failed:
         lines += ["", "Failed:"] + [_result_line(result) for result in failed]
-    elif summary.results:
+    if unmeasured:
+        lines += ["", "Not measured:"] + [_unmeasured_line(result) for result in unmeasured]
+    if summary.results and not failed and not unmeasured:
         lines += ["", f"All {_plural(len(summary.results), 'result')} passed (no failing values)."]
     if summary.problems:
         lines += ["", _problems_line(summary)]
@@ -101,6 +103,14 @@ def _result_order(result: FileResult) -> tuple[str, str, datetime]:
 
 def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _unmeasured_line(result: FileResult) -> str:
+    identity = result.identity
+    return (
+        f"• *{identity.detector}* {result.monitor} ({identity.kind}, "
+        f"{identity.file_time:%Y-%m-%dT%H:%M:%S}): {result.unmeasured}"
+    )
 
 
 def _result_line(result: FileResult) -> str:

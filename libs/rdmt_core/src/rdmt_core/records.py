@@ -145,6 +145,12 @@ class FileResult:
         present = {str(s) for block in self.evaluations for s in np.unique(block.status.astype(str))}
         return worst({Status(s) for s in present})
 
+    @property
+    def unmeasured(self) -> str | None:
+        """Why the monitor could not measure this file (its ``status`` note: no WCS, no catalogue, too few
+        stars), or None when it measured it. Such a result is "not measured", never "passed"."""
+        return self.notes.get("status")
+
 
 @dataclass(frozen=True)
 class InputProblem:
@@ -169,3 +175,8 @@ class DeliverySummary:
     @property
     def failed_results(self) -> list[FileResult]:
         return [r for r in self.results if r.status == Status.FAIL]
+
+    @property
+    def unmeasured_results(self) -> list[FileResult]:
+        """Results whose monitor could not measure the file (and that did not fail on what it did measure)."""
+        return [r for r in self.results if r.unmeasured and r.status != Status.FAIL]

@@ -63,13 +63,20 @@ def run_and_report(config, paths: list[str], run_id: str | None) -> int:
         for result, stored in zip(outcome.results, outcome.stored, strict=True):
             fails = result.count(Status.FAIL)
             note = "" if stored or not config.outputs.store else " (already stored)"
+            unmeasured = result.unmeasured is not None and result.status != Status.FAIL
+            word = "NOT MEASURED" if unmeasured else result.status.value.upper()
+            what = f"not measured, {result.unmeasured}" if unmeasured else f"{fails} failing values"
             click.echo(
-                f"{result.status.value.upper():10s} {result.identity.detector} {result.identity.kind} "
-                f"{result.identity.file_time:%Y-%m-%dT%H:%M:%S} {result.monitor}: {fails} failing values{note}"
+                f"{word:12s} {result.identity.detector} {result.identity.kind} "
+                f"{result.identity.file_time:%Y-%m-%dT%H:%M:%S} {result.monitor}: {what}{note}"
             )
     failed = summary.failed_results
     n_ok = sum(1 for o in outcomes if o.problem is None)  # a file where one monitor failed is not processed
-    click.echo(f"\nrun {summary.run_id}: {n_ok} of {len(outcomes)} files processed, {len(failed)} with failures")
+    unmeasured = summary.unmeasured_results
+    click.echo(
+        f"\nrun {summary.run_id}: {n_ok} of {len(outcomes)} files processed, {len(failed)} with failures"
+        + (f", {len(unmeasured)} {'result' if len(unmeasured) == 1 else 'results'} not measured" if unmeasured else "")
+    )
     if config.outputs.store:
         click.echo(f"store:    {parse_store_url(config.store_url).display}")
     if config.outputs.ecsv or config.outputs.report:
@@ -79,6 +86,8 @@ def run_and_report(config, paths: list[str], run_id: str | None) -> int:
     for result in failed:
         evaluators = sorted({b.evaluator for b in result.evaluations if (b.status == Status.FAIL.value).any()})
         click.echo(f"  failed: {result.identity.detector} {result.monitor} ({', '.join(evaluators)})")
+    for result in unmeasured:
+        click.echo(f"  not measured: {result.identity.detector} {result.monitor}: {result.unmeasured}")
     return EXIT_OK if n_ok == len(outcomes) and outcomes else EXIT_FILES
 
 

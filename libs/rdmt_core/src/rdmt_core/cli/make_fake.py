@@ -58,13 +58,24 @@ def make_fake() -> None:
 @click.option("--blur", default=1.0, show_default=True, help="PSF FWHM scale factor.")
 @click.option("--ellipticity", default=0.0, show_default=True, help="PSF ellipticity (a^2-b^2)/(a^2+b^2).")
 @click.option("--no-wcs", is_flag=True, help="Write the images without a WCS.")
+@click.option("--psf", type=click.Choice(["roman", "moffat"]), default="roman", show_default=True,
+              help="roman: galsim.roman's PSF of each detector and filter (rings, spikes, wings); "
+                   "moffat: an idealised Moffat.")
+@click.option("--filter", "optical_element", default="F158", show_default=True,
+              type=click.Choice(["F062", "F087", "F106", "F129", "F146", "F158", "F184", "F213"]),
+              help="Optical element (meta.instrument.optical_element; the PSF's wavelength).")
+@click.option("--distortion", default=2.0, show_default=True,
+              help="Polynomial distortion of the WCS (pixels at the corners; 0: a plain tangent plane).")
 def make_fake_l2(directory, detectors, side, start, stars, seed, field_name, shift, rotation, one_over_f,
-                 gradient, step, blur, ellipticity, no_wcs) -> None:
+                 gradient, step, blur, ellipticity, no_wcs, psf, optical_element, distortion) -> None:
     """Level-2 images (ImageModel) of one exposure and the field's reference catalogue."""
     from ..synthetic_l2 import L2Injection, L2Scene, write_l2_exposure
 
     names = _detectors(detectors)
-    scene = L2Scene(star_density=stars / 4088**2, seed=seed, field_name=field_name)
+    scene = L2Scene(
+        star_density=stars / 4088**2, seed=seed, field_name=field_name, psf_model=psf,
+        optical_element=optical_element, distortion=distortion,
+    )
     injection = L2Injection(
         wcs_shift_arcsec=tuple(shift), wcs_rotation_arcsec=rotation, one_over_f=one_over_f,
         background_gradient=tuple(gradient), background_step=tuple(step) if step else None,

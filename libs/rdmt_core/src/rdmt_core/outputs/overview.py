@@ -55,11 +55,29 @@ def _detector_row(
         status = worst({s for s, n in tally.items() if n})
         cells.append(Span(f"{status.value} ({tally.get(Status.FAIL, 0):,} failing)", status=status))
     overall = worst({r.status for r in results})
+    unmeasured = sorted({r.monitor for r in results if r.unmeasured and r.status != Status.FAIL})
+    verdict = overall.value + (f"; not measured: {', '.join(unmeasured)}" if unmeasured else "")
     return [
         detector,
-        Span(overall.value, status=overall),
+        Span(verdict, status=overall),
         *cells,
         _file_links(results, directory, report_directory),
+    ]
+
+
+def _unmeasured(summary: DeliverySummary) -> list[Block]:
+    """The results whose monitor could not measure the file, with the monitor's reason."""
+    unmeasured = summary.unmeasured_results
+    if not unmeasured:
+        return [Paragraph("None: every monitor measured its files.")]
+    return [
+        Bullets(
+            [
+                f"{r.identity.detector} {r.monitor} ({r.identity.kind}, "
+                f"{r.identity.file_time.isoformat(timespec='seconds')}): {r.unmeasured}"
+                for r in sorted(unmeasured, key=lambda r: (r.identity.detector, r.monitor))
+            ]
+        )
     ]
 
 
@@ -125,7 +143,8 @@ def write_overview(summary: DeliverySummary, directory: Path, report_directory: 
             [
                 f"Run id: {summary.run_id}",
                 f"Release: {summary.release}",
-                f"Results (file and monitor): {len(summary.results)}, failing: {len(summary.failed_results)}",
+                f"Results (file and monitor): {len(summary.results)}, failing: {len(summary.failed_results)}, "
+                f"not measured: {len(summary.unmeasured_results)}",
                 f"Detectors without a file: {n_missing} of {len(DETECTORS)}",
                 f"Input problems: {len(summary.problems)}",
             ]
@@ -142,6 +161,8 @@ def write_overview(summary: DeliverySummary, directory: Path, report_directory: 
             caption="Worst status of each evaluator over all values (detector, amplifiers, super-pixels) of "
             "the detector's files, with the number of failing values.",
         ),
+        Heading("Not measured"),
+        *_unmeasured(summary),
         Heading("Input problems"),
         *_problems(summary),
         Heading("Failing super-pixels"),

@@ -106,8 +106,11 @@ def _status_summary(result: FileResult) -> list[Block]:
         worst_status = worst({s for s in order if tally.get(s)})
         rows.append([evaluator, Span(worst_status.value, status=worst_status), *(str(tally.get(s, 0)) for s in order)])
     overall = result.status
+    verdict: list[Inline] = ["Overall status: ", Span(overall.value.upper(), status=overall)]
+    if result.unmeasured and overall != Status.FAIL:
+        verdict = ["Overall status: ", Span("NOT MEASURED", status=Status.INCOMPLETE), f" ({result.unmeasured})"]
     return [
-        Paragraph(["Overall status: ", Span(overall.value.upper(), status=overall)]),
+        Paragraph(verdict),
         Table(
             ["Evaluator", "Worst", *(s.value for s in order)],
             rows,
