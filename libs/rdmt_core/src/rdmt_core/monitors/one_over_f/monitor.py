@@ -27,7 +27,7 @@ class OneOverFMonitor(ImageMonitor):
     options_model = OneOverFOptions
     metric_specs = METRICS
     anomaly: ClassVar[ExpectedFailure] = ExpectedFailure(
-        "one_over_f_significance", "1/f readout noise of 0.2 of the white noise per pixel"
+        "one_over_f_significance", "1/f readout noise of 0.4 of the white noise per pixel"
     )
     figures = ("one_over_f_spectra", "one_over_f_amplifiers")
 
