@@ -35,12 +35,22 @@ def test_detections_are_the_drawn_stars_at_their_positions(field):
     assert stars.problem is None
     tx, ty = truth.x + BORDER, truth.y + BORDER  # science pixel -> frame pixel
     distance, index = cKDTree(np.column_stack([tx, ty])).query(np.column_stack([stars.x, stars.y]))
-    assert np.all(distance[stars.measurable] < 1.0)  # no false detection
-    assert np.all(distance < 1.5)  # a star centred just off the image edge peaks on its last row
+    # no false detection: Airy rings, spikes and wing noise of brighter stars are not sources; only within
+    # 20 pixels of the edge may a spike of a bright star drawn beyond the edge (not in the truth) remain
+    edge = np.minimum(np.minimum(stars.x, stars.y), np.minimum(SIDE - 1 - stars.x, SIDE - 1 - stars.y)) - BORDER
+    assert np.all(distance[edge > 20] < 1.5)
+    assert np.count_nonzero(distance > 1.5) <= 0.05 * stars.size
+    assert stars.n_psf_features > 100  # what the rings and spikes gave before they were rejected
     # every drawn star well inside the image and clear of neighbours is found
     inside = (truth.x > 6) & (truth.x < SIDE - 2 * BORDER - 7) & (truth.y > 6) & (truth.y < SIDE - 2 * BORDER - 7)
     near, _ = cKDTree(np.column_stack([tx, ty])).query(np.column_stack([tx, ty]), k=2)
-    findable = inside & (near[:, 1] > 4)
+    # a star inside the PSF envelope of a brighter one (fainter than 1.2 / d^2 of it, with some margin for
+    # the peak fraction's phase dependence and the wing estimate of a saturated star) is taken for its ring or spike
+    d2 = (tx[:, None] - tx[None, :]) ** 2 + (ty[:, None] - ty[None, :]) ** 2
+    brighter = truth.flux[None, :] > truth.flux[:, None]
+    shadowed = np.any(brighter & (truth.flux[:, None] < 5.0 * 1.2 * truth.flux[None, :] / np.maximum(d2, 1.0)), axis=1)
+    findable = inside & (near[:, 1] > 4) & ~shadowed
+    assert findable.sum() > 0.8 * inside.sum()
     found = np.zeros(truth.x.size, dtype=bool)
     found[index] = True
     assert found[findable].all()
@@ -57,7 +67,8 @@ def test_block_background_and_noise_ignore_the_stars(field):
     background, sigma = block_statistics(data, np.isfinite(data), 128)
     scene = L2Scene()
     assert background.shape == sigma.shape == (4, 4)
-    assert np.abs(background - scene.background).max() < 0.3 * scene.white_noise
+    # the galsim.roman PSF's wide wings (a few % of a star's light beyond 32 pixels) are sky-like light
+    assert np.abs(background - scene.background).max() < 0.6 * scene.white_noise
     assert np.median(sigma) == pytest.approx(scene.white_noise, rel=0.05)
 
 
@@ -165,7 +176,8 @@ def test_detection_memory_does_not_grow_with_crowding():
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert stars.size > 8000
+    assert stars.size + stars.n_psf_features > 8000  # peaks found, before the rings and spikes are left out
+    assert stars.size > 5000
     assert peak < 2 * data.nbytes  # about 5 MiB for the 4 MiB frame
 
 

@@ -30,6 +30,13 @@ class DetectionOptions(BaseModel):
         description="A peak whose 4 neighbours average less than this fraction of it is a single-pixel event "
         "(cosmic ray, hot pixel), not a star; lower it for very undersampled PSFs.",
     )
+    psf_envelope: float = Field(
+        1.2,
+        ge=0,
+        description="A peak fainter than this times a brighter star's peak over the squared distance (pixels) is "
+        "part of that star's PSF (Airy ring, diffraction spike, wing noise), not a source; 0 keeps every peak. "
+        "0.4 / d^2 bounds the rings and spikes of the WFI PSFs; the default allows a factor 3 for noise.",
+    )
     max_peak: float = Field(
         1500.0,
         gt=0,

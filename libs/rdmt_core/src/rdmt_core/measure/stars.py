@@ -66,6 +66,10 @@ IQR_TO_SIGMA = 1.0 / 1.3490  # sigma of a normal distribution from its interquar
 CLIP_SIGMA = 3.0  # pixels this far above a block's median are left out of its background
 BLOCK = 128  # pixels: side of the blocks of the background and noise statistics
 STAMP_CHUNK = 4096  # stars whose stamps are gathered at once
+WING_INNER, WING_OUTER = 4, 6  # pixels: the ring whose mean estimates a saturated star's peak
+WING_TO_PEAK = 0.0009  # mean of the pixel-convolved PSF 4-6 pixels out over its peak: the least of F062-F213 (F062)
+FEATURE_CHUNK = 512  # bright stars whose neighbours are looked up at once
+MAX_FEATURE_RADIUS = 256.0  # pixels: rings and spikes of the brightest stars are not looked for farther
 NO_USABLE_PIXEL = "no usable pixel in the image (all non-finite or DO_NOT_USE)"
 
 
@@ -97,10 +101,18 @@ class Stars:
     block: int
     n_usable: int  # pixels of the frame that are finite and without DO_NOT_USE
     problem: str | None = None  # why nothing could be detected (no usable pixel, constant image)
+    n_psf_features: int = 0  # peaks rejected as rings, spikes or wing noise of brighter stars
 
     @property
     def size(self) -> int:
         return int(self.x.size)
+
+    def sources_note(self, threshold: float) -> str:
+        """What was detected, for a monitor's notes: real sources, and the PSF features left out."""
+        return (
+            f"{self.size} point sources above {threshold:g} sigma ({self.n_psf_features} peaks on the Airy rings, "
+            "diffraction spikes or wings of brighter stars not counted)"
+        )
 
     def usable(self, min_snr: float = 0.0) -> np.ndarray:
         """Indices of isolated, unsaturated, measurable stars with ``snr >= min_snr``, brightest first."""
@@ -229,6 +241,90 @@ def local_maxima(data: np.ndarray, usable: np.ndarray, threshold: np.ndarray, bl
     return np.concatenate(found)
 
 
+def brightness(
+    data: np.ndarray,
+    usable: np.ndarray,
+    dq: np.ndarray,
+    bx: np.ndarray,
+    by: np.ndarray,
+    bkg: np.ndarray,
+    peak: np.ndarray,
+    options: DetectionOptions,
+) -> np.ndarray:
+    """Peak value a star would have without saturation: its peak, or for a saturated star its wings scaled.
+
+    A saturated star's peak is clipped; the mean of its pixels 4 to 6 pixels from the peak over
+    :data:`WING_TO_PEAK` (the smallest ratio of the WFI filters, so that the estimate errs high) is
+    used when larger.
+    """
+    side = data.shape[0]
+    out = peak.astype(np.float64).copy()
+    flat_dq = dq.reshape(-1)
+    saturated = ((peak + bkg) >= options.max_peak) | ((flat_dq[by * side + bx] & SATURATED) != 0)
+    if not saturated.any():
+        return out
+    dy, dx = np.mgrid[-WING_OUTER : WING_OUTER + 1, -WING_OUTER : WING_OUTER + 1]
+    ring = (np.hypot(dx, dy) >= WING_INNER) & (np.hypot(dx, dy) <= WING_OUTER)
+    dy, dx = dy[ring], dx[ring]
+    index = np.flatnonzero(saturated)
+    rows = np.clip(by[index, None] + dy[None, :], 0, side - 1)
+    columns = np.clip(bx[index, None] + dx[None, :], 0, side - 1)
+    ok = usable[rows, columns]
+    values = np.where(ok, data[rows, columns] - bkg[index, None], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        wing = values.sum(axis=1) / np.count_nonzero(ok, axis=1) / WING_TO_PEAK
+    out[index] = np.fmax(out[index], wing)
+    return out
+
+
+def psf_features(
+    data: np.ndarray,
+    usable: np.ndarray,
+    dq: np.ndarray,
+    bx: np.ndarray,
+    by: np.ndarray,
+    bkg: np.ndarray,
+    peak: np.ndarray,
+    sigma: np.ndarray,
+    options: DetectionOptions,
+) -> np.ndarray:
+    """True for the peaks that lie within the PSF of a brighter star (rings, spikes, noise in its wings).
+
+    A peak ``j`` at ``d`` pixels from a brighter peak ``i`` is a feature of ``i`` when
+    ``peak_j < ENVELOPE * B_i / d^2`` (:func:`brightness` ``B_i``): ``0.4 / d^2`` bounds every
+    local maximum of the galsim.roman PSFs (pixel-convolved, F062 to F213) relative to their peak,
+    from the first ring (2 pixels) out to the spikes 120 pixels away; ``ENVELOPE`` is that bound
+    times 3 for noise and the PSF's change over the field. A real star that faint that close to a
+    brighter one is lost as well; it could not be measured on its own anyway.
+    """
+    n = peak.size
+    drop = np.zeros(n, dtype=bool)
+    if n < 2 or options.psf_envelope <= 0:
+        return drop
+    b = brightness(data, usable, dq, bx, by, bkg, peak, options)
+    # beyond this radius the envelope is below the faintest peak that can be detected
+    faintest = max(float(np.nanmin(peak)), float(np.nanmin(options.detection_threshold * sigma)))
+    radius = np.sqrt(options.psf_envelope * b / max(faintest, 1e-30))
+    radius = np.clip(np.nan_to_num(radius), 0.0, MAX_FEATURE_RADIUS)
+    source = np.flatnonzero(radius > max(options.merge_radius, 1.0))
+    if source.size == 0:
+        return drop
+    positions = np.column_stack([bx, by]).astype(np.float64)
+    tree = cKDTree(positions)
+    for start in range(0, source.size, FEATURE_CHUNK):  # bounded memory in a crowded field
+        part = source[start : start + FEATURE_CHUNK]
+        neighbours = tree.query_ball_point(positions[part], r=radius[part])
+        counts = np.fromiter((len(v) for v in neighbours), dtype=np.int64, count=part.size)
+        i = np.repeat(part, counts)
+        j = np.fromiter((k for v in neighbours for k in v), dtype=np.int64, count=int(counts.sum()))
+        del neighbours
+        d2 = ((positions[i] - positions[j]) ** 2).sum(axis=1)
+        fainter = (peak[j] < peak[i]) | ((peak[j] == peak[i]) & (j > i))
+        feature = fainter & (d2 > 0) & (peak[j] < options.psf_envelope * b[i] / np.maximum(d2, 1.0))
+        drop[j[feature]] = True
+    return drop
+
+
 def _stamp_measures(
     data: np.ndarray,
     usable: np.ndarray,
@@ -327,6 +423,14 @@ def detect_stars(data: np.ndarray, dq: np.ndarray, options: DetectionOptions) ->
             positions = positions[~drop]
             tree = cKDTree(positions)
 
+    # Airy rings, diffraction spikes and noise peaks in the wings of brighter stars are not sources.
+    drop = psf_features(data, usable, dq, bx, by, bkg, peak, sigma[by // block, bx // block], options)
+    n_features = int(drop.sum())
+    if n_features:
+        by, bx, bkg, peak = by[~drop], bx[~drop], bkg[~drop], peak[~drop]
+        positions = positions[~drop]
+        tree = cKDTree(positions)
+
     # Isolation: any other peak within the radius.
     if by.size > 1 and options.isolation_radius > 0:
         distance, _ = tree.query(positions, k=2)
@@ -359,6 +463,7 @@ def detect_stars(data: np.ndarray, dq: np.ndarray, options: DetectionOptions) ->
         block_sigma=sigma,
         block=block,
         n_usable=n_usable,
+        n_psf_features=n_features,
     )
 
 

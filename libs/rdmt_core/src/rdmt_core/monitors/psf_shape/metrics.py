@@ -1,305 +1,522 @@
 """PSF shape metrics of a Level-2 image: FWHM and ellipticity from bright isolated stars (pure, no I/O).
 
 Stars come from :mod:`rdmt_core.measure.stars` (one detection for both star monitors); the ones
-used are isolated, unsaturated (no DQ SATURATED within 2 pixels of the peak,
-peak below ``max_peak``), measurable (stamp inside the frame, at most
-``max_masked_pixels`` unusable pixels in the 5x5 box around the peak), with a
-peak S/N of at least ``min_snr``.
+used are isolated, unsaturated (no DQ SATURATED within 2 pixels of the peak, peak below
+``max_peak``), measurable (stamp inside the frame, at most ``max_masked_pixels`` unusable pixels in
+the 5x5 box around the peak), with a peak S/N of at least ``min_snr``.
 
-**Measurement**, vectorised over all stars at once: second moments of the
-background-subtracted stamp inside an elliptical aperture matched to the star,
-``d^T C^-1 d <= k^2`` with ``k = aperture_sigma``, iterated from a circular
-start (``psf_fwhm_pixels``) so that the centroid and ``C`` converge together.
-Unusable pixels (non-finite or DQ DO_NOT_USE) are not read: the sums take the
-star's own model there (see :func:`stamp_moments`).
-Two first-order corrections turn the measured moments ``M`` into the PSF's:
+**The PSF of a cell is measured on all its stars together** (an empirical PSF), not star by star.
+The WFI PSF is undersampled (FWHM 1.1 to 1.8 pixels from F062 to F213): one star's pixels sample
+the pixel-convolved PSF at 1-pixel steps, at a sub-pixel phase that changes from star to star, so
+any size measured on one star depends on its phase (moment sizes of single stars were 10 % too
+large and their ellipticity three times too large on galsim.roman PSFs). The pixels of many stars
+at random phases, placed at their offsets ``d = pixel - centre`` from accurate star centres, sample
+the pixel-convolved PSF *densely*: a sum over them is, on average, the integral over the continuous
+profile. Hence, per cell (detector, amplifier, super-pixel):
 
-* **truncation**: for a profile of elliptical symmetry the aperture matched to
-  its own covariance keeps the shape and scales every moment by the same factor
-  ``g(k, beta)``; for a Moffat profile of index ``beta`` it is analytic (see
-  :func:`truncation_factor`), so ``C = M / g``;
-* **pixel integration**: a pixel is a box of variance 1/12 in each axis, so
-  ``C_psf = C - I / 12``.
+1. **centres and amplitudes** of the stars by fitting each with the detector's empirical PSF
+   (below): a Gauss-Newton fit of amplitude and position of ``A f(q(d - c))`` on the pixels of the
+   core, started from a Gaussian-weighted centroid; two rounds of centres, then the PSF again;
+2. **adaptive second moments** (as galsim's HSM ``FindAdaptiveMom``, the truth's definition): the
+   covariance ``M`` and centroid of the elliptical Gaussian weight whose weighted moments of the
+   stacked stars (each divided by its amplitude) are ``M / 2``, iterated to the fixed point. The
+   ellipticity is ``(a^2 - b^2) / (a^2 + b^2) = |(Mxx - Myy, 2 Mxy)| / (Mxx + Myy)``;
+3. **the radial profile** in the moments' elliptical coordinate ``q = d^T M^-1 d``: a cubic in
+   ``q`` fitted by least squares to the stacked pixel values with ``q <= QMAX`` (above ~15 % of the
+   peak). The FWHM is that of the area above half the profile's peak, ``A = pi q_half sqrt(det M)``,
+   ``FWHM = 2 sqrt(A / pi) = 2 sqrt(q_half) det(M)^(1/4)``: the definition of the truth (area of
+   the pixel-convolved PSF above half maximum), for any profile (Airy core, pixel box), with no
+   PSF model and no calibration.
 
-The FWHM is that of the Moffat (index ``moffat_beta``) with the measured trace
-``T = Cxx + Cyy``: ``alpha^2 = T (beta - 2)``, ``FWHM = 2 alpha sqrt(2^(1/beta) - 1)``.
-The ellipticity is ``(a^2 - b^2) / (a^2 + b^2)`` of the second moments,
-``sqrt((Cxx - Cyy)^2 + (2 Cxy)^2) / T``. Cells average the stars' moments
-(not their FWHMs), so per-star noise and pixel-phase errors average out, and
-then convert.
+Unusable pixels (non-finite or DQ DO_NOT_USE) are simply absent from the stack. Stars whose size
+(weighted moments with the detector's weight) is more than ``clip_sigma`` robust sigmas from the
+median are left out (blends, galaxies, residual cosmic rays).
 
-**Undersampling.** The WFI PSF is undersampled (FWHM about 0.5 to 1.5 pixels
-from F062 to F213): the moments of one star depend on where its centre falls in the
-pixel, and the aperture edge runs through whole pixels. Averaged over pixel
-phases these leave a bias of a few percent (trace about +5 % at FWHM 1.6
-pixels, ellipticity about -5 %), which :func:`calibration` tabulates once per
-process by measuring noise-free pixel-integrated Moffat stars of the configured
-index at 16 pixel phases; :func:`calibrated_shape` removes it. On the synthetic
-images (Moffat beta = 3) the FWHM is then recovered within 0.5 % from 1.2 to
-2.4 pixels and an ellipticity of 0.2 within 0.01. For a PSF that is not a
-Moffat of the configured index the FWHM is a size index on the Moffat scale,
-consistent from image to image rather than a literal FWHM.
+**Arcsec** use the image's own WCS: the local pixel scale (square root of the pixel's area on the
+sky, from the forward transform) at the stars, averaged per cell; without a WCS the arcsec metric is
+NaN and the status says why. **Per filter**, ``psf_fwhm_ratio`` divides the FWHM by the expected
+FWHM of the image's optical element (``expected_fwhm_pixels``), so one set of limits serves every
+filter.
 """
 
 from __future__ import annotations
 
-import functools
+from typing import Any
 
 import numpy as np
 
 from ...measure.blockstats import ScaleValues
-from ...measure.star_cells import counts_at_scales, nan_at_scales, scale_cells, stat_at_scales
+from ...measure.star_cells import _N_CELLS, counts_at_scales, nan_at_scales, scale_cells
 from ...measure.stars import DO_NOT_USE, STAMP_CHUNK, Stars, detect_stars, masked_note
 from ...records import Metric
 from ..base import MonitorResult
 from .options import METRICS, PsfShapeOptions
 
-BORDER = 4
-PIXEL_VARIANCE = 1.0 / 12.0  # variance of a unit box, per axis
-ITERATIONS = 6
+BORDER = 4  # reference pixels around the science array in the frame
+QMAX = 4.0  # the profile is fitted where q = d^T M^-1 d <= QMAX (M: adaptive covariance)
+PROFILE_DEGREE = 3  # cubic in q
+ADAPTIVE_ITERATIONS = 60
+STAR_ITERATIONS = 3  # Gauss-Newton steps of one star fit
+ROUNDS = 3  # rounds of (empirical PSF, star fits)
+CONVERGED = 1e-3
+CENTROID_SIGMA = 1.0  # pixels, at least: the first centroids (narrower weights pull them to pixel centres)
+SCALES = ("detector", "amplifier", "superpixel")
 
 
-@functools.cache
-def truncation_factor(k: float, beta: float) -> float:
-    """Fraction of a Moffat's second moment kept inside the aperture of ``k`` moment widths.
+def gather_stamps(
+    data: np.ndarray, dq: np.ndarray, stars: Stars, chosen: np.ndarray, radius: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Background-subtracted stamps ``(n, s, s)`` around the chosen stars' peaks (0 where unusable) and usable mask."""
+    offsets = np.arange(-radius, radius + 1)
+    stamps, usable = [], []
+    for i in range(0, chosen.size, STAMP_CHUNK):  # bounded memory of the fancy indexing
+        part = chosen[i : i + STAMP_CHUNK]
+        rows = stars.peak_y[part][:, None, None] + offsets[None, :, None]
+        columns = stars.peak_x[part][:, None, None] + offsets[None, None, :]
+        values = data[rows, columns].astype(np.float64) - stars.background[part][:, None, None]
+        ok = np.isfinite(values) & ((dq[rows, columns] & DO_NOT_USE) == 0)
+        stamps.append(np.where(ok, values, 0.0))
+        usable.append(ok)
+    side = 2 * radius + 1
+    if not stamps:
+        return np.empty((0, side, side)), np.empty((0, side, side), dtype=bool)
+    return np.concatenate(stamps), np.concatenate(usable)
 
-    In coordinates where the profile has unit variance per axis, a Moffat of index
-    ``beta`` has ``alpha^2 = 2 (beta - 2)``; with ``U = k^2 / alpha^2`` the moment
-    inside radius ``k``, over the flux inside, divided by the full moment, is
 
-    ``[(1 - (1+U)^(2-beta)) / (beta-2) - (1 - (1+U)^(1-beta)) / (beta-1)]
-    / [(1 - (1+U)^(1-beta)) / (beta-1)] * (beta - 2)``.
+def gaussian_centroid(
+    stamps: np.ndarray, usable: np.ndarray, cx: np.ndarray, cy: np.ndarray, sigma: float, iterations: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centroids (relative to the stamp centre) weighted by a circular Gaussian of ``sigma`` pixels: a first guess."""
+    s = stamps.shape[1]
+    grid = np.arange(s, dtype=np.float64) - s // 2
+    values = np.where(usable, stamps, 0.0)
+    cx, cy = cx.astype(np.float64).copy(), cy.astype(np.float64).copy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for _ in range(iterations):
+            dx, dy = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]
+            w = np.exp(-0.5 * (dx**2 + dy**2) / sigma**2) * values
+            total = w.sum(axis=(1, 2))
+            step_x, step_y = (w * dx).sum(axis=(1, 2)) / total, (w * dy).sum(axis=(1, 2)) / total
+            cx, cy = cx + np.clip(np.nan_to_num(step_x), -0.5, 0.5), cy + np.clip(np.nan_to_num(step_y), -0.5, 0.5)
+    return np.clip(cx, -1.5, 1.5), np.clip(cy, -1.5, 1.5)
+
+
+def _quadratic(dx: np.ndarray, dy: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``q = d^T M^-1 d`` for ``M = [[a, b], [b, c]]`` broadcast per star."""
+    det = a * c - b * b
+    return (c * dx * dx - 2.0 * b * dx * dy + a * dy * dy) / det
+
+
+def adaptive_moments(
+    values: np.ndarray,
+    usable: np.ndarray,
+    dx: np.ndarray,
+    dy: np.ndarray,
+    cell: np.ndarray,
+    n_cells: int,
+    start: float,
+) -> tuple[np.ndarray, ...]:
+    """Adaptive second moments of the stacked stars of each cell: ``(Mxx, Mxy, Myy, x0, y0)`` per cell.
+
+    ``values`` are the stamps divided by each star's amplitude, ``dx, dy`` each pixel's offset from
+    its star's centre, ``cell`` the cell of each star. The elliptical Gaussian weight of covariance
+    ``M`` centred on ``(x0, y0)`` is iterated until the weighted covariance is ``M / 2`` and the
+    weighted centroid ``(x0, y0)`` (HSM's adaptive moments). NaN for a cell without stars or that
+    does not converge to a positive-definite ``M``.
     """
-    big_u = k * k / (2.0 * (beta - 2.0))
-    inner = (1.0 - (1.0 + big_u) ** (2.0 - beta)) / (beta - 2.0) - (1.0 - (1.0 + big_u) ** (1.0 - beta)) / (beta - 1.0)
-    flux = (1.0 - (1.0 + big_u) ** (1.0 - beta)) / (beta - 1.0)
-    return float(inner / flux * (beta - 2.0))
+    a, b, c = np.full(n_cells, start), np.zeros(n_cells), np.full(n_cells, start)
+    x0, y0 = np.zeros(n_cells), np.zeros(n_cells)
+    v = np.where(usable, values, 0.0)
+    axes = (1, 2)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        for _ in range(ADAPTIVE_ITERATIONS):
+            ex, ey = dx - x0[cell][:, None, None], dy - y0[cell][:, None, None]
+            q = _quadratic(ex, ey, *(m[cell][:, None, None] for m in (a, b, c)))
+            w = np.exp(-0.5 * q) * v
+            sums = [w.sum(axis=axes), (w * ex).sum(axis=axes), (w * ey).sum(axis=axes)]
+            sums += [(w * ex * ex).sum(axis=axes), (w * ex * ey).sum(axis=axes), (w * ey * ey).sum(axis=axes)]
+            s0, sx, sy, sxx, sxy, syy = (np.bincount(cell, weights=s, minlength=n_cells) for s in sums)
+            mx, my = sx / s0, sy / s0
+            new_a, new_b, new_c = 2.0 * (sxx / s0 - mx * mx), 2.0 * (sxy / s0 - mx * my), 2.0 * (syy / s0 - my * my)
+            change = np.abs(new_a - a) + np.abs(new_b - b) + np.abs(new_c - c) + np.abs(mx) + np.abs(my)
+            a, b, c, x0, y0 = new_a, new_b, new_c, x0 + mx, y0 + my
+            bad = ~((a > 0) & (c > 0) & (a * c - b * b > 0) & np.isfinite(x0) & np.isfinite(y0))
+            a, c = np.where(bad, start, a), np.where(bad, start, c)  # restart a lost cell; reported NaN below
+            b, x0, y0 = np.where(bad, 0.0, b), np.where(bad, 0.0, x0), np.where(bad, 0.0, y0)
+            if np.all(bad | (change < 1e-6)):
+                break
+    bad |= change > CONVERGED
+    return tuple(np.where(bad, np.nan, m) for m in (a, b, c, x0, y0))
 
 
-def moffat_fwhm(trace: np.ndarray, beta: float) -> np.ndarray:
-    """FWHM of the Moffat of index ``beta`` whose second-moment trace is ``trace`` (pixels^2)."""
+def profile_fit(
+    values: np.ndarray, usable: np.ndarray, q: np.ndarray, cell: np.ndarray, n_cells: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cubic ``f(q)`` fitted per cell to the stacked pixel values with ``q <= QMAX``: coefficients ``(n_cells, 4)``.
+
+    Also returns the number of pixels of each fit. Cells with too few pixels get NaN.
+    """
+    k = PROFILE_DEGREE + 1
+    inside = usable & (q <= QMAX)
+    qs, vs = q[inside], values[inside]
+    index = np.broadcast_to(cell[:, None, None], q.shape)[inside]
+    powers = qs[:, None] ** np.arange(k)[None, :]
+    normal = np.empty((n_cells, k, k))
+    rhs = np.empty((n_cells, k))
+    for i in range(k):
+        rhs[:, i] = np.bincount(index, weights=powers[:, i] * vs, minlength=n_cells)
+        for j in range(i, k):
+            normal[:, i, j] = normal[:, j, i] = np.bincount(
+                index, weights=powers[:, i] * powers[:, j], minlength=n_cells
+            )
+    count = np.bincount(index, minlength=n_cells)
+    ok = count >= 4 * k
+    coefficients = np.full((n_cells, k), np.nan)
+    if ok.any():
+        try:
+            coefficients[ok] = np.linalg.solve(normal[ok], rhs[ok][..., None])[..., 0]
+        except np.linalg.LinAlgError:  # a degenerate cell: solve them one by one
+            for i in np.flatnonzero(ok):
+                coefficients[i] = np.linalg.lstsq(normal[i], rhs[i], rcond=None)[0]
+    return coefficients, count
+
+
+def half_maximum(coefficients: np.ndarray) -> np.ndarray:
+    """Smallest ``q`` where the cubic ``f(q)`` falls to half of ``f(0)``, per row (NaN if not in ``[0, QMAX]``)."""
+    grid = np.linspace(0.0, QMAX, 801)
+    f = coefficients @ (grid[None, :] ** np.arange(coefficients.shape[1])[:, None])
     with np.errstate(invalid="ignore"):
-        return 2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0) * np.sqrt(trace * (beta - 2.0))
+        below = f <= 0.5 * f[:, :1]
+    first = np.argmax(below, axis=1)
+    found = below.any(axis=1) & (first > 0) & (f[:, 0] > 0)
+    i = np.clip(first, 1, grid.size - 1)
+    rows = np.arange(f.shape[0])
+    f0, f1 = f[rows, i - 1], f[rows, i]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = (f0 - 0.5 * f[:, 0]) / (f0 - f1)
+        q_half = grid[i - 1] + t * (grid[i] - grid[i - 1])
+    return np.where(found, q_half, np.nan)
 
 
-def moffat_variance(fwhm: float, beta: float) -> float:
-    """Per-axis second moment of a circular Moffat of ``fwhm`` and index ``beta``."""
-    alpha = fwhm / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
-    return alpha**2 / (2.0 * (beta - 2.0))
-
-
-def stamp_moments(
-    stamps: np.ndarray, cx: np.ndarray, cy: np.ndarray, options: PsfShapeOptions, usable: np.ndarray | None = None
+def fit_stars(
+    stamps: np.ndarray,
+    usable: np.ndarray,
+    cx: np.ndarray,
+    cy: np.ndarray,
+    amplitude: np.ndarray,
+    moments: tuple[float, float, float],
+    coefficients: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """PSF covariance (Cxx, Cyy, Cxy in pixels^2) of each background-subtracted stamp.
+    """Amplitude and centre of each star fitted with the empirical PSF ``A f(q(d - c))`` on its core (``q <= QMAX``)."""
+    s = stamps.shape[1]
+    grid = np.arange(s, dtype=np.float64) - s // 2
+    a, b, c = moments
+    det = a * c - b * b
+    pxx, pxy, pyy = c / det, -b / det, a / det  # M^-1
+    powers = np.arange(coefficients.size)
+    derivative = coefficients[1:] * powers[1:]
+    amplitude, cx, cy = amplitude.copy(), cx.copy(), cy.copy()
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        for _ in range(STAR_ITERATIONS):
+            dx, dy = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]
+            q = pxx * dx * dx + 2.0 * pxy * dx * dy + pyy * dy * dy
+            inside = usable & (q <= QMAX)
+            f = np.polynomial.polynomial.polyval(q, coefficients)
+            df = np.polynomial.polynomial.polyval(q, derivative)
+            # d model / d(A, cx, cy); q depends on the centre through d = pixel - centre
+            jac = np.stack(
+                [
+                    f,
+                    -2.0 * amplitude[:, None, None] * df * (pxx * dx + pxy * dy),
+                    -2.0 * amplitude[:, None, None] * df * (pxy * dx + pyy * dy),
+                ],
+                axis=-1,
+            )
+            jac = np.where(inside[..., None], jac, 0.0)
+            residual = np.where(inside, stamps - amplitude[:, None, None] * f, 0.0)
+            normal = np.einsum("nyxi,nyxj->nij", jac, jac)
+            rhs = np.einsum("nyxi,nyx->ni", jac, residual)
+            normal += np.eye(3)[None] * 1e-12 * np.trace(normal, axis1=1, axis2=2)[:, None, None]
+            good = np.isfinite(normal).all(axis=(1, 2)) & (np.abs(np.linalg.det(normal)) > 0)
+            step = np.zeros((cx.size, 3))
+            if good.any():
+                step[good] = np.linalg.solve(normal[good], rhs[good][..., None])[..., 0]
+            amplitude = amplitude + step[:, 0]
+            cx, cy = cx + np.clip(step[:, 1], -0.5, 0.5), cy + np.clip(step[:, 2], -0.5, 0.5)
+    return amplitude, cx, cy
 
-    Parameters
-    ----------
-    stamps : ndarray
-        Shape (n, s, s), background subtracted, the star's peak on the central pixel.
-    cx, cy : ndarray
-        First guess of each centroid relative to the central pixel.
-    options : PsfShapeOptions
-        Aperture size, Moffat index and first FWHM.
-    usable : ndarray, optional
-        Boolean, the stamps' shape: pixels to measure. An unusable pixel's value is never read
-        (zero weight); in its place the sums take the star's own model: the Moffat of index
-        ``moffat_beta`` with the current centroid and covariance, scaled to the flux of the
-        usable pixels of the aperture. Leaving the pixel out instead would bias the moments,
-        since a star's peak pixel is always usable and its lost pixels lie farther out than its
-        light on average (FWHM 0.3 % low with 2 % of the pixels unusable).
 
-    Returns
-    -------
-    tuple of ndarray
-        Truncation- and pixel-corrected covariance; NaN for a star whose moments fail.
+def empirical_psf(
+    stamps: np.ndarray, usable: np.ndarray, cx: np.ndarray, cy: np.ndarray, first_fwhm: float
+) -> dict[str, Any]:
+    """Centres, amplitudes and the detector-scale empirical PSF of the stars (see the module's steps 1-3).
+
+    Returns ``cx, cy`` (relative to the stamp centres), ``amplitude``, ``moments`` (Mxx, Mxy, Myy) and
+    ``coefficients`` of the detector-scale profile; ``ok`` marks the stars whose fit succeeded.
     """
     n, s, _ = stamps.shape
     grid = np.arange(s, dtype=np.float64) - s // 2
-    dx = np.broadcast_to(grid[None, None, :], (1, s, s))
-    dy = np.broadcast_to(grid[None, :, None], (1, s, s))
-    k2 = options.aperture_sigma**2
-    g = truncation_factor(options.aperture_sigma, options.moffat_beta)
-    start = moffat_variance(options.psf_fwhm_pixels, options.moffat_beta) + PIXEL_VARIANCE
-    cxx, cyy, cxy = np.full(n, start), np.full(n, start), np.zeros(n)
-    cx, cy = cx.astype(np.float64).copy(), cy.astype(np.float64).copy()
-    fill = usable is not None and not usable.all()
-    if usable is not None:
-        stamps = np.where(usable, stamps, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for _ in range(ITERATIONS):
-            det = cxx * cyy - cxy**2
-            ixx, iyy, ixy = (v[:, None, None] for v in (cyy / det, cxx / det, -cxy / det))
-            ddx, ddy = dx - cx[:, None, None], dy - cy[:, None, None]
-            q = ixx * ddx**2 + iyy * ddy**2 + 2.0 * ixy * ddx * ddy  # squared distance in moment widths
-            inside = q <= k2
-            weighted = np.where(inside, stamps, 0.0)
-            if fill:
-                model = np.where(inside, (1.0 + q / (2.0 * options.moffat_beta - 4.0)) ** -options.moffat_beta, 0.0)
-                scale = weighted.sum(axis=(1, 2)) / np.where(usable, model, 0.0).sum(axis=(1, 2))
-                weighted = np.where(usable, weighted, scale[:, None, None] * model)
-            flux = weighted.sum(axis=(1, 2))
-            mx = (weighted * ddx).sum(axis=(1, 2)) / flux
-            my = (weighted * ddy).sum(axis=(1, 2)) / flux
-            cx, cy = cx + mx, cy + my
-            ddx, ddy = ddx - mx[:, None, None], ddy - my[:, None, None]
-            cxx = (weighted * ddx**2).sum(axis=(1, 2)) / flux / g
-            cyy = (weighted * ddy**2).sum(axis=(1, 2)) / flux / g
-            cxy = (weighted * ddx * ddy).sum(axis=(1, 2)) / flux / g
-            bad = ~(np.isfinite(cxx) & np.isfinite(cyy) & np.isfinite(cxy)) | (cxx * cyy - cxy**2 <= 0) | (flux <= 0)
-            bad |= (np.abs(cx) > 1.5) | (np.abs(cy) > 1.5)
-            cxx, cyy, cxy = np.where(bad, np.nan, cxx), np.where(bad, np.nan, cyy), np.where(bad, np.nan, cxy)
-    return cxx - PIXEL_VARIANCE, cyy - PIXEL_VARIANCE, cxy
+    sigma = first_fwhm / 2.3548
+    cx, cy = gaussian_centroid(stamps, usable, cx, cy, max(sigma, CENTROID_SIGMA))
+    start = sigma**2 + 1.0 / 12.0  # the pixel's variance added
+    amplitude = np.where(usable, stamps, 0.0)[:, s // 2 - 2 : s // 2 + 3, s // 2 - 2 : s // 2 + 3].sum(axis=(1, 2))
+    ok = np.isfinite(amplitude) & (amplitude > 0)
+    one = np.zeros(n, dtype=np.int64)
+    coefficients = np.full(PROFILE_DEGREE + 1, np.nan)
+    # Rounds of (profile, star fits) in a fixed circular coordinate from the first guess: adaptive moments
+    # of stars with poor centres can collapse onto the peak pixels (pixel locking), a fixed weight cannot.
+    moments = (start, 0.0, start)
+    for _ in range(ROUNDS):
+        use = usable & ok[:, None, None]
+        values = stamps / np.where(ok, amplitude, 1.0)[:, None, None]
+        dx, dy = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]
+        coefficients = profile_fit(values, use, _quadratic(dx, dy, *moments), one, 1)[0][0]
+        if not np.all(np.isfinite(coefficients)):
+            break
+        amplitude, cx, cy = fit_stars(stamps, usable, cx, cy, amplitude, moments, coefficients)
+        ok &= np.isfinite(amplitude) & (amplitude > 0) & (np.abs(cx) <= 1.5) & (np.abs(cy) <= 1.5)
+    # The detector's adaptive moments with the fitted centres; centres then refer to the adaptive centroid.
+    values = stamps / np.where(ok, amplitude, 1.0)[:, None, None]
+    dx, dy = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]
+    a, b, c, x0, y0 = (float(m[0]) for m in adaptive_moments(values, usable & ok[:, None, None], dx, dy, one, 1, start))
+    if np.isfinite(a):
+        cx, cy, moments = cx + x0, cy + y0, (a, b, c)
+    else:
+        moments = (np.nan, np.nan, np.nan)
+    return {"cx": cx, "cy": cy, "amplitude": amplitude, "moments": moments, "coefficients": coefficients, "ok": ok}
 
 
-def shape_of(cxx: np.ndarray, cyy: np.ndarray, cxy: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
-    """FWHM (pixels) and ellipticity from second moments (NaN where the moments are not positive definite)."""
-    trace = cxx + cyy
-    with np.errstate(invalid="ignore", divide="ignore"):
-        positive = (trace > 0) & (cxx * cyy - cxy**2 > 0)
-        fwhm = np.where(positive, moffat_fwhm(trace, beta), np.nan)
-        ellipticity = np.where(positive, np.hypot(cxx - cyy, 2.0 * cxy) / trace, np.nan)
-    return fwhm, ellipticity
+def cell_shapes(
+    stamps: np.ndarray,
+    usable: np.ndarray,
+    cx: np.ndarray,
+    cy: np.ndarray,
+    amplitude: np.ndarray,
+    cell: np.ndarray,
+    n_cells: int,
+    start: float,
+    q_half: float | None = None,
+    weight: tuple[float, float, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FWHM (pixels), ellipticity and ``q_half`` of the stacked stars of each cell.
 
-
-def moffat_stamps(
-    fwhm: float, ellipticity: float, angle_deg: float, phases: np.ndarray, beta: float, radius: int, oversample: int = 5
-) -> np.ndarray:
-    """Noise-free, pixel-integrated elliptical Moffat stars of unit flux centred at ``phases`` (n, 2) from the centre.
-
-    Second moments ``a^2 = alpha^2 (1 + e)``, ``b^2 = alpha^2 (1 - e)`` along and across ``angle_deg``.
+    Without ``q_half`` and ``weight`` (the detector), adaptive moments and the profile's own half
+    maximum. With them (amplifiers, super-pixels: a few stars each, too few for an adaptive
+    iteration, which can lock onto the pixel grid, or for a free profile), one pass of moments ``Q``
+    weighted by the detector's Gaussian ``W``, turned into the cell's adaptive moments as for a
+    Gaussian, ``M = (Q^-1 - W^-1)^-1`` (exact for a Gaussian PSF, and ``M = W`` when the cell's PSF is
+    the detector's), and the FWHM ``2 sqrt(q_half) det(M)^(1/4)``: the detector's profile
+    scaled to the cell's size.
     """
-    alpha2 = (fwhm / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))) ** 2
-    a2, b2 = alpha2 * (1 + ellipticity), alpha2 * (1 - ellipticity)
-    c, s = np.cos(np.deg2rad(angle_deg)), np.sin(np.deg2rad(angle_deg))
-    sub = (np.arange(oversample) + 0.5) / oversample - 0.5
-    grid = np.arange(-radius, radius + 1, dtype=np.float64)
-    fine = (grid[:, None] + sub[None, :]).ravel()  # sub-pixel positions along one axis
-    dx = fine[None, None, :] - phases[:, 0, None, None]
-    dy = fine[None, :, None] - phases[:, 1, None, None]
-    u_, v_ = c * dx + s * dy, -s * dx + c * dy
-    profile = (beta - 1) / (np.pi * np.sqrt(a2 * b2)) * (1 + u_**2 / a2 + v_**2 / b2) ** (-beta)
-    n, side = phases.shape[0], grid.size
-    return profile.reshape(n, side, oversample, side, oversample).mean(axis=(2, 4))
-
-
-@functools.cache
-def calibration(beta: float, k: float, radius: int, first_fwhm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """How the moment measurement responds to model stars: measured traces, true/measured trace and ellipticity.
-
-    Noise-free pixel-integrated Moffat stars of FWHM 0.7 to 4 pixels, at 16 pixel phases, are
-    measured with :func:`stamp_moments`; the phase-averaged result tabulates the residual bias
-    of the first-order corrections (aperture edge on a pixel grid, undersampling). Circular
-    stars give the trace ratio, stars of ellipticity 0.2 along 0 and 45 degrees the ellipticity ratio.
-    """
-    options = PsfShapeOptions(moffat_beta=beta, aperture_sigma=k, stamp_radius=radius, psf_fwhm_pixels=first_fwhm)
-    steps = (np.arange(4) + 0.5) / 4 - 0.5
-    phases = np.stack(np.meshgrid(steps, steps), axis=-1).reshape(-1, 2)
-    measured, trace_ratio, e_ratio = [], [], []
-    for fwhm in np.geomspace(0.7, 4.0, 12):
-        true_trace = 2.0 * moffat_variance(float(fwhm), beta)
-        cxx, cyy, _ = stamp_moments(moffat_stamps(fwhm, 0.0, 0.0, phases, beta, radius), *phases.T, options)
-        trace = float(np.mean(cxx + cyy))
-        ratios = []
-        for angle in (0.0, 45.0):
-            stamps = moffat_stamps(fwhm, 0.2, angle, phases, beta, radius)
-            _, e = shape_of(*(np.mean(m) for m in stamp_moments(stamps, *phases.T, options)), beta)
-            ratios.append(0.2 / float(e))
-        measured.append(trace)
-        trace_ratio.append(true_trace / trace)
-        e_ratio.append(float(np.mean(ratios)))
-    return np.array(measured), np.array(trace_ratio), np.array(e_ratio)
-
-
-def calibrated_shape(
-    cxx: np.ndarray, cyy: np.ndarray, cxy: np.ndarray, options: PsfShapeOptions
-) -> tuple[np.ndarray, np.ndarray]:
-    """FWHM (pixels) and ellipticity of measured moments, with the model calibration applied."""
-    beta = options.moffat_beta
-    fwhm, ellipticity = shape_of(cxx, cyy, cxy, beta)
-    traces, trace_ratio, e_ratio = calibration(
-        beta, options.aperture_sigma, options.stamp_radius, options.psf_fwhm_pixels
-    )
-    trace = np.asarray(cxx + cyy, dtype=np.float64)
+    s = stamps.shape[1]
+    grid = np.arange(s, dtype=np.float64) - s // 2
+    dx, dy = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]
+    values = stamps / amplitude[:, None, None]
+    if weight is not None:
+        a, b, c = _weighted_cells(values, usable, dx, dy, cell, n_cells, weight)
+    else:
+        a, b, c, x0, y0 = adaptive_moments(values, usable, dx, dy, cell, n_cells, start)
+    ok = np.isfinite(a)
+    if q_half is None:
+        ae, be, ce = (np.where(ok, m, 1.0)[cell][:, None, None] for m in (a, b, c))
+        ex, ey = dx - np.nan_to_num(x0)[cell][:, None, None], dy - np.nan_to_num(y0)[cell][:, None, None]
+        coefficients, _ = profile_fit(
+            values, usable & ok[cell][:, None, None], _quadratic(ex, ey, ae, be, ce), cell, n_cells
+        )
+        half = half_maximum(coefficients)
+    else:
+        half = np.full(n_cells, q_half)
     with np.errstate(invalid="ignore"):
-        corrected = trace * np.interp(trace, traces, trace_ratio)
-        fwhm = np.where(np.isfinite(fwhm), moffat_fwhm(corrected, beta), np.nan)
-    return fwhm, ellipticity * np.interp(trace, traces, e_ratio)
+        det = a * c - b * b
+        fwhm = 2.0 * np.sqrt(half) * det**0.25
+        ellipticity = np.hypot(a - c, 2.0 * b) / (a + c)
+    return fwhm, ellipticity, half
 
 
-def psf_metrics(data: np.ndarray, dq: np.ndarray, options: PsfShapeOptions) -> MonitorResult:
-    """All PSF shape metrics of one frame (science array inside a NaN border), DN/s, with its DQ flags."""
+def _weighted_cells(
+    values: np.ndarray,
+    usable: np.ndarray,
+    dx: np.ndarray,
+    dy: np.ndarray,
+    cell: np.ndarray,
+    n_cells: int,
+    weight: tuple[float, float, float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell ``M = (Q^-1 - W^-1)^-1`` of the moments ``Q`` weighted by the Gaussian ``W`` (about its centroid)."""
+    wa, wb, wc = weight
+    w = np.exp(-0.5 * _quadratic(dx, dy, wa, wb, wc)) * np.where(usable, values, 0.0)
+    axes = (1, 2)
+    sums = [w.sum(axis=axes), (w * dx).sum(axis=axes), (w * dy).sum(axis=axes)]
+    sums += [(w * dx * dx).sum(axis=axes), (w * dx * dy).sum(axis=axes), (w * dy * dy).sum(axis=axes)]
+    s0, sx, sy, sxx, sxy, syy = (np.bincount(cell, weights=v, minlength=n_cells) for v in sums)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx, my = sx / s0, sy / s0
+        qa, qb, qc = sxx / s0 - mx * mx, sxy / s0 - mx * my, syy / s0 - my * my
+        qdet, wdet = qa * qc - qb * qb, wa * wc - wb * wb
+        # inverse of (Q^-1 - W^-1)
+        ia, ib, ic = qc / qdet - wc / wdet, -qb / qdet + wb / wdet, qa / qdet - wa / wdet
+        idet = ia * ic - ib * ib
+        a, b, c = ic / idet, -ib / idet, ia / idet
+    bad = ~((a > 0) & (c > 0) & (a * c - b * b > 0))
+    return tuple(np.where(bad, np.nan, m) for m in (a, b, c))
+
+
+def star_sizes(
+    stamps: np.ndarray, usable: np.ndarray, cx: np.ndarray, cy: np.ndarray, moments: tuple[float, float, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per star: trace, e1, e2 of ``2 x`` its moments weighted by the detector's adaptive Gaussian (a size index).
+
+    One undersampled star's moments depend on its pixel phase: these serve to reject outliers and to
+    draw the stars, not for the metrics.
+    """
+    s = stamps.shape[1]
+    grid = np.arange(s, dtype=np.float64) - s // 2
+    dx, dy = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]
+    w = np.exp(-0.5 * _quadratic(dx, dy, *moments)) * np.where(usable, stamps, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        total = w.sum(axis=(1, 2))
+        mxx = 2.0 * (w * dx * dx).sum(axis=(1, 2)) / total
+        mxy = 2.0 * (w * dx * dy).sum(axis=(1, 2)) / total
+        myy = 2.0 * (w * dy * dy).sum(axis=(1, 2)) / total
+        return mxx + myy, (mxx - myy) / (mxx + myy), 2.0 * mxy / (mxx + myy)
+
+
+def expected_fwhm(options: PsfShapeOptions, optical_element: str | None) -> float | None:
+    """The expected FWHM (pixels) of the optical element, or None when it is unknown or not in the table."""
+    if not optical_element:
+        return None
+    return options.expected_fwhm_pixels.get(str(optical_element).upper())
+
+
+def psf_metrics(
+    data: np.ndarray, dq: np.ndarray, options: PsfShapeOptions, context: dict[str, Any] | None = None
+) -> MonitorResult:
+    """All PSF shape metrics of one frame (science array inside a NaN border), DN/s, with its DQ flags.
+
+    ``context`` may hold the file's ``wcs`` (for arcsec) and ``optical_element`` (for the expected FWHM).
+    """
+    context = context or {}
     side = data.shape[0]
     stars = detect_stars(data, dq, options)
     values = {spec.name: nan_at_scales() for spec in METRICS}
-    notes = {"detected": f"{stars.size} point sources above {options.detection_threshold:g} sigma"}
+    notes = {"detected": stars.sources_note(options.detection_threshold)}
     extras: dict[str, np.ndarray] = {"frame_side": np.array([side])}
+    problems: list[str] = []
 
     def done(status: str | None) -> MonitorResult:
-        if status:
-            notes["status"] = status
+        found = [status] if status else []
+        if found or problems:
+            notes["status"] = "; ".join(found + problems)
         return MonitorResult([Metric(spec, values[spec.name]) for spec in METRICS], notes, extras)
 
     empty = np.empty(0)
     values["n_psf_stars"] = counts_at_scales(scale_cells(empty, empty, side))
     if stars.problem:
         return done(stars.problem)
+    optical_element = context.get("optical_element")
+    expected = expected_fwhm(options, optical_element)
+    first = expected or options.psf_fwhm_pixels
+    if expected is None:
+        problems.append(
+            f"psf_fwhm_ratio not computed: optical element {optical_element!r} has no expected FWHM"
+            if optical_element
+            else "psf_fwhm_ratio not computed: the optical element is unknown (meta.instrument.optical_element)"
+        )
+
     chosen = stars.usable(options.min_snr)
-    chunks = [chosen[i : i + STAMP_CHUNK] for i in range(0, chosen.size, STAMP_CHUNK)]  # bounded memory
-    moments = [_star_moments(data, dq, stars, chunk, options) for chunk in chunks] or [(np.empty(0),) * 3]
-    cxx, cyy, cxy = (np.concatenate(m) for m in zip(*moments, strict=True))
-    fwhm, _ = shape_of(cxx, cyy, cxy, options.moffat_beta)
-    good = np.isfinite(fwhm)
+    stamps, usable = gather_stamps(data, dq, stars, chosen, options.stamp_radius)
+    x0 = stars.x[chosen] - stars.peak_x[chosen]
+    y0 = stars.y[chosen] - stars.peak_y[chosen]
+    if chosen.size >= 3:
+        psf = empirical_psf(stamps, usable, x0, y0, first)
+        good = psf["ok"].copy()
+    else:
+        psf = {"cx": x0, "cy": y0, "amplitude": np.ones(chosen.size), "moments": (np.nan,) * 3}
+        good = np.zeros(chosen.size, dtype=bool)
+    trace, e1, e2 = star_sizes(stamps, usable, psf["cx"], psf["cy"], psf["moments"])
+    good &= np.isfinite(trace)
     if good.any():  # outliers in size: blends, galaxies, residual cosmic rays
-        trace = (cxx + cyy)[good]
-        median = np.median(trace)
-        sigma = max(1.4826 * float(np.median(np.abs(trace - median))), 0.02 * abs(float(median)))
-        good[good] = np.abs(trace - median) <= options.clip_sigma * sigma
-    n_rejected = int(np.isfinite(fwhm).sum() - good.sum())
-    x, y = stars.x[chosen][good], stars.y[chosen][good]
-    cxx, cyy, cxy = cxx[good], cyy[good], cxy[good]
+        median = np.median(trace[good])
+        sigma = max(1.4826 * float(np.median(np.abs(trace[good] - median))), 0.02 * abs(float(median)))
+        good[good] = np.abs(trace[good] - median) <= options.clip_sigma * sigma
+    n_rejected = int(psf["ok"].sum() - good.sum()) if chosen.size >= 3 else 0
+    x = stars.peak_x[chosen][good] + psf["cx"][good]
+    y = stars.peak_y[chosen][good] + psf["cy"][good]
     groups = scale_cells(x, y, side)
     values["n_psf_stars"] = counts_at_scales(groups)
     notes["stars"] = (
         f"{x.size} measured of {chosen.size} isolated, unsaturated with S/N >= {options.min_snr:g} "
-        f"({n_rejected} rejected by size)" + masked_note(stars, chosen, options.min_snr, options.max_masked_pixels)
+        f"({n_rejected} rejected by size or fit)"
+        + masked_note(stars, chosen, options.min_snr, options.max_masked_pixels)
     )
     notes["model"] = (
-        f"second moments in an aperture of {options.aperture_sigma:g} moment widths, corrected for truncation, "
-        f"pixel integration and undersampling (calibrated on Moffat beta = {options.moffat_beta:g} stars); "
-        "FWHM on that Moffat scale"
+        "empirical PSF of each cell's stars stacked at their fitted centres: adaptive second moments (HSM) for the "
+        "ellipticity, the area above half maximum of its profile for the FWHM; "
+        f"optical element {optical_element or '?'}" + (f", expected FWHM {expected:g} px" if expected else "")
     )
-    star_fwhm, star_e = calibrated_shape(cxx, cyy, cxy, options)
-    angle = np.arctan2(2.0 * cxy, cxx - cyy)  # twice the position angle of the major axis
-    extras.update(star_x=x, star_y=y, fwhm=star_fwhm, e1=star_e * np.cos(angle), e2=star_e * np.sin(angle))
     if x.size < options.min_stars:
         return done(f"too few stars for the PSF: {x.size} < {options.min_stars}")
 
-    at = {"min_detector": options.min_stars, "min_cell": options.min_stars_per_cell}
-    mean = [stat_at_scales(v, groups, "mean", **at) for v in (cxx, cyy, cxy)]
+    stamps, usable = stamps[good], usable[good]
+    cx, cy, amplitude = psf["cx"][good], psf["cy"][good], psf["amplitude"][good]
     fwhm, ellipticity = {}, {}
-    for scale in ("detector", "amplifier", "superpixel"):
-        fwhm[scale], ellipticity[scale] = calibrated_shape(*(m.at(scale) for m in mean), options)
+    start = float(np.mean(psf["moments"][0::2]))
+    q_half, weight = None, None
+    for scale in SCALES:  # the detector first: its profile serves the cells
+        n_cells = _N_CELLS[scale]
+        fwhm[scale], ellipticity[scale], half = cell_shapes(
+            stamps, usable, cx, cy, amplitude, groups[scale], n_cells, start, q_half, weight
+        )
+        if scale == "detector":
+            q_half, weight = float(half[0]), psf["moments"]
+        counts = np.bincount(groups[scale], minlength=n_cells)
+        least = options.min_stars if scale == "detector" else options.min_stars_per_cell
+        fwhm[scale] = np.where(counts >= least, fwhm[scale], np.nan)
+        ellipticity[scale] = np.where(counts >= least, ellipticity[scale], np.nan)
     values["psf_fwhm"] = _scale_values(fwhm)
-    values["psf_fwhm_arcsec"] = _scale_values(fwhm, options.pixel_scale_arcsec)
     values["psf_ellipticity"] = _scale_values(ellipticity)
+    if expected:
+        values["psf_fwhm_ratio"] = _scale_values({s: fwhm[s] / expected for s in SCALES})
+
+    scale_arcsec, wcs_problem = _pixel_scales(context, x, y, groups, options)
+    if wcs_problem:
+        problems.append(wcs_problem)
+    else:
+        values["psf_fwhm_arcsec"] = _scale_values({s: fwhm[s] * scale_arcsec[s] for s in SCALES})
+        notes["pixel_scale"] = f"{scale_arcsec['detector'][0]:.4f} arcsec/pixel (mean at the stars, from the WCS)"
+
+    size = np.sqrt(np.clip(trace[good] / np.median(trace[good]), 0.0, None))
+    extras.update(star_x=x, star_y=y, fwhm=fwhm["detector"][0] * size, e1=e1[good], e2=e2[good])
     return done(None)
 
 
-def _star_moments(
-    data: np.ndarray, dq: np.ndarray, stars: Stars, chosen: np.ndarray, options: PsfShapeOptions
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`stamp_moments` of the ``chosen`` stars, on their background-subtracted stamps."""
-    r = options.stamp_radius
-    px, py = stars.peak_x[chosen], stars.peak_y[chosen]
-    offsets = np.arange(-r, r + 1)
-    rows, columns = py[:, None, None] + offsets[None, :, None], px[:, None, None] + offsets[None, None, :]
-    stamps = data[rows, columns].astype(np.float64) - stars.background[chosen][:, None, None]
-    usable = np.isfinite(stamps) & ((dq[rows, columns] & DO_NOT_USE) == 0)
-    return stamp_moments(stamps, stars.x[chosen] - px, stars.y[chosen] - py, options, usable)
+def _pixel_scales(
+    context: dict[str, Any], x: np.ndarray, y: np.ndarray, groups: dict[str, np.ndarray], options: PsfShapeOptions
+) -> tuple[dict[str, np.ndarray], str | None]:
+    """Mean local pixel scale (arcsec/pixel) of the stars per cell from the WCS; or why there is none."""
+    wcs = context.get("wcs")
+    if wcs is None:
+        why = context.get("wcs_problem") or "no WCS in the file (meta.wcs is missing or null)"
+        return {}, f"psf_fwhm_arcsec not computed: {why}"
+    from ...measure.wcs_local import local_pixel_scale
+
+    try:
+        scale = local_pixel_scale(wcs, x - BORDER, y - BORDER)  # the WCS is of the science array
+    except Exception as exc:  # a WCS that cannot be evaluated is this metric's problem only
+        return {}, f"psf_fwhm_arcsec not computed: the WCS cannot be evaluated ({type(exc).__name__}: {exc})"
+    finite = np.isfinite(scale)
+    if not finite.any():
+        return {}, "psf_fwhm_arcsec not computed: the WCS gives no sky position at the stars"
+    out = {}
+    for s in SCALES:
+        n_cells = _N_CELLS[s]
+        index = groups[s][finite]
+        total = np.bincount(index, weights=scale[finite], minlength=n_cells)
+        count = np.bincount(index, minlength=n_cells)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[s] = np.where(count > 0, total / count, np.nan)
+    return out, None
 
 
-def _scale_values(by_scale: dict[str, np.ndarray], factor: float = 1.0) -> ScaleValues:
-    return ScaleValues(
-        float(by_scale["detector"][0]) * factor, by_scale["amplifier"] * factor, by_scale["superpixel"] * factor
-    )
+def _scale_values(by_scale: dict[str, np.ndarray]) -> ScaleValues:
+    return ScaleValues(float(by_scale["detector"][0]), by_scale["amplifier"], by_scale["superpixel"])

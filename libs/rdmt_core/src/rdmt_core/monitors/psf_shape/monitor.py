@@ -1,12 +1,13 @@
 """The PSF shape monitor: Level-2 images in, PSF FWHM and ellipticity from bright isolated stars out.
 
 A thin registered class; the numbers come from :func:`.metrics.psf_metrics`, imported when a
-file is measured (star detection needs scipy).
+file is measured (star detection needs scipy). The context is the file's WCS (for arcsec) and its
+optical element (for the expected FWHM of ``psf_fwhm_ratio``).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel
@@ -14,21 +15,44 @@ from pydantic import BaseModel
 from ..base import Context, ExpectedFailure, ImageMonitor, MonitorResult
 from .options import METRICS, PsfShapeOptions
 
+if TYPE_CHECKING:
+    from ...data_access import RomanInput
+
+
+def optical_element_of(meta: Any) -> str | None:
+    """``meta.instrument.optical_element`` as a string, or None when it is missing."""
+    try:
+        value = meta["instrument"]["optical_element"]
+    except (KeyError, TypeError, AttributeError):
+        value = getattr(getattr(meta, "instrument", None), "optical_element", None)
+    return None if value is None else str(value)
+
 
 class PsfShapeMonitor(ImageMonitor):
     """PSF FWHM and ellipticity of Level-2 images from bright, unsaturated, isolated stars."""
 
     name = "psf_shape"
     title = "PSF shape (FWHM and ellipticity)"
-    summary = "PSF FWHM (pixels, arcsec) and ellipticity of bright, isolated, unsaturated stars"
+    summary = (
+        "PSF FWHM (pixels, arcsec from the WCS, ratio to the filter's expected FWHM) and ellipticity of bright, "
+        "isolated, unsaturated stars"
+    )
     options_model = PsfShapeOptions
     metric_specs = METRICS
-    anomaly: ClassVar[ExpectedFailure] = ExpectedFailure("psf_fwhm", "PSF blurred to 1.5x its FWHM (2.4 pixels)")
+    anomaly: ClassVar[ExpectedFailure] = ExpectedFailure(
+        "psf_fwhm_ratio", "PSF blurred to 1.5x its FWHM (F158: 1.4 -> 2.1 pixels)"
+    )
     figures = ("psf_fwhm",)
+
+    @classmethod
+    def load_context(cls, roman: RomanInput, options: BaseModel) -> dict[str, Any]:
+        from ..astrometry.context import file_wcs
+
+        return {"wcs": file_wcs(roman.meta), "optical_element": optical_element_of(roman.meta)}
 
     @classmethod
     def compute(cls, arrays: dict[str, np.ndarray], options: BaseModel, context: Context) -> MonitorResult:
         from .metrics import psf_metrics
 
         assert isinstance(options, PsfShapeOptions)
-        return psf_metrics(arrays["data"], arrays["dq"], options)
+        return psf_metrics(arrays["data"], arrays["dq"], options, dict(context or {}))
