@@ -11,6 +11,8 @@ from ...measure.dq import known_dq_flags
 from ...measure.sky import RATE_UNIT
 from ...records import MetricSpec
 
+SIGMA_UNIT = "sigma"
+
 
 class BackgroundOptions(BaseModel):
     """Options of the background monitor."""
@@ -20,13 +22,18 @@ class BackgroundOptions(BaseModel):
     clip_sigma: float = Field(3.0, gt=0, description="Sigma-clipping bound in standard deviations (both sides).")
     clip_maxiters: int = Field(5, ge=1, description="Largest number of sigma-clipping iterations.")
     jump_width: int = Field(
-        16, ge=1, description="Columns on each side of an amplifier boundary used for the jump (at most half a strip)."
+        16,
+        ge=1,
+        description="Columns on each side of an amplifier boundary used for the jump (at most half a strip); the "
+        "strip's last (first) as many columns give its slope.",
     )
-    jump_precision: float = Field(
-        0.008,
-        gt=0,
-        description="DN/s: a jump whose 1-sigma uncertainty is larger is not measured (NaN). The default keeps "
-        "the default super-pixel limit (0.04 DN/s) at 5 sigma or more.",
+    jump_min_kept: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A super-pixel jump whose band on either side keeps less than this fraction of what a typical "
+        "band keeps (the median kept fraction) after masking sources is not measured (NaN): a bright star's halo "
+        "beyond its mask fakes a step.",
     )
     mask_sources: bool = Field(True, description="Mask 4x4 blocks around sources before the statistics.")
     source_sigma: float = Field(
@@ -53,8 +60,27 @@ METRICS = (
     MetricSpec(
         "background_jump",
         RATE_UNIT,
-        "Level step from the left neighbour at the amplifier boundary (near-boundary columns; amplifier 1: "
-        "the step to its right neighbour); detector: the largest step",
+        "Level step from the left neighbour at the amplifier boundary (near-boundary columns extrapolated to the "
+        "boundary; amplifier 1: the step to its right neighbour); detector: the most significant step",
         two_sided=True,
+    ),
+    MetricSpec(
+        "background_jump_error",
+        RATE_UNIT,
+        "1-sigma standard error of the jump: white noise from the clipped rms and kept pixels, times the "
+        "boundary's factor for noise correlated along the rows",
+    ),
+    MetricSpec(
+        "background_jump_significance",
+        SIGMA_UNIT,
+        "The jump in units of its standard error (jump / error); detector: the largest in magnitude",
+        two_sided=True,
+    ),
+    MetricSpec(
+        "background_jump_fraction",
+        "fraction",
+        "The jump as a fraction of the sky level at the boundary (a gain mismatch of that fraction)",
+        two_sided=True,
+        scales=("detector", "amplifier"),
     ),
 )
