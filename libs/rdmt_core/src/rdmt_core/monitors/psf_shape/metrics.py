@@ -57,9 +57,9 @@ QMAX = 4.0  # the profile is fitted where q = d^T M^-1 d <= QMAX (M: adaptive co
 PROFILE_DEGREE = 3  # cubic in q
 ADAPTIVE_ITERATIONS = 60
 STAR_ITERATIONS = 3  # Gauss-Newton steps of one star fit
-ROUNDS = 3  # rounds of (empirical PSF, star fits)
+ROUNDS = 3  # rounds of (star fits, stack's profile)
 CONVERGED = 1e-3
-CENTROID_SIGMA = 1.0  # pixels, at least: the first centroids (narrower weights pull them to pixel centres)
+FIT_MIN_FWHM = 1.5  # pixels: stacks at least this wide refine the centres by fitting the stars
 SCALES = ("detector", "amplifier", "superpixel")
 
 
@@ -83,22 +83,22 @@ def gather_stamps(
     return np.concatenate(stamps), np.concatenate(usable)
 
 
-def gaussian_centroid(
-    stamps: np.ndarray, usable: np.ndarray, cx: np.ndarray, cy: np.ndarray, sigma: float, iterations: int = 8
-) -> tuple[np.ndarray, np.ndarray]:
-    """Centroids (relative to the stamp centre) weighted by a circular Gaussian of ``sigma`` pixels: a first guess."""
-    s = stamps.shape[1]
-    grid = np.arange(s, dtype=np.float64) - s // 2
-    values = np.where(usable, stamps, 0.0)
-    cx, cy = cx.astype(np.float64).copy(), cy.astype(np.float64).copy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for _ in range(iterations):
-            dx, dy = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]
-            w = np.exp(-0.5 * (dx**2 + dy**2) / sigma**2) * values
-            total = w.sum(axis=(1, 2))
-            step_x, step_y = (w * dx).sum(axis=(1, 2)) / total, (w * dy).sum(axis=(1, 2)) / total
-            cx, cy = cx + np.clip(np.nan_to_num(step_x), -0.5, 0.5), cy + np.clip(np.nan_to_num(step_y), -0.5, 0.5)
-    return np.clip(cx, -1.5, 1.5), np.clip(cy, -1.5, 1.5)
+def equalized_phases(c: np.ndarray) -> np.ndarray:
+    """Centres whose sub-pixel phases are made uniform (the empirical CDF of the phases, per axis).
+
+    A centroid of an undersampled star is pulled towards the centre of its pixel (pixel locking: an
+    S-shaped error against the true phase, the same for every star of one PSF). True phases of many
+    stars are uniform over the pixel, so the monotone map that makes the measured ones uniform undoes
+    the S-curve (to ~0.03 pixel with a few hundred stars).
+    """
+    base = np.round(c)
+    phase = c - base
+    if phase.size < 2:
+        return c
+    order = np.argsort(phase, kind="stable")
+    uniform = np.empty_like(phase)
+    uniform[order] = (np.arange(phase.size) + 0.5) / phase.size - 0.5
+    return base + uniform
 
 
 def _quadratic(dx: np.ndarray, dy: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -249,116 +249,121 @@ def fit_stars(
 def empirical_psf(
     stamps: np.ndarray, usable: np.ndarray, cx: np.ndarray, cy: np.ndarray, first_fwhm: float
 ) -> dict[str, Any]:
-    """Centres, amplitudes and the detector-scale empirical PSF of the stars (see the module's steps 1-3).
+    """Centres and amplitudes of the stars for the stack (the module's step 1).
 
-    Returns ``cx, cy`` (relative to the stamp centres), ``amplitude``, ``moments`` (Mxx, Mxy, Myy) and
-    ``coefficients`` of the detector-scale profile; ``ok`` marks the stars whose fit succeeded.
+    Centres start from the 3x3 centroids with their phases equalised (:func:`equalized_phases`). A
+    stack whose FWHM is at least :data:`FIT_MIN_FWHM` is sampled well enough for a fit: ``ROUNDS``
+    rounds of fitting each star with the stack's profile (:func:`fit_stars`) then refine them.
+    Below, the fit's centres lock onto the pixel grid again (ellipticity 0.05 off in F087) and the
+    equalised centroids are kept. Returns ``cx, cy`` (relative to the stamp centres, on the stack's
+    adaptive centroid), ``amplitude``, the detector's adaptive ``moments`` and ``ok`` (fit succeeded).
     """
     n, s, _ = stamps.shape
     grid = np.arange(s, dtype=np.float64) - s // 2
-    sigma = first_fwhm / 2.3548
-    cx, cy = gaussian_centroid(stamps, usable, cx, cy, max(sigma, CENTROID_SIGMA))
-    start = sigma**2 + 1.0 / 12.0  # the pixel's variance added
+    start = (first_fwhm / 2.3548) ** 2 + 1.0 / 12.0  # the pixel's variance added
+    cx, cy = equalized_phases(cx), equalized_phases(cy)
     amplitude = np.where(usable, stamps, 0.0)[:, s // 2 - 2 : s // 2 + 3, s // 2 - 2 : s // 2 + 3].sum(axis=(1, 2))
     ok = np.isfinite(amplitude) & (amplitude > 0)
     one = np.zeros(n, dtype=np.int64)
-    coefficients = np.full(PROFILE_DEGREE + 1, np.nan)
-    # Rounds of (profile, star fits) in a fixed circular coordinate from the first guess: adaptive moments
-    # of stars with poor centres can collapse onto the peak pixels (pixel locking), a fixed weight cannot.
-    moments = (start, 0.0, start)
-    for _ in range(ROUNDS):
-        use = usable & ok[:, None, None]
+
+    def stacked() -> tuple[float, ...]:
         values = stamps / np.where(ok, amplitude, 1.0)[:, None, None]
         dx, dy = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]
-        coefficients = profile_fit(values, use, _quadratic(dx, dy, *moments), one, 1)[0][0]
-        if not np.all(np.isfinite(coefficients)):
-            break
-        amplitude, cx, cy = fit_stars(stamps, usable, cx, cy, amplitude, moments, coefficients)
-        ok &= np.isfinite(amplitude) & (amplitude > 0) & (np.abs(cx) <= 1.5) & (np.abs(cy) <= 1.5)
-    # The detector's adaptive moments with the fitted centres; centres then refer to the adaptive centroid.
-    values = stamps / np.where(ok, amplitude, 1.0)[:, None, None]
-    dx, dy = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]
-    a, b, c, x0, y0 = (float(m[0]) for m in adaptive_moments(values, usable & ok[:, None, None], dx, dy, one, 1, start))
+        use = usable & ok[:, None, None]
+        a, b, c, x0, y0 = (float(m[0]) for m in adaptive_moments(values, use, dx, dy, one, 1, start))
+        return a, b, c, x0, y0
+
+    a, b, c, x0, y0 = stacked()
+    if np.isfinite(a):
+        moments = (a, b, c)
+        dx, dy = grid[None, None, :] - cx[:, None, None] - x0, grid[None, :, None] - cy[:, None, None] - y0
+        values = stamps / np.where(ok, amplitude, 1.0)[:, None, None]
+        coefficients = profile_fit(values, usable & ok[:, None, None], _quadratic(dx, dy, *moments), one, 1)[0][0]
+        fwhm = 2.0 * np.sqrt(half_maximum(coefficients[None, :])[0]) * (a * c - b * b) ** 0.25
+        if np.isfinite(fwhm) and fwhm >= FIT_MIN_FWHM:
+            cx, cy = cx + x0, cy + y0
+            for _ in range(ROUNDS):
+                amplitude, cx, cy = fit_stars(stamps, usable, cx, cy, amplitude, moments, coefficients)
+                ok &= np.isfinite(amplitude) & (amplitude > 0) & (np.abs(cx) <= 1.5) & (np.abs(cy) <= 1.5)
+                values = stamps / np.where(ok, amplitude, 1.0)[:, None, None]
+                dx, dy = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]
+                q = _quadratic(dx, dy, *moments)
+                coefficients = profile_fit(values, usable & ok[:, None, None], q, one, 1)[0][0]
+                if not np.all(np.isfinite(coefficients)):
+                    break
+            a, b, c, x0, y0 = stacked()
     if np.isfinite(a):
         cx, cy, moments = cx + x0, cy + y0, (a, b, c)
     else:
         moments = (np.nan, np.nan, np.nan)
-    return {"cx": cx, "cy": cy, "amplitude": amplitude, "moments": moments, "coefficients": coefficients, "ok": ok}
+    return {"cx": cx, "cy": cy, "amplitude": amplitude, "moments": moments, "ok": ok}
 
 
-def cell_shapes(
+def detector_shape(
+    stamps: np.ndarray, usable: np.ndarray, cx: np.ndarray, cy: np.ndarray, amplitude: np.ndarray, start: float
+) -> tuple[tuple[float, float, float], float, np.ndarray]:
+    """Adaptive moments ``(Mxx, Mxy, Myy)`` of all the stars stacked, ``q_half`` of their profile, and its cubic.
+
+    Centres are those of :func:`empirical_psf` (on the adaptive centroid); NaN when the moments fail.
+    """
+    n, s, _ = stamps.shape
+    grid = np.arange(s, dtype=np.float64) - s // 2
+    dx, dy = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]
+    values = stamps / amplitude[:, None, None]
+    one = np.zeros(n, dtype=np.int64)
+    a, b, c, x0, y0 = (float(m[0]) for m in adaptive_moments(values, usable, dx, dy, one, 1, start))
+    if not np.isfinite(a):
+        return (np.nan, np.nan, np.nan), np.nan, np.full(PROFILE_DEGREE + 1, np.nan)
+    q = _quadratic(dx - x0, dy - y0, a, b, c)
+    coefficients = profile_fit(values, usable, q, one, 1)[0][0]
+    return (a, b, c), float(half_maximum(coefficients[None, :])[0]), coefficients
+
+
+def phase_residual_moments(
     stamps: np.ndarray,
     usable: np.ndarray,
     cx: np.ndarray,
     cy: np.ndarray,
-    amplitude: np.ndarray,
-    cell: np.ndarray,
-    n_cells: int,
-    start: float,
-    q_half: float | None = None,
-    weight: tuple[float, float, float] | None = None,
+    moments: tuple[float, float, float],
+    coefficients: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """FWHM (pixels), ellipticity and ``q_half`` of the stacked stars of each cell.
+    """Per star: its second moments weighted by the detector's Gaussian, minus those of the detector's PSF at its phase.
 
-    Without ``q_half`` and ``weight`` (the detector), adaptive moments and the profile's own half
-    maximum. With them (amplifiers, super-pixels: a few stars each, too few for an adaptive
-    iteration, which can lock onto the pixel grid, or for a free profile), one pass of moments ``Q``
-    weighted by the detector's Gaussian ``W``, turned into the cell's adaptive moments as for a
-    Gaussian, ``M = (Q^-1 - W^-1)^-1`` (exact for a Gaussian PSF, and ``M = W`` when the cell's PSF is
-    the detector's), and the FWHM ``2 sqrt(q_half) det(M)^(1/4)``: the detector's profile
-    scaled to the cell's size.
+    One undersampled star's moments depend on where its centre falls in the pixel; the detector's
+    empirical PSF (``f(q)``, zero-padded smoothly beyond ``QMAX``) drawn at the same centre, on the
+    same usable pixels, has the same dependence, so the difference is what differs in the star's PSF
+    (plus noise). ``M_star = M_detector + 4 (dQ - mean dQ)``: the response of Gaussian-weighted
+    moments to a change of the PSF's covariance, at the weight's own size, is 1/4.
     """
     s = stamps.shape[1]
     grid = np.arange(s, dtype=np.float64) - s // 2
     dx, dy = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]
-    values = stamps / amplitude[:, None, None]
-    if weight is not None:
-        a, b, c = _weighted_cells(values, usable, dx, dy, cell, n_cells, weight)
-    else:
-        a, b, c, x0, y0 = adaptive_moments(values, usable, dx, dy, cell, n_cells, start)
-    ok = np.isfinite(a)
-    if q_half is None:
-        ae, be, ce = (np.where(ok, m, 1.0)[cell][:, None, None] for m in (a, b, c))
-        ex, ey = dx - np.nan_to_num(x0)[cell][:, None, None], dy - np.nan_to_num(y0)[cell][:, None, None]
-        coefficients, _ = profile_fit(
-            values, usable & ok[cell][:, None, None], _quadratic(ex, ey, ae, be, ce), cell, n_cells
-        )
-        half = half_maximum(coefficients)
-    else:
-        half = np.full(n_cells, q_half)
+    q = _quadratic(dx, dy, *moments)
+    weight = np.exp(-0.5 * q) * usable
+    core = np.polynomial.polynomial.polyval(np.minimum(q, QMAX), coefficients)
+    model = np.clip(core, 0.0, None) * np.exp(-np.clip(q - QMAX, 0.0, None))
+
+    def weighted(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        w = weight * v
+        with np.errstate(invalid="ignore", divide="ignore"):
+            total = w.sum(axis=(1, 2))
+            return tuple((w * u).sum(axis=(1, 2)) / total for u in (dx * dx, dx * dy, dy * dy))
+
+    data, drawn = weighted(stamps), weighted(np.broadcast_to(model, stamps.shape))
+    return tuple(d - m for d, m in zip(data, drawn, strict=True))
+
+
+def shape_from(
+    moments: tuple[float, float, float], dq: tuple[np.ndarray, np.ndarray, np.ndarray], q_half: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """FWHM, ellipticity, e1, e2 of ``M = M_detector + 4 dQ`` (the detector's profile scaled to ``M``)."""
+    a, b, c = (m + 4.0 * d for m, d in zip(moments, dq, strict=True))
     with np.errstate(invalid="ignore"):
         det = a * c - b * b
-        fwhm = 2.0 * np.sqrt(half) * det**0.25
-        ellipticity = np.hypot(a - c, 2.0 * b) / (a + c)
-    return fwhm, ellipticity, half
-
-
-def _weighted_cells(
-    values: np.ndarray,
-    usable: np.ndarray,
-    dx: np.ndarray,
-    dy: np.ndarray,
-    cell: np.ndarray,
-    n_cells: int,
-    weight: tuple[float, float, float],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per cell ``M = (Q^-1 - W^-1)^-1`` of the moments ``Q`` weighted by the Gaussian ``W`` (about its centroid)."""
-    wa, wb, wc = weight
-    w = np.exp(-0.5 * _quadratic(dx, dy, wa, wb, wc)) * np.where(usable, values, 0.0)
-    axes = (1, 2)
-    sums = [w.sum(axis=axes), (w * dx).sum(axis=axes), (w * dy).sum(axis=axes)]
-    sums += [(w * dx * dx).sum(axis=axes), (w * dx * dy).sum(axis=axes), (w * dy * dy).sum(axis=axes)]
-    s0, sx, sy, sxx, sxy, syy = (np.bincount(cell, weights=v, minlength=n_cells) for v in sums)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mx, my = sx / s0, sy / s0
-        qa, qb, qc = sxx / s0 - mx * mx, sxy / s0 - mx * my, syy / s0 - my * my
-        qdet, wdet = qa * qc - qb * qb, wa * wc - wb * wb
-        # inverse of (Q^-1 - W^-1)
-        ia, ib, ic = qc / qdet - wc / wdet, -qb / qdet + wb / wdet, qa / qdet - wa / wdet
-        idet = ia * ic - ib * ib
-        a, b, c = ic / idet, -ib / idet, ia / idet
-    bad = ~((a > 0) & (c > 0) & (a * c - b * b > 0))
-    return tuple(np.where(bad, np.nan, m) for m in (a, b, c))
+        positive = (a > 0) & (c > 0) & (det > 0)
+        fwhm = np.where(positive, 2.0 * np.sqrt(q_half) * np.abs(det) ** 0.25, np.nan)
+        e1, e2 = np.where(positive, (a - c) / (a + c), np.nan), np.where(positive, 2.0 * b / (a + c), np.nan)
+    return fwhm, np.hypot(e1, e2), e1, e2
 
 
 def star_sizes(
@@ -433,7 +438,7 @@ def psf_metrics(
     else:
         psf = {"cx": x0, "cy": y0, "amplitude": np.ones(chosen.size), "moments": (np.nan,) * 3}
         good = np.zeros(chosen.size, dtype=bool)
-    trace, e1, e2 = star_sizes(stamps, usable, psf["cx"], psf["cy"], psf["moments"])
+    trace, _, _ = star_sizes(stamps, usable, psf["cx"], psf["cy"], psf["moments"])
     good &= np.isfinite(trace)
     if good.any():  # outliers in size: blends, galaxies, residual cosmic rays
         median = np.median(trace[good])
@@ -459,20 +464,30 @@ def psf_metrics(
 
     stamps, usable = stamps[good], usable[good]
     cx, cy, amplitude = psf["cx"][good], psf["cy"][good], psf["amplitude"][good]
-    fwhm, ellipticity = {}, {}
     start = float(np.mean(psf["moments"][0::2]))
-    q_half, weight = None, None
-    for scale in SCALES:  # the detector first: its profile serves the cells
+    moments, q_half, coefficients = detector_shape(stamps, usable, cx, cy, amplitude, start)
+    if not (np.isfinite(q_half) and np.all(np.isfinite(moments))):
+        return done("the stars' stacked PSF could not be measured (adaptive moments or profile failed)")
+    residual = phase_residual_moments(stamps, usable, cx, cy, moments, coefficients)
+    residual = tuple(np.where(np.isfinite(r), r, np.nan) for r in residual)
+    finite = np.all([np.isfinite(r) for r in residual], axis=0)
+    mean_residual = [float(np.mean(r[finite])) for r in residual]
+    fwhm, ellipticity = {}, {}
+    for scale in SCALES:
         n_cells = _N_CELLS[scale]
-        fwhm[scale], ellipticity[scale], half = cell_shapes(
-            stamps, usable, cx, cy, amplitude, groups[scale], n_cells, start, q_half, weight
-        )
+        index = groups[scale][finite]
+        count = np.bincount(index, minlength=n_cells)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dq = tuple(
+                np.bincount(index, weights=r[finite], minlength=n_cells) / count - m
+                for r, m in zip(residual, mean_residual, strict=True)
+            )
         if scale == "detector":
-            q_half, weight = float(half[0]), psf["moments"]
-        counts = np.bincount(groups[scale], minlength=n_cells)
+            dq = (np.zeros(1),) * 3  # the detector's own adaptive moments
+        fwhm[scale], ellipticity[scale], _, _ = shape_from(moments, dq, q_half)
         least = options.min_stars if scale == "detector" else options.min_stars_per_cell
-        fwhm[scale] = np.where(counts >= least, fwhm[scale], np.nan)
-        ellipticity[scale] = np.where(counts >= least, ellipticity[scale], np.nan)
+        fwhm[scale] = np.where(count >= least, fwhm[scale], np.nan)
+        ellipticity[scale] = np.where(count >= least, ellipticity[scale], np.nan)
     values["psf_fwhm"] = _scale_values(fwhm)
     values["psf_ellipticity"] = _scale_values(ellipticity)
     if expected:
@@ -485,8 +500,10 @@ def psf_metrics(
         values["psf_fwhm_arcsec"] = _scale_values({s: fwhm[s] * scale_arcsec[s] for s in SCALES})
         notes["pixel_scale"] = f"{scale_arcsec['detector'][0]:.4f} arcsec/pixel (mean at the stars, from the WCS)"
 
-    size = np.sqrt(np.clip(trace[good] / np.median(trace[good]), 0.0, None))
-    extras.update(star_x=x, star_y=y, fwhm=fwhm["detector"][0] * size, e1=e1[good], e2=e2[good])
+    star_fwhm, _, star_e1, star_e2 = shape_from(
+        moments, tuple(r - m for r, m in zip(residual, mean_residual, strict=True)), q_half
+    )
+    extras.update(star_x=x, star_y=y, fwhm=star_fwhm, e1=star_e1, e2=star_e2)
     return done(None)
 
 
