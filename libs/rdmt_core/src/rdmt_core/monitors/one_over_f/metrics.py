@@ -5,36 +5,40 @@ is a pure function; the readout model is :func:`rdmt_core.synthetic_l2.readout_o
 
 The readout model: each of the 32 amplifiers reads its 128-column strip row by
 row from row 0, odd-numbered amplifiers from low to high column and
-even-numbered ones from high to low, all 32 at the same time. The readout
-series of an amplifier is its strip in that order; 1/f noise is noise whose
-power rises as 1/frequency along that series. Frequencies are counted in cycles
-per frame (per readout series), so bin ``j`` has a period of ``rows / j`` rows.
+even-numbered ones from high to low, all 32 at the same time. 1/f noise is
+correlated along that order: over one row of a strip (128 samples) it is almost
+constant, from row to row it wanders.
 
-The series is binned by one row: each sample is the mean of a row's kept pixels
-(the order within a row does not change a mean, so ``readout_order`` need not be
-materialised). Binning keeps every frequency below 0.5 cycles per row, the whole
-1/f band, and reduces the white noise per sample by the row length, at a tenth
-of the cost of a full-resolution spectrum.
+Light on the sky is not read in any order: a star's Airy rings, spikes and wide
+wings look the same whichever way the image is read, and in a crowded field
+their light beyond any source mask adds low-frequency power to the row means as
+1/f noise would (tens of sigma on clean realistic images). The monitor
+therefore compares each **tile** (a super-pixel: ``cell`` rows of one strip)
+read in the readout order with the same pixels read in the orthogonal order:
 
-Steps, per amplifier (steps 3 and 4 are :mod:`rdmt_core.measure.spectra`):
+1. mask: DQ-flagged and non-finite pixels (the NaN border), pixels farther than
+   ``clip_sigma`` from the smooth background, and 4x4 blocks around sources
+   (:func:`rdmt_core.measure.sky.find_sources`);
+2. per tile, the **row means** (readout order binned by one row) and the
+   **column means** (the orthogonal order), each less a count-weighted line;
+3. the periodogram of both in the tile bins ``bins`` (cycles per tile), each
+   divided by its expected white level (pixel variance times the sum of 1 / count);
+4. per bin ``u = (P_row - P_col) / (P_row + P_col)``: for white noise, and for
+   any light seen alike in both orders, the two powers have the same
+   distribution and ``u`` is symmetric about 0 (uniform on [-1, 1], variance 1/3,
+   for exponential powers); readout 1/f noise raises only ``P_row``. A bin whose
+   mean power exceeds ``weight_cap`` times white (a star's residual light) is
+   down-weighted by ``w = weight_cap / power``, which depends on ``P_row + P_col``
+   only and so keeps the mean 0;
+5. the significance of ``sum(w u)`` over an amplifier's tiles (or all tiles, or
+   the common mode's tile rows): the null variance is the larger of the white
+   value ``sum(w^2) / 3`` and the tiles' own scatter (then a Student t, converted
+   to a Gaussian-equivalent z).
 
-1. mask: DQ-flagged and non-finite pixels (the NaN border), and pixels farther
-   than ``clip_sigma`` sigma from their super-pixel's sigma-clipped level
-   (stars, cosmic-ray residuals);
-2. row means of the kept pixels; a row with no kept pixel takes the trend;
-3. detrend: subtract a weighted polynomial of degree ``detrend_degree`` in the
-   row number, so a smooth background gradient is not taken for 1/f noise;
-4. periodogram; the white level is the mean power of the upper frequencies
-   (``white_band_start`` of the way to 0.5 cycles per row and above, where 1/f
-   power is smallest); the ratio is the mean power of the ``low_band`` bins over
-   the white level.
-
-For white noise the bins are independent exponentials, so the ratio follows an
-F distribution with ``(2 L, 2 M)`` degrees of freedom (``L`` low and ``M``
-white bins). The significance is the ratio's one-sided Gaussian equivalent, so
-the threshold follows from the image's own bin counts. The detector values pool
-the 32 amplifiers' spectra (``2 L A, 2 M A`` degrees of freedom); the common mode
-is the mean of the 32 detrended row series, read at the same time.
+The common mode is each tile row's row series (and column series) averaged over
+its 32 strips, read at the same time, tested the same way. The row-series
+spectra of the previous version of this monitor are still computed for the
+report's figure (``extras``), not for the metrics.
 """
 
 from __future__ import annotations
