@@ -77,6 +77,26 @@ def false_alarms(cases: list[tuple[str, int, int]], limits) -> None:
     print(f"-> {n_fail} of {n_images} clean images fail (each image also counted transposed)\n")
 
 
+def special_cases(limits, side: int = 4096) -> None:
+    """Clean full-size images that are hard on a 1/f test: bright halos everywhere, idealised stars, a gradient."""
+    print(f"== clean special cases at {side} (as drawn and transposed) ==")
+    cases = (
+        ("crowded bright field", L2Scene(seed=11, star_density=8000 / 4088**2, bright_mag=11.0), None),
+        ("idealised (moffat) PSF", L2Scene(seed=12, psf_model="moffat"), None),
+        ("background gradient 2 DN/s", L2Scene(seed=13), L2Injection(background_gradient=(2.0, 2.0))),
+    )
+    n_fail = 0
+    for label, scene, injection in cases:
+        arrays, *_ = l2_arrays("WFI10", field_catalog(scene, side, ("WFI10",)), scene, side, injection=injection)
+        arrays = in_frame(arrays, side)
+        for suffix, image in (("", arrays), (" transposed", {k: np.ascontiguousarray(v.T) for k, v in arrays.items()})):
+            values = measure(image)
+            failed = failures(values, limits)
+            n_fail += bool(failed)
+            print(f"{label + suffix:38s}: {line(values)}  {'FAIL ' + ','.join(failed) if failed else 'pass'}")
+    print(f"-> {n_fail} of {2 * len(cases)} fail\n")
+
+
 def sensitivity(side: int, amplitudes: list[float], cases: list[tuple[str, int]], limits) -> None:
     print(f"== sensitivity at {side}: injected 1/f (70% common to the amplifiers) ==")
     print("amplitude | images failing | pooled sigma (mean, min) | common sigma (mean, min) | amplifiers over limit")
@@ -118,6 +138,8 @@ def main() -> None:
     if args.quick:
         small = small[:4]
     false_alarms(small, limits)
+    if not args.quick:
+        special_cases(limits)
     cases = [(d, s) for s in (5, 6) for d in DETECTORS[:: 3 if not args.quick else 9]]
     sensitivity(512, [0.1, 0.15, 0.2, 0.25, 0.3, 0.4], cases, limits)
     if not args.quick:
