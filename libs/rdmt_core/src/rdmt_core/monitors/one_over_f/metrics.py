@@ -56,6 +56,7 @@ from ...records import Metric
 from ..base import MonitorResult
 from .options import METRICS, OneOverFOptions
 
+MIN_FILLED = 0.75  # fraction of a tile's rows and of its columns with data (the border leaves 124 of 128, 12 of 16)
 TILE_DEGREE = 1  # a line per tile series: a gradient is removed alike from both orders (a constant alone is not)
 
 
@@ -113,8 +114,8 @@ class TileSeries:
     """The two orders of every tile (super-pixel): its row means and its column means, detrended.
 
     ``rows`` and ``columns`` are (32 tile rows, 32 strips, cell) residuals after a count-weighted
-    straight line; ``row_counts`` and ``column_counts`` the kept pixels of each value; ``fitted``
-    (32, 32) the tiles whose both series had more rows (columns) with data than line terms;
+    straight line; ``fitted`` (32, 32) the tiles measured: at least :data:`MIN_FILLED` of their rows
+    and of their columns hold data, and their pixel noise is not 0;
     ``row_white`` and ``column_white`` (32, 32) the expected white-noise power of one periodogram
     bin of each order before detrending (pixel variance times the sum of 1 / count over the values
     with data): a tile the NaN border or a mask cuts has fewer values in one order than the other.
@@ -156,7 +157,11 @@ def tile_series(
     variance = sources.spread.astype(np.float64) ** 2
     row_white = variance * inverse_rows.reshape(GRID, cell, GRID).sum(axis=1)
     column_white = variance * inverse_columns.sum(axis=2)
-    fitted = (row_fitted & column_fitted).reshape(GRID, GRID) & (row_white > 0) & (column_white > 0)
+    # a tile needs data in most rows and columns: the white fraction the line leaves is computed for a full series
+    enough = (np.count_nonzero(counts, axis=1) >= MIN_FILLED * cell) & (
+        np.count_nonzero(column_counts.reshape(-1, cell), axis=1) >= MIN_FILLED * cell
+    )
+    fitted = (row_fitted & column_fitted & enough).reshape(GRID, GRID) & (row_white > 0) & (column_white > 0)
     return TileSeries(
         row_residual.reshape(GRID, GRID, cell),
         column_residual.reshape(GRID, GRID, cell),
@@ -355,11 +360,15 @@ def _test_note(cell: int, options: OneOverFOptions, n_tiles: int) -> str:
 def _summary(values: dict[str, tuple], noisy: np.ndarray) -> str:
     pooled, per_amp = values["one_over_f_significance"]
     common = values["one_over_f_common_significance"][0]
-    worst = int(np.nanargmax(per_amp))
-    return (
-        f"measured: largest amplifier significance {per_amp[worst]:.1f} sigma (amplifier {worst + 1}), "
-        f"pooled {pooled:.1f} sigma, common mode {common:.1f} sigma"
-        + ("" if noisy.all() else f"; {int((~noisy).sum())} amplifier(s) without data")
+    measured = np.isfinite(per_amp)
+    if measured.any():
+        worst = int(np.nanargmax(per_amp))
+        largest = f"largest amplifier significance {per_amp[worst]:.1f} sigma (amplifier {worst + 1})"
+    else:
+        largest = "no amplifier with two tiles of data"
+    missing = int((~measured).sum())
+    return f"measured: {largest}, pooled {pooled:.1f} sigma, common mode {common:.1f} sigma" + (
+        "" if not missing else f"; {missing} amplifier(s) without two tiles of data"
     )
 
 
