@@ -37,7 +37,7 @@ class PsfShapeOptions(DetectionOptions):
     )
     min_snr: float = Field(50.0, ge=0, description="Peak signal-to-noise of a star to be measured.")
     min_stars: int = Field(10, ge=1, description="Stars needed for the detector values.")
-    min_stars_per_cell: int = Field(8, ge=1, description="Stars needed for an amplifier or super-pixel value.")
+    min_stars_per_cell: int = Field(5, ge=1, description="Stars needed for an amplifier or super-pixel value.")
     clip_sigma: float = Field(5.0, gt=0, description="Reject stars whose size is this many robust sigmas off.")
 
 
