@@ -25,7 +25,17 @@ array placed in the 4096x4096 frame with its 4-pixel border set to NaN):
    wings). Peaks whose usable 4-connected neighbours hold on average less than
    ``spike_fraction`` of the peak (or that have none) are single-pixel events
    (cosmic rays, hot pixels), not stars.
-4. **flags per star**: *saturated* when a pixel within 2 pixels carries the DQ
+4. **rings, spikes and wings of brighter stars** (:func:`psf_features`): the
+   WFI PSF's Airy rings and six diffraction spikes give local maxima well above
+   the threshold around bright stars (about five per real star on average at
+   F158, two dozen around a saturated one). A peak fainter than
+   ``psf_envelope / d^2`` (1.2) times a brighter peak ``d`` pixels away is part
+   of that star's PSF and is dropped (``0.4 / d^2`` bounds every local maximum of
+   the pixel-convolved galsim.roman PSFs from F062 to F213, from the first ring
+   to the spikes 120 pixels out). A saturated star's peak is estimated from its
+   pixels 4 to 6 pixels out (:func:`brightness`). ``Stars.n_psf_features`` counts
+   them; a real star that faint that close to a brighter one is dropped too.
+5. **flags per star**: *saturated* when a pixel within 2 pixels carries the DQ
    SATURATED flag or the peak (background included) reaches ``max_peak``;
    *isolated* when no other peak lies within ``isolation_radius``; *measurable*
    when the ``(2 * stamp_radius + 1)``-pixel stamp lies inside the frame and at

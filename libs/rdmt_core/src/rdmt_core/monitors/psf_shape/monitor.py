@@ -33,10 +33,7 @@ class PsfShapeMonitor(ImageMonitor):
 
     name = "psf_shape"
     title = "PSF shape (FWHM and ellipticity)"
-    summary = (
-        "PSF FWHM (pixels, arcsec from the WCS, ratio to the filter's expected FWHM) and ellipticity of bright, "
-        "isolated, unsaturated stars"
-    )
+    summary = "PSF FWHM (pixels, arcsec) and ellipticity of bright, isolated, unsaturated stars"
     options_model = PsfShapeOptions
     metric_specs = METRICS
     anomaly: ClassVar[ExpectedFailure] = ExpectedFailure(
