@@ -1,4 +1,8 @@
-"""Benchmark of the Level-2 monitors on full-size (4088x4088) images with about 2,000 stars.
+"""Benchmark of the Level-2 monitors on full-size (4088x4088) realistic images with about 2,000 stars.
+
+The images are the synthetic generator's defaults: galsim.roman PSFs of each detector at F158
+(Airy rings, diffraction spikes, wide wings) and a WCS with a polynomial distortion and no
+analytic inverse, as pipeline products have.
 
 Prints, per Level-2 monitor, measured in a fresh process with one thread:
 
@@ -133,7 +137,8 @@ def main() -> None:
     from rdmt_core.monitors import monitors_for
     from rdmt_core.synthetic_l2 import L2Scene, write_l2_exposure
 
-    print(f"RDMT Level-2 monitor benchmark, {SIDE - 8}x{SIDE - 8} images, ~{STARS} stars, 1 thread, "
+    print(f"RDMT Level-2 monitor benchmark, {SIDE - 8}x{SIDE - 8} images, ~{STARS} stars (galsim.roman PSFs, F158; "
+          f"distorted WCS), 1 thread, "
           f"numpy {np.__version__}, python {sys.version.split()[0]}")
     names = [m.name for m in monitors_for("ImageModel")]
     with tempfile.TemporaryDirectory(prefix="rdmt-bench-l2-") as workdir:

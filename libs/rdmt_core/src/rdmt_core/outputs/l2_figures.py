@@ -212,8 +212,9 @@ def draw_spectra(result: FileResult, path: Path) -> str:
     return (
         "Power spectra of the detrended row series, divided by each series' white level and averaged in "
         "logarithmic frequency bins: one grey line per amplifier (red fail, amber caution), their median (black) "
-        f"and the common mode (blue). 1/f noise rises to the left of the shaded low band; {n_flagged} amplifier(s) "
-        "flagged."
+        f"and the common mode (blue); shown for information: star light raises these spectra too, so the "
+        f"verdict comes from the readout-order against orthogonal-order test (the next figure). {n_flagged} "
+        "amplifier(s) flagged."
     )
 
 
@@ -252,8 +253,9 @@ def draw_significance_bars(result: FileResult, path: Path) -> str:
     figure.savefig(path, pil_kwargs={"compress_level": 1})
     limit_text = ", ".join(f"{v:g}" for v in limits) or "none configured"
     return (
-        "Gaussian-equivalent significance of each amplifier's low-band power ratio against white noise (0 is white "
-        f"noise; NaN drawn as 0); dashed: the limit ({limit_text} sigma); red fail, amber caution."
+        "Gaussian-equivalent significance of each amplifier's excess of power in readout order (row means of each "
+        "super-pixel tile) over the same pixels in the orthogonal order (column means): 0 for white noise and for "
+        f"star light; NaN drawn as 0. Dashed: the limit ({limit_text} sigma); red fail, amber caution."
     )
 
 

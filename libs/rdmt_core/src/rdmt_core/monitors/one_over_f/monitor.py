@@ -21,8 +21,8 @@ class OneOverFMonitor(ImageMonitor):
     name = "one_over_f"
     title = "Residual 1/f noise"
     summary = (
-        "residual 1/f noise in readout order: low-frequency power ratio and significance per amplifier, pooled "
-        "and common mode"
+        "residual 1/f noise: power in readout order over the same pixels read the other way (star light is the "
+        "same either way) and its significance, per amplifier, detector and common mode"
     )
     options_model = OneOverFOptions
     metric_specs = METRICS
