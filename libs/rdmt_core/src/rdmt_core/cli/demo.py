@@ -48,14 +48,14 @@ def exposure_injections() -> dict:
 
     return {
         "WFI04": L2Injection(wcs_shift_arcsec=(0.12, -0.08)),
-        "WFI09": L2Injection(one_over_f=0.05),
+        "WFI09": L2Injection(one_over_f=0.1),
         "WFI13": L2Injection(background_step=(17, 0.05)),
         "WFI16": L2Injection(psf_fwhm_scale=1.4),
     }
 
 _INJECTED = {
     "WFI04": "WCS off by (0.12, -0.08) arcsec",
-    "WFI09": "1/f noise at 0.05 of the white noise",
+    "WFI09": "1/f noise at 0.1 of the white noise",
     "WFI13": "background step of 0.05 DN/s at amplifier 17",
     "WFI16": "PSF FWHM x1.4",
 }
