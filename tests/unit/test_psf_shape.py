@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 from astropy.wcs import WCS
+from roman_datamodels import dqflags
 
 from rdmt_core.config import load_config
 from rdmt_core.evaluators import History
@@ -114,6 +115,23 @@ def test_an_elongated_psf_is_measured():
     assert got["psf_ellipticity"].detector == pytest.approx(truth.ellipticity, abs=0.015)
     e1, e2 = np.median(result.extras["e1"]), np.median(result.extras["e2"])
     assert np.rad2deg(0.5 * np.arctan2(e2, e1)) == pytest.approx(-60.0, abs=10.0)
+
+
+def test_scattered_bad_pixels_cost_few_stars_and_little_accuracy(clean):
+    """2 % of the pixels unusable: absent from the stack, and the 5x5 fluxes scaled for the PSF share they held."""
+
+    def bad_pixels(arrays):
+        bad = np.random.default_rng(1).random(arrays["data"].shape) < 0.02
+        data, dq = arrays["data"].copy(), arrays["dq"].copy()
+        data[bad] = np.nan
+        dq[bad] |= dqflags.pixel.DO_NOT_USE
+        return {**arrays, "data": data, "dq": dq}
+
+    result = _result(edit=bad_pixels)
+    got, before = _values(result), _values(clean)
+    assert got["n_psf_stars"].detector == pytest.approx(before["n_psf_stars"].detector, rel=0.05)
+    assert got["psf_fwhm"].detector == pytest.approx(before["psf_fwhm"].detector, rel=0.007)
+    assert got["psf_ellipticity"].detector == pytest.approx(before["psf_ellipticity"].detector, abs=0.005)
 
 
 def _plain_wcs(scale_arcsec: float) -> WCS:
