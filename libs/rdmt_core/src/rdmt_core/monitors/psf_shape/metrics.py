@@ -130,12 +130,17 @@ def adaptive_moments(
     axes = (1, 2)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         for _ in range(ADAPTIVE_ITERATIONS):
-            ex, ey = dx - x0[cell][:, None, None], dy - y0[cell][:, None, None]
-            q = _quadratic(ex, ey, *(m[cell][:, None, None] for m in (a, b, c)))
-            w = np.exp(-0.5 * q) * v
-            sums = [w.sum(axis=axes), (w * ex).sum(axis=axes), (w * ey).sum(axis=axes)]
-            sums += [(w * ex * ex).sum(axis=axes), (w * ex * ey).sum(axis=axes), (w * ey * ey).sum(axis=axes)]
-            s0, sx, sy, sxx, sxy, syy = (np.bincount(cell, weights=s, minlength=n_cells) for s in sums)
+            totals = np.zeros((6, n_cells))
+            for lo in range(0, cell.size, STAMP_CHUNK):  # bounded memory in a crowded field
+                part, here = slice(lo, lo + STAMP_CHUNK), cell[lo : lo + STAMP_CHUNK]
+                ex, ey = dx[part] - x0[here][:, None, None], dy[part] - y0[here][:, None, None]
+                q = _quadratic(ex, ey, *(m[here][:, None, None] for m in (a, b, c)))
+                w = np.exp(-0.5 * q) * v[part]
+                sums = [w.sum(axis=axes), (w * ex).sum(axis=axes), (w * ey).sum(axis=axes)]
+                sums += [(w * ex * ex).sum(axis=axes), (w * ex * ey).sum(axis=axes), (w * ey * ey).sum(axis=axes)]
+                for k, total in enumerate(sums):
+                    totals[k] += np.bincount(here, weights=total, minlength=n_cells)
+            s0, sx, sy, sxx, sxy, syy = totals
             mx, my = sx / s0, sy / s0
             new_a, new_b, new_c = 2.0 * (sxx / s0 - mx * mx), 2.0 * (sxy / s0 - mx * my), 2.0 * (syy / s0 - my * my)
             change = np.abs(new_a - a) + np.abs(new_b - b) + np.abs(new_c - c) + np.abs(mx) + np.abs(my)
@@ -296,7 +301,11 @@ def empirical_psf(
             moments = (a, b, c)
             cx, cy = cx + x0, cy + y0
             for _ in range(ROUNDS):
-                amplitude, cx, cy = fit_stars(stamps, usable, cx, cy, amplitude, moments, coefficients)
+                fitted = [
+                    fit_stars(stamps[p], usable[p], cx[p], cy[p], amplitude[p], moments, coefficients)
+                    for p in (slice(lo, lo + STAMP_CHUNK) for lo in range(0, n, STAMP_CHUNK))
+                ]
+                amplitude, cx, cy = (np.concatenate(column) for column in zip(*fitted, strict=True))
                 ok &= np.isfinite(amplitude) & (amplitude > 0) & (np.abs(cx) <= 1.5) & (np.abs(cy) <= 1.5)
                 values = stamps / np.where(ok, amplitude, 1.0)[:, None, None]
                 dx, dy = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]
@@ -481,7 +490,9 @@ def psf_metrics(
     moments, q_half, coefficients = detector_shape(stamps, usable, cx, cy, amplitude, start)
     if not (np.isfinite(q_half) and np.all(np.isfinite(moments))):
         return done("the stars' stacked PSF could not be measured (adaptive moments or profile failed)")
-    residual = phase_residual_moments(stamps, usable, cx, cy, moments, coefficients)
+    parts = [slice(lo, lo + STAMP_CHUNK) for lo in range(0, cx.size, STAMP_CHUNK)]
+    pieces = [phase_residual_moments(stamps[p], usable[p], cx[p], cy[p], moments, coefficients) for p in parts]
+    residual = tuple(np.concatenate(column) for column in zip(*pieces, strict=True))
     residual = tuple(np.where(np.isfinite(r), r, np.nan) for r in residual)
     finite = np.all([np.isfinite(r) for r in residual], axis=0)
     mean_residual = [float(np.mean(r[finite])) for r in residual]
