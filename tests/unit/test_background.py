@@ -368,6 +368,9 @@ def test_report_figure_is_drawn_with_the_most_significant_step(tmp_path):
     assert figures[0].path.stat().st_size > 5000
     jump = values["background_jump"]
     assert jump.detector == jump.amplifier[8] and f"{jump.detector:+.4g}" in figures[0].caption
+    # the failing boundary is marked from the significance's verdicts
+    assert values["background_jump_significance"].amplifier[8] > 5
+    assert "at fail (1)" in figures[0].caption
 
 
 def test_example_arrays_are_a_frame_with_a_nan_border():

@@ -119,14 +119,18 @@ def draw_background_map(result: FileResult, path: Path) -> str:
 
     Amplifier boundaries whose jump is at caution or fail are drawn as full-height lines,
     super-pixels whose step from their left neighbour is flagged as short segments on that
-    boundary (red fail, amber caution). Drawn from the metrics and evaluations only.
+    boundary (red fail, amber caution). The verdicts are those of ``background_jump_significance``
+    (the step in units of its own error), or of ``background_jump`` in results of versions before it.
+    Drawn from the metrics and evaluations only.
     """
     from matplotlib.figure import Figure
 
     metrics = {m.spec.name: m.values for m in result.metrics}
     level = metrics["background_level"].at("superpixel")
     jumps = metrics["background_jump"]
-    blocks = [b for b in result.evaluations if b.metric == "background_jump"]
+    significance = metrics.get("background_jump_significance")
+    judged = "background_jump" if significance is None else "background_jump_significance"
+    blocks = [b for b in result.evaluations if b.metric == judged]
     figure = Figure(figsize=(6.4, 5.4), dpi=100)
     axes = figure.add_axes((0.1, 0.15, 0.68, 0.74))
     image = axes.imshow(level.reshape(GRID, GRID), origin="lower", interpolation="nearest", cmap=MAP_COLOURS)
@@ -142,7 +146,8 @@ def draw_background_map(result: FileResult, path: Path) -> str:
             axes.text(
                 max(amp, 1) - 0.5,
                 GRID - 0.2,
-                f"{jumps.amplifier[amp]:+.3g}",
+                f"{jumps.amplifier[amp]:+.3g}"
+                + ("" if significance is None else f"\n{significance.amplifier[amp]:+.1f}σ"),
                 color=colour,
                 fontsize=7,
                 ha="center",
@@ -157,13 +162,17 @@ def draw_background_map(result: FileResult, path: Path) -> str:
     axes.set_ylabel("super-pixel row")
     axes.set_title(f"{result.identity.detector} background level (sigma-clipped median)", fontsize=10, pad=14)
     figure.savefig(path, pil_kwargs={"compress_level": 1})
-    largest = (
-        f"largest amplifier step {jumps.detector:+.4g} DN/s" if np.isfinite(jumps.detector) else "no amplifier step"
-    )
+    if not np.isfinite(jumps.detector):
+        largest = "no amplifier step measured"
+    elif significance is None:
+        largest = f"largest amplifier step {jumps.detector:+.4g} DN/s"
+    else:
+        largest = f"most significant amplifier step {jumps.detector:+.4g} DN/s ({significance.detector:+.1f} sigma)"
     return (
-        f"Sigma-clipped background level of each super-pixel (DN/s). Amplifier boundaries with a jump at fail "
-        f"({marked[Status.FAIL]}) or caution ({marked[Status.CAUTION]}) are drawn as red or amber lines with the "
-        f"step in DN/s; short segments mark super-pixels whose step from their left neighbour is flagged; {largest}."
+        f"Sigma-clipped background level of each super-pixel (DN/s). Amplifier boundaries with a step at fail "
+        f"({marked[Status.FAIL]}) or caution ({marked[Status.CAUTION]}) in units of its own error are drawn as red "
+        f"or amber lines with the step in DN/s and sigma; short segments mark super-pixels whose step from their "
+        f"left neighbour is flagged; {largest}."
     )
 
 
