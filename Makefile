@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-containers bench lint clean
+.PHONY: demo test test-fast test-containers bench calibrate lint clean
 
 $(STAMP): libs/rdmt_core/pyproject.toml services/pyproject.toml
 	@echo "Setting up $(VENV): installing RDMT and its dependencies (a few minutes the first time)..."
@@ -37,6 +37,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_burst.py
 	$(BIN)/python benchmarks/bench_startup.py
 	$(BIN)/python benchmarks/bench_recovery.py
+
+## calibrate: false-alarm rates and sensitivities of the Level-2 monitors on realistic images (galsim.roman PSFs; ~15 minutes)
+calibrate: $(STAMP)
+	$(BIN)/python benchmarks/calibrate_one_over_f.py
+	$(BIN)/python benchmarks/calibrate_background.py
+	$(BIN)/python benchmarks/calibrate_psf_shape.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check libs services tests benchmarks schemas
