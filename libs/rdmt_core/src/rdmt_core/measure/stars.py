@@ -32,7 +32,8 @@ array placed in the 4096x4096 frame with its 4-pixel border set to NaN):
    ``psf_envelope / d^2`` (1.2) times a brighter peak ``d`` pixels away is part
    of that star's PSF and is dropped (``0.4 / d^2`` bounds every local maximum of
    the pixel-convolved galsim.roman PSFs from F062 to F213, from the first ring
-   to the spikes 120 pixels out). A saturated star's peak is estimated from its
+   to the spikes 120 pixels out); within 4 pixels, below 0.3 of it (the first
+   ring of an off-centre star). A saturated star's peak is estimated from its
    pixels 4 to 6 pixels out (:func:`brightness`). ``Stars.n_psf_features`` counts
    them; a real star that faint that close to a brighter one is dropped too.
 5. **flags per star**: *saturated* when a pixel within 2 pixels carries the DQ
@@ -78,6 +79,8 @@ BLOCK = 128  # pixels: side of the blocks of the background and noise statistics
 STAMP_CHUNK = 4096  # stars whose stamps are gathered at once
 WING_INNER, WING_OUTER = 4, 6  # pixels: the ring whose mean estimates a saturated star's peak
 WING_TO_PEAK = 0.0009  # mean of the pixel-convolved PSF 4-6 pixels out over its peak: the least of F062-F213 (F062)
+RING_RADIUS = 4.0  # pixels: the first Airy ring (2.5-3 pixels out in F213) ...
+RING_FRACTION = 0.3  # ... is a feature below this fraction of the star's peak (off-centre stars' rings reach 15 %)
 FEATURE_CHUNK = 512  # bright stars whose neighbours are looked up at once
 MAX_FEATURE_RADIUS = 256.0  # pixels: rings and spikes of the brightest stars are not looked for farther
 NO_USABLE_PIXEL = "no usable pixel in the image (all non-finite or DO_NOT_USE)"
@@ -304,8 +307,10 @@ def psf_features(
     ``peak_j < ENVELOPE * B_i / d^2`` (:func:`brightness` ``B_i``): ``0.4 / d^2`` bounds every
     local maximum of the galsim.roman PSFs (pixel-convolved, F062 to F213) relative to their peak,
     from the first ring (2 pixels) out to the spikes 120 pixels away; ``ENVELOPE`` is that bound
-    times 3 for noise and the PSF's change over the field. A real star that faint that close to a
-    brighter one is lost as well; it could not be measured on its own anyway.
+    times 3 for noise and the PSF's change over the field. Within :data:`RING_RADIUS` pixels (the first
+    ring) a peak below :data:`RING_FRACTION` of the brighter one is a feature too: a star centred off its
+    pixel has a lower peak pixel and a relatively brighter ring pixel. A real star that faint that close
+    to a brighter one is lost as well; it could not be measured on its own anyway.
     """
     n = peak.size
     drop = np.zeros(n, dtype=bool)
@@ -316,6 +321,7 @@ def psf_features(
     faintest = max(float(np.nanmin(peak)), float(np.nanmin(options.detection_threshold * sigma)))
     radius = np.sqrt(options.psf_envelope * b / max(faintest, 1e-30))
     radius = np.clip(np.nan_to_num(radius), 0.0, MAX_FEATURE_RADIUS)
+    radius = np.where(options.psf_envelope > 0, np.maximum(radius, RING_RADIUS), radius)
     source = np.flatnonzero(radius > max(options.merge_radius, 1.0))
     if source.size == 0:
         return drop
@@ -330,7 +336,9 @@ def psf_features(
         del neighbours
         d2 = ((positions[i] - positions[j]) ** 2).sum(axis=1)
         fainter = (peak[j] < peak[i]) | ((peak[j] == peak[i]) & (j > i))
-        feature = fainter & (d2 > 0) & (peak[j] < options.psf_envelope * b[i] / np.maximum(d2, 1.0))
+        envelope = options.psf_envelope * b[i] / np.maximum(d2, 1.0)
+        envelope = np.where(d2 <= RING_RADIUS**2, np.maximum(envelope, RING_FRACTION * b[i]), envelope)
+        feature = fainter & (d2 > 0) & (peak[j] < envelope)
         drop[j[feature]] = True
     return drop
 
