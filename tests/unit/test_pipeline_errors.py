@@ -144,3 +144,26 @@ def test_level2_without_a_catalogue_is_not_measured_wherever_a_user_looks(level2
     assert "not measured: astrometry" in overview  # in the detector's overall verdict
     report = next((out / "reports").glob("WFI03_astrometry_*.md")).read_text()
     assert "Overall status: NOT MEASURED (no reference catalogue configured" in report
+
+
+def test_an_unexpected_error_writing_a_files_outputs_is_that_files_problem(tmp_path, monkeypatch):
+    from rdmt_core.pipeline import ResultFiles
+
+    write_dark_delivery(tmp_path / "darks", START, side=128, detectors=("WFI01", "WFI02"))
+    original = ResultFiles.write
+
+    def write(self, result):
+        if result.identity.detector == "WFI01":
+            raise RuntimeError("the report writer broke")
+        return original(self, result)
+
+    monkeypatch.setattr(ResultFiles, "write", write)
+    config = load_config(
+        store_url=f"chdb://{tmp_path / 'store'}", output_dir=str(tmp_path / "out"), outputs={"notify": False}
+    )
+    with EmbeddedPipeline(config, run_id="writer") as pipeline:
+        summary, (first, second) = pipeline.run([str(tmp_path / "darks")])
+    assert first.problem is not None and "unexpected RuntimeError: the report writer broke" in first.problem.reason
+    assert first.stored == [True]  # stored before the files were written: it belongs to the delivery
+    assert second.problem is None and second.outputs
+    assert summary.overview_path is not None

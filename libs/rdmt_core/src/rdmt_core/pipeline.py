@@ -145,6 +145,11 @@ class EmbeddedPipeline:
             outcome.problem = InputProblem(source, str(exc))
         except OSError as exc:
             outcome.problem = InputProblem(source, f"cannot write outputs ({exc})")
+        except Exception as exc:  # an error RDMT did not anticipate: this file's problem, never the run's end
+            log.debug("unexpected error on %s", source, exc_info=True)
+            outcome.problem = InputProblem(
+                source, f"unexpected {type(exc).__name__}: {exc} (run with --verbose for the traceback and report it)"
+            )
         return outcome
 
     def _evaluate_each(self, roman: RomanInput, monitors: list[type[Monitor]]) -> tuple[list[FileResult], list[str]]:
@@ -224,8 +229,14 @@ class EmbeddedPipeline:
             try:
                 overview = write_overview(summary, self.output_dir / "reports")
                 summary = dataclasses.replace(summary, overview_path=str(overview))
-            except OSError as exc:  # the results are stored: still notify, without the page
-                log.error("cannot write the delivery overview in %s: %s", self.output_dir / "reports", exc)
+            except Exception as exc:  # the results are stored: still notify, without the page
+                log.error(
+                    "cannot write the delivery overview in %s: %s: %s",
+                    self.output_dir / "reports",
+                    type(exc).__name__,
+                    exc,
+                    exc_info=not isinstance(exc, OSError),
+                )
         if self.config.outputs.notify and (summary.results or summary.problems):
             from .notify import notify_delivery
 
