@@ -83,7 +83,7 @@ def test_the_statistic_is_the_plain_numpy_one_on_a_small_frame():
     rng = np.random.default_rng(4)
     frame = rng.uniform(-1.0, 1.0, (256, 256)) + np.linspace(0, 3, 256)[:, None]  # nothing to clip or mask
     frame += 0.3 * np.sin(2 * np.pi * np.arange(256) / 4.0 + 0.3)[:, None]  # a row pattern: tile bin 2
-    row_power, column_power = _plain_tiles(frame, 1, 4)
+    row_power, column_power = _plain_tiles(frame, 1, 3)  # 8-row tiles: the default bins 1-4 stop below Nyquist
     result = one_over_f_metrics(frame, np.zeros(frame.shape, np.uint32), OneOverFOptions())
     values = _values(result)
     np.testing.assert_allclose(
@@ -277,10 +277,15 @@ def test_all_nan_constant_and_starless_images_give_a_status_without_warnings():
 
 
 def test_bins_that_do_not_fit_the_tiles_are_a_status():
-    frame = np.random.default_rng(2).normal(1.0, 0.1, (256, 256))  # 8-pixel tiles: at most bin 4
-    result = one_over_f_metrics(frame, np.zeros(frame.shape, np.uint32), OneOverFOptions(bins=(1, 6)))
-    assert "do not fit 8-row tiles" in result.notes["status"]
-    assert all(np.isnan(m.values.detector) for m in result.metrics)
+    frame = np.random.default_rng(2).normal(1.0, 0.1, (256, 256))  # 8-pixel tiles: bins up to 3
+    for bins in ((5, 6), (4, 4)):  # bin 4 is the Nyquist frequency of an 8-row tile: not usable
+        result = one_over_f_metrics(frame, np.zeros(frame.shape, np.uint32), OneOverFOptions(bins=bins))
+        assert "do not fit 8-row tiles (at most 3" in result.notes["status"]
+        assert all(np.isnan(m.values.detector) for m in result.metrics)
+    limited = one_over_f_metrics(frame, np.zeros(frame.shape, np.uint32), OneOverFOptions(bins=(1, 4)))
+    assert "status" not in limited.notes and limited.notes["bins"].startswith("bins 1-4 limited to 1-3")
+    three = one_over_f_metrics(frame, np.zeros(frame.shape, np.uint32), OneOverFOptions(bins=(1, 3)))
+    assert [m.values.detector for m in limited.metrics] == [m.values.detector for m in three.metrics]
 
 
 def test_a_frame_the_source_blocks_do_not_tile_is_a_status():

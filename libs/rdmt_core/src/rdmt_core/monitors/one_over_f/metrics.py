@@ -242,9 +242,20 @@ def one_over_f_metrics(data: np.ndarray, dq: np.ndarray, options: OneOverFOption
         return _result({}, notes)
     cell = data.shape[0] // GRID
     first, last = options.bins
-    if last > cell // 2:
-        notes["status"] = f"bins {options.bins} do not fit {cell}-row tiles (at most {cell // 2}): choose smaller bins"
+    # The Nyquist bin is real-valued (1 degree of freedom: its u has variance 1/2, not 1/3): bins stop below it
+    usable_last = min(last, cell // 2 - 1)
+    if first > usable_last:
+        notes["status"] = (
+            f"bins {options.bins} do not fit {cell}-row tiles (at most {cell // 2 - 1}, below the Nyquist "
+            "frequency): choose smaller bins"
+        )
         return _result({}, notes)
+    if usable_last < last:
+        notes["bins"] = (
+            f"bins {first}-{last} limited to {first}-{usable_last}: {cell}-row tiles (below the Nyquist bin)"
+        )
+        options = options.model_copy(update={"bins": (first, usable_last)})
+        last = usable_last
     tiles = tile_series(sources, deviation, kept, means, counts)
     valid = tiles.fitted
     if not valid.any():
