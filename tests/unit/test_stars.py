@@ -107,6 +107,61 @@ def test_flags_isolated_saturated_complete_and_spikes_rejected():
     assert list(stars.usable()) == [i]
 
 
+def test_a_faint_companion_is_not_a_source_but_its_bright_neighbour_is_not_isolated():
+    """A peak above the PSF's own ring bound (15 % of the peak within 4 pixels) may be a real companion.
+
+    Five pairs of Gaussian stars, a companion of a quarter of the flux 3.2 pixels from the primary: the
+    companion is below the noise-widened first-ring bound (30 %), so it is not reported as a source (it
+    may be a ring lifted by noise), but it is counted as a possible companion and the primary, whose
+    stamp holds it, is not isolated and not used. A peak at a ring's level (5 %) is a ring: the star
+    beside it stays isolated and usable.
+    """
+    primaries = [(20.0 + 20.0 * k, 30.0, 800.0) for k in range(5)]
+    companions = [(x + 3.2, y, 200.0) for x, y, _ in primaries]
+    alone = (40.0, 90.0, 800.0)
+    ring = (44.0, 90.0, 50.0)  # a 'ring' 4 pixels out at about 7 % of the star's peak
+    data = _stars_image([*primaries, *companions, alone, ring])
+    dq = np.zeros(data.shape, dtype=np.uint32)
+    stars = detect_stars(data, dq, DetectionOptions())
+
+    def nearest(found, x: float, y: float) -> tuple[int, float]:
+        distance = np.hypot(found.x - x, found.y - y)
+        return int(np.argmin(distance)), float(distance.min())
+
+    assert stars.size == 6  # the five primaries and the lone star
+    assert stars.n_possible_companions == 5 and stars.n_psf_features == 6
+    for x, y, _ in primaries:
+        i, distance = nearest(stars, x, y)
+        assert distance < 0.5 and not stars.isolated[i]
+    for x, y, _ in companions:
+        assert nearest(stars, x, y)[1] > 2.5  # not reported
+    i, distance = nearest(stars, *alone[:2])
+    assert distance < 0.5 and list(stars.usable()) == [i]
+    # without the PSF rule every peak is a source, and the primaries are not isolated either
+    everything = detect_stars(data, dq, DetectionOptions(psf_envelope=0.0))
+    assert everything.size == 12 and everything.n_psf_features == 0
+    assert everything.usable().size == 0  # the lone star's 'ring' is a neighbour too
+
+
+def test_two_saturated_stars_are_both_found():
+    """Clipped peaks are equal: which star is brighter is judged on the wing estimate, not the clipped peak."""
+    side = 128
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float64)
+    data = np.full((side, side), 1.0)
+    for x0 in (50.0, 70.0):  # 20 pixels apart, a Gaussian core and power-law wings (about 900 DN/s 5 pixels out)
+        r2 = (xx - x0) ** 2 + (yy - 64.0) ** 2
+        data += 1.2e7 * (np.exp(-r2 / (2 * 0.68**2)) + 0.01 / (1.0 + r2) ** 1.5)
+    data += np.random.default_rng(4).normal(0.0, 0.05, data.shape)
+    dq = np.zeros(data.shape, dtype=np.uint32)
+    saturated = data > 2000.0
+    data[saturated] = 2000.0
+    dq[saturated] |= dqflags.pixel.SATURATED
+    stars = detect_stars(data.astype(np.float32), dq, DetectionOptions())
+    assert stars.size == 2 and stars.saturated.all()
+    # a saturated star's peak is the first pixel of its flat top, a few pixels from its centre
+    assert all(np.hypot(stars.x - x0, stars.y - 64.0).min() < 6.0 for x0 in (50.0, 70.0))
+
+
 def test_unusable_pixels_are_left_out_rather_than_losing_the_star():
     wing = (40.0, 40.0, 800.0)  # bad pixels in its wing and box: still measured
     column = (90.0, 40.0, 800.0)  # a bad column beside its peak: 5 of its box, not measured

@@ -34,8 +34,10 @@ class DetectionOptions(BaseModel):
         1.2,
         ge=0,
         description="A peak fainter than this times a brighter star's peak over the squared distance (pixels) is "
-        "part of that star's PSF (Airy ring, diffraction spike, wing noise), not a source; 0 keeps every peak. "
-        "0.4 / d^2 bounds the rings and spikes of the WFI PSFs; the default allows a factor 3 for noise.",
+        "taken for part of that star's PSF (Airy ring, diffraction spike, wing noise), not a source; 0 keeps every "
+        "peak. 0.4 / d^2 bounds the rings and spikes of the WFI PSFs: peaks below it are dropped, peaks between it "
+        "and this bound (the default allows a factor 3 for noise) may be faint companions and still make the "
+        "brighter star not isolated.",
     )
     max_peak: float = Field(
         1500.0,

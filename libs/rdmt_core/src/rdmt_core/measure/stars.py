@@ -28,14 +28,21 @@ array placed in the 4096x4096 frame with its 4-pixel border set to NaN):
 4. **rings, spikes and wings of brighter stars** (:func:`psf_features`): the
    WFI PSF's Airy rings and six diffraction spikes give local maxima well above
    the threshold around bright stars (about five per real star on average at
-   F158, two dozen around a saturated one). A peak fainter than
-   ``psf_envelope / d^2`` (1.2) times a brighter peak ``d`` pixels away is part
-   of that star's PSF and is dropped (``0.4 / d^2`` bounds every local maximum of
-   the pixel-convolved galsim.roman PSFs from F062 to F213, from the first ring
-   to the spikes 120 pixels out); within 4 pixels, below 0.3 of it (the first
-   ring of an off-centre star). A saturated star's peak is estimated from its
-   pixels 4 to 6 pixels out (:func:`brightness`). ``Stars.n_psf_features`` counts
-   them; a real star that faint that close to a brighter one is dropped too.
+   F158, two dozen around a saturated one). Stars are compared by their
+   brightness ``B`` (the peak; for a saturated star, whose clipped peaks are all
+   alike, its pixels 4 to 6 pixels out scaled, :func:`brightness`). A peak with
+   ``B <= 0.4 / d^2`` times a brighter star's ``d`` pixels away (the bound of every
+   local maximum of the pixel-convolved galsim.roman PSFs from F062 to F213, from
+   the first ring to the spikes 120 pixels out), or within 4 pixels ``B <= 0.15``
+   of it (the first ring of an off-centre star), cannot be told from that star's
+   PSF and is dropped. A peak above those bounds but below the noise-widened ones
+   (``psf_envelope / d^2``, 1.2; within 4 pixels 0.3) is most likely a ring or
+   spike pixel lifted by noise, but may be a faint companion: it is not counted
+   as a source either, but it still takes part in the isolation test, so the
+   brighter star with it in its stamp is not isolated (and not measured).
+   ``Stars.n_psf_features`` counts both, ``Stars.n_possible_companions`` the
+   second kind. Pairs are found per class of search radius with
+   :meth:`scipy.spatial.cKDTree.sparse_distance_matrix` (no Python loop over pairs).
 5. **flags per star**: *saturated* when a pixel within 2 pixels carries the DQ
    SATURATED flag or the peak (background included) reaches ``max_peak``;
    *isolated* when no other peak lies within ``isolation_radius``; *measurable*
@@ -80,7 +87,9 @@ STAMP_CHUNK = 4096  # stars whose stamps are gathered at once
 WING_INNER, WING_OUTER = 4, 6  # pixels: the ring whose mean estimates a saturated star's peak
 WING_TO_PEAK = 0.0009  # mean of the pixel-convolved PSF 4-6 pixels out over its peak: the least of F062-F213 (F062)
 RING_RADIUS = 4.0  # pixels: the first Airy ring (2.5-3 pixels out in F213) ...
-RING_FRACTION = 0.3  # ... is a feature below this fraction of the star's peak (off-centre stars' rings reach 15 %)
+RING_LEVEL = 0.15  # ... reaches this fraction of the star's peak pixel (a star centred off its pixel) ...
+RING_FRACTION = 0.3  # ... and is likely a feature below this one (noise, the PSF's change over the field)
+PSF_ENVELOPE = 0.4  # every ring and spike maximum of the WFI PSFs is below this over d^2 times the peak
 FEATURE_CHUNK = 512  # bright stars whose neighbours are looked up at once
 MAX_FEATURE_RADIUS = 256.0  # pixels: rings and spikes of the brightest stars are not looked for farther
 NO_USABLE_PIXEL = "no usable pixel in the image (all non-finite or DO_NOT_USE)"
@@ -115,6 +124,9 @@ class Stars:
     n_usable: int  # pixels of the frame that are finite and without DO_NOT_USE
     problem: str | None = None  # why nothing could be detected (no usable pixel, constant image)
     n_psf_features: int = 0  # peaks rejected as rings, spikes or wing noise of brighter stars
+    n_possible_companions: int = (
+        0  # of those, the ones above the PSF's own bound: they make their neighbours not isolated
+    )
 
     @property
     def size(self) -> int:
@@ -124,7 +136,8 @@ class Stars:
         """What was detected, for a monitor's notes: real sources, and the PSF features left out."""
         return (
             f"{self.size} point sources above {threshold:g} sigma ({self.n_psf_features} peaks on the Airy rings, "
-            "diffraction spikes or wings of brighter stars not counted)"
+            f"diffraction spikes or wings of brighter stars not counted; {self.n_possible_companions} of them above "
+            "the PSF's own bound, possibly faint companions: their brighter neighbours are not isolated)"
         )
 
     def usable(self, min_snr: float = 0.0) -> np.ndarray:
@@ -290,6 +303,30 @@ def brightness(
     return out
 
 
+def _radius_classes(radius: np.ndarray) -> np.ndarray:
+    """Class of each search radius: radii within a factor 2^(1/4) share one (the class's largest is searched)."""
+    return np.ceil(4.0 * np.log2(np.maximum(radius, 1.0))).astype(np.int64)
+
+
+def _neighbour_pairs(positions: np.ndarray, tree: cKDTree, source: np.ndarray, radius: np.ndarray):
+    """Yield ``(i, j, d2)``: every peak ``j`` within ``radius[i]`` of a peak ``i`` of ``source``, as arrays.
+
+    Vectorised: the sources are grouped by radius class (:func:`_radius_classes`) and each group's pairs
+    come from one :meth:`cKDTree.sparse_distance_matrix` against all the peaks (no Python loop over
+    pairs), :data:`FEATURE_CHUNK` sources at a time so that memory stays bounded in a crowded field.
+    """
+    classes = _radius_classes(radius[source])
+    for k in np.unique(classes):
+        members = source[classes == k]
+        reach = float(radius[members].max())
+        for start in range(0, members.size, FEATURE_CHUNK):
+            part = members[start : start + FEATURE_CHUNK]
+            pairs = cKDTree(positions[part]).sparse_distance_matrix(tree, reach, output_type="ndarray")
+            i, j, d = part[pairs["i"]], pairs["j"].astype(np.int64), pairs["v"]
+            near = d <= radius[i]
+            yield i[near], j[near], d[near] ** 2
+
+
 def psf_features(
     data: np.ndarray,
     usable: np.ndarray,
@@ -300,47 +337,54 @@ def psf_features(
     peak: np.ndarray,
     sigma: np.ndarray,
     options: DetectionOptions,
-) -> np.ndarray:
-    """True for the peaks that lie within the PSF of a brighter star (rings, spikes, noise in its wings).
+) -> tuple[np.ndarray, np.ndarray]:
+    """Peaks that lie within the PSF of a brighter star: ``(feature, likely)`` boolean masks.
 
-    A peak ``j`` at ``d`` pixels from a brighter peak ``i`` is a feature of ``i`` when
-    ``peak_j < ENVELOPE * B_i / d^2`` (:func:`brightness` ``B_i``): ``0.4 / d^2`` bounds every
-    local maximum of the galsim.roman PSFs (pixel-convolved, F062 to F213) relative to their peak,
-    from the first ring (2 pixels) out to the spikes 120 pixels away; ``ENVELOPE`` is that bound
-    times 3 for noise and the PSF's change over the field. Within :data:`RING_RADIUS` pixels (the first
-    ring) a peak below :data:`RING_FRACTION` of the brighter one is a feature too: a star centred off its
-    pixel has a lower peak pixel and a relatively brighter ring pixel. A real star that faint that close
-    to a brighter one is lost as well; it could not be measured on its own anyway.
+    Brightness is that of :func:`brightness` (``B``, the peak or a saturated star's wing estimate), for
+    the comparison (``B_j < B_i``, ties to the later peak) as for the bounds. A peak ``j`` at ``d``
+    pixels from a brighter ``i`` is
+
+    * a **feature** (``feature``) when ``B_j <= PSF_ENVELOPE * B_i / d^2`` (0.4: the bound of every
+      local maximum of the galsim.roman PSFs, pixel-convolved, F062 to F213, relative to their peak,
+      from the first ring at 2 pixels out to the spikes 120 pixels away) or, within
+      :data:`RING_RADIUS` pixels, ``B_j <= RING_LEVEL * B_i`` (the first ring of a star centred off its
+      pixel: up to 15 % of its peak pixel). Below the PSF's own bound it cannot be told from the PSF;
+    * a **likely feature** (``likely``, not in ``feature``) when it is only below the bound widened for
+      noise and the PSF's change over the field: ``psf_envelope * B_i / d^2`` (1.2), or within
+      :data:`RING_RADIUS`, :data:`RING_FRACTION` (0.3) of ``B_i``. It is most likely a ring or spike
+      pixel lifted by noise, but may be a real faint companion: it is not counted as a source, yet the
+      brighter star is not isolated (a companion in its stamp would bias its shape and centroid).
+
+    ``psf_envelope = 0`` keeps every peak (both masks False); a smaller ``psf_envelope`` than the PSF's
+    bound lowers both bounds to it.
     """
     n = peak.size
-    drop = np.zeros(n, dtype=bool)
+    feature, likely = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     if n < 2 or options.psf_envelope <= 0:
-        return drop
+        return feature, likely
     b = brightness(data, usable, dq, bx, by, bkg, peak, options)
     # beyond this radius the envelope is below the faintest peak that can be detected
-    faintest = max(float(np.nanmin(peak)), float(np.nanmin(options.detection_threshold * sigma)))
+    faintest = max(float(np.nanmin(b)), float(np.nanmin(options.detection_threshold * sigma)))
     radius = np.sqrt(options.psf_envelope * b / max(faintest, 1e-30))
-    radius = np.clip(np.nan_to_num(radius), 0.0, MAX_FEATURE_RADIUS)
-    radius = np.where(options.psf_envelope > 0, np.maximum(radius, RING_RADIUS), radius)
+    radius = np.clip(np.nan_to_num(radius), RING_RADIUS, MAX_FEATURE_RADIUS)
     source = np.flatnonzero(radius > max(options.merge_radius, 1.0))
     if source.size == 0:
-        return drop
+        return feature, likely
     positions = np.column_stack([bx, by]).astype(np.float64)
     tree = cKDTree(positions)
-    for start in range(0, source.size, FEATURE_CHUNK):  # bounded memory in a crowded field
-        part = source[start : start + FEATURE_CHUNK]
-        neighbours = tree.query_ball_point(positions[part], r=radius[part])
-        counts = np.fromiter((len(v) for v in neighbours), dtype=np.int64, count=part.size)
-        i = np.repeat(part, counts)
-        j = np.fromiter((k for v in neighbours for k in v), dtype=np.int64, count=int(counts.sum()))
-        del neighbours
-        d2 = ((positions[i] - positions[j]) ** 2).sum(axis=1)
-        fainter = (peak[j] < peak[i]) | ((peak[j] == peak[i]) & (j > i))
-        envelope = options.psf_envelope * b[i] / np.maximum(d2, 1.0)
-        envelope = np.where(d2 <= RING_RADIUS**2, np.maximum(envelope, RING_FRACTION * b[i]), envelope)
-        feature = fainter & (d2 > 0) & (peak[j] < envelope)
-        drop[j[feature]] = True
-    return drop
+    own = min(PSF_ENVELOPE, options.psf_envelope)  # the PSF's own bound (or a smaller one chosen)
+    for i, j, d2 in _neighbour_pairs(positions, tree, source, radius):
+        fainter = (b[j] < b[i]) | ((b[j] == b[i]) & (j > i))
+        within_ring = d2 <= RING_RADIUS**2
+        scale = b[i] / np.maximum(d2, 1.0)
+        bound = np.where(within_ring, np.maximum(own * scale, RING_LEVEL * b[i]), own * scale)
+        wide = np.where(
+            within_ring, np.maximum(options.psf_envelope * scale, RING_FRACTION * b[i]), options.psf_envelope * scale
+        )
+        candidate = fainter & (d2 > 0)
+        feature[j[candidate & (b[j] <= bound)]] = True
+        likely[j[candidate & (b[j] < wide)]] = True
+    return feature, likely & ~feature
 
 
 def _stamp_measures(
@@ -441,20 +485,27 @@ def detect_stars(data: np.ndarray, dq: np.ndarray, options: DetectionOptions) ->
             positions = positions[~drop]
             tree = cKDTree(positions)
 
-    # Airy rings, diffraction spikes and noise peaks in the wings of brighter stars are not sources.
-    drop = psf_features(data, usable, dq, bx, by, bkg, peak, sigma[by // block, bx // block], options)
-    n_features = int(drop.sum())
-    if n_features:
-        by, bx, bkg, peak = by[~drop], bx[~drop], bkg[~drop], peak[~drop]
-        positions = positions[~drop]
+    # Airy rings, diffraction spikes and noise peaks in the wings of brighter stars are not sources. Peaks
+    # only likely to be such features (above the PSF's own bound) may be faint companions: they are not
+    # counted as sources but still make their neighbours non-isolated.
+    feature, likely = psf_features(data, usable, dq, bx, by, bkg, peak, sigma[by // block, bx // block], options)
+    n_likely = int(likely.sum())
+    n_features = int(feature.sum()) + n_likely
+    if feature.any():
+        keep = ~feature
+        by, bx, bkg, peak, likely = by[keep], bx[keep], bkg[keep], peak[keep], likely[keep]
+        positions = positions[keep]
         tree = cKDTree(positions)
 
-    # Isolation: any other peak within the radius.
+    # Isolation: any other peak within the radius (likely features included).
     if by.size > 1 and options.isolation_radius > 0:
         distance, _ = tree.query(positions, k=2)
         isolated = distance[:, 1] > options.isolation_radius
     else:
         isolated = np.ones(by.size, dtype=bool)
+    if likely.any():
+        keep = ~likely
+        by, bx, bkg, peak, isolated = by[keep], bx[keep], bkg[keep], peak[keep], isolated[keep]
 
     # Stamps, a chunk of stars at a time (bounded memory in a crowded field).
     chunks = [slice(i, i + STAMP_CHUNK) for i in range(0, by.size, STAMP_CHUNK)]
@@ -482,6 +533,7 @@ def detect_stars(data: np.ndarray, dq: np.ndarray, options: DetectionOptions) ->
         block=block,
         n_usable=n_usable,
         n_psf_features=n_features,
+        n_possible_companions=n_likely,
     )
 
 
