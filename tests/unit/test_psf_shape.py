@@ -190,6 +190,32 @@ def test_no_stars_is_too_few_stars():
     assert np.isnan(_values(result)["psf_fwhm"].detector)
 
 
+def test_a_failed_stack_says_why_rather_than_too_few_stars(monkeypatch):
+    from rdmt_core.monitors.psf_shape import metrics
+
+    def diverging(stamps, *args, **kwargs):
+        return tuple(np.full(1, np.nan) for _ in range(5))
+
+    monkeypatch.setattr(metrics, "adaptive_moments", diverging)
+    result = _result()
+    assert "stacked PSF could not be measured: the adaptive second moments" in result.notes["status"]
+    assert "too few stars" not in result.notes["status"]
+    assert np.isnan(_values(result)["psf_fwhm"].detector)
+    psf = metrics.empirical_psf(np.zeros((4, 11, 11)), np.ones((4, 11, 11), bool), np.zeros(4), np.zeros(4), 1.4)
+    assert psf["problem"] == "none of the 4 stars has a positive flux in its 5x5 box"
+
+
+def test_chunked_stacks_give_the_same_psf(monkeypatch, clean):
+    """The stack's sums are built a chunk of stars at a time: tiny chunks change nothing."""
+    from rdmt_core.monitors.psf_shape import metrics
+
+    monkeypatch.setattr(metrics, "STAMP_CHUNK", 7)
+    got, expected = _values(_result()), _values(clean)
+    for name in ("psf_fwhm", "psf_ellipticity"):
+        assert got[name].detector == pytest.approx(expected[name].detector, rel=1e-9)
+        assert np.allclose(got[name].superpixel, expected[name].superpixel, rtol=1e-9, equal_nan=True)
+
+
 def test_report_figure_from_extras_and_from_metrics(tmp_path, clean):
     figures = report_figures(clean, tmp_path, "stars")
     assert len(figures) == 1 and figures[0].path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

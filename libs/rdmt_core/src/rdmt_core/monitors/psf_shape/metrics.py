@@ -108,8 +108,9 @@ def _quadratic(dx: np.ndarray, dy: np.ndarray, a: np.ndarray, b: np.ndarray, c: 
 
 
 def adaptive_moments(
-    values: np.ndarray,
+    stamps: np.ndarray,
     usable: np.ndarray,
+    inverse: np.ndarray,
     dx: np.ndarray,
     dy: np.ndarray,
     cell: np.ndarray,
@@ -118,15 +119,16 @@ def adaptive_moments(
 ) -> tuple[np.ndarray, ...]:
     """Adaptive second moments of the stacked stars of each cell: ``(Mxx, Mxy, Myy, x0, y0)`` per cell.
 
-    ``values`` are the stamps divided by each star's amplitude, ``dx, dy`` each pixel's offset from
-    its star's centre, ``cell`` the cell of each star. The elliptical Gaussian weight of covariance
+    The stack is of ``stamps * inverse`` (``inverse``: per star, one over its amplitude, 0 to leave
+    it out) on the ``usable`` pixels, built :data:`STAMP_CHUNK` stars at a time (bounded memory);
+    ``dx, dy`` are each pixel's offset from its star's centre (broadcastable, e.g. ``(n, 1, s)`` and
+    ``(n, s, 1)``), ``cell`` the cell of each star. The elliptical Gaussian weight of covariance
     ``M`` centred on ``(x0, y0)`` is iterated until the weighted covariance is ``M / 2`` and the
     weighted centroid ``(x0, y0)`` (HSM's adaptive moments). NaN for a cell without stars or that
     does not converge to a positive-definite ``M``.
     """
     a, b, c = np.full(n_cells, start), np.zeros(n_cells), np.full(n_cells, start)
     x0, y0 = np.zeros(n_cells), np.zeros(n_cells)
-    v = np.where(usable, values, 0.0)
     axes = (1, 2)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         for _ in range(ADAPTIVE_ITERATIONS):
@@ -135,7 +137,7 @@ def adaptive_moments(
                 part, here = slice(lo, lo + STAMP_CHUNK), cell[lo : lo + STAMP_CHUNK]
                 ex, ey = dx[part] - x0[here][:, None, None], dy[part] - y0[here][:, None, None]
                 q = _quadratic(ex, ey, *(m[here][:, None, None] for m in (a, b, c)))
-                w = np.exp(-0.5 * q) * v[part]
+                w = np.exp(-0.5 * q) * np.where(usable[part], stamps[part], 0.0) * inverse[part][:, None, None]
                 sums = [w.sum(axis=axes), (w * ex).sum(axis=axes), (w * ey).sum(axis=axes)]
                 sums += [(w * ex * ex).sum(axis=axes), (w * ex * ey).sum(axis=axes), (w * ey * ey).sum(axis=axes)]
                 for k, total in enumerate(sums):
@@ -154,13 +156,10 @@ def adaptive_moments(
     return tuple(np.where(bad, np.nan, m) for m in (a, b, c, x0, y0))
 
 
-def profile_fit(
+def _profile_sums(
     values: np.ndarray, usable: np.ndarray, q: np.ndarray, cell: np.ndarray, n_cells: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Cubic ``f(q)`` fitted per cell to the stacked pixel values with ``q <= QMAX``: coefficients ``(n_cells, 4)``.
-
-    Also returns the number of pixels of each fit. Cells with too few pixels get NaN.
-    """
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normal equations ``(n_cells, k, k)``, right-hand sides ``(n_cells, k)`` and pixel counts of the cubic fits."""
     k = PROFILE_DEGREE + 1
     inside = usable & (q <= QMAX)
     qs, vs = q[inside], values[inside]
@@ -174,9 +173,13 @@ def profile_fit(
             normal[:, i, j] = normal[:, j, i] = np.bincount(
                 index, weights=powers[:, i] * powers[:, j], minlength=n_cells
             )
-    count = np.bincount(index, minlength=n_cells)
+    return normal, rhs, np.bincount(index, minlength=n_cells)
+
+
+def _profile_solve(normal: np.ndarray, rhs: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    k = PROFILE_DEGREE + 1
     ok = count >= 4 * k
-    coefficients = np.full((n_cells, k), np.nan)
+    coefficients = np.full((count.size, k), np.nan)
     if ok.any():
         try:
             coefficients[ok] = np.linalg.solve(normal[ok], rhs[ok][..., None])[..., 0]
@@ -184,6 +187,43 @@ def profile_fit(
             for i in np.flatnonzero(ok):
                 coefficients[i] = np.linalg.lstsq(normal[i], rhs[i], rcond=None)[0]
     return coefficients, count
+
+
+def profile_fit(
+    values: np.ndarray, usable: np.ndarray, q: np.ndarray, cell: np.ndarray, n_cells: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cubic ``f(q)`` fitted per cell to the stacked pixel values with ``q <= QMAX``: coefficients ``(n_cells, 4)``.
+
+    Also returns the number of pixels of each fit. Cells with too few pixels get NaN.
+    """
+    return _profile_solve(*_profile_sums(values, usable, q, cell, n_cells))
+
+
+def stacked_profile(
+    stamps: np.ndarray,
+    usable: np.ndarray,
+    inverse: np.ndarray,
+    cx: np.ndarray,
+    cy: np.ndarray,
+    moments: tuple[float, float, float],
+) -> np.ndarray:
+    """:func:`profile_fit` of all the stars stacked (one cell), :data:`STAMP_CHUNK` stars at a time: the cubic.
+
+    ``stamps * inverse`` (per star, one over its amplitude; 0 leaves it out) at offsets from the centres
+    ``cx, cy``, in the coordinate ``q`` of ``moments``; the normal equations are summed over the chunks.
+    """
+    n, s, _ = stamps.shape
+    grid = np.arange(s, dtype=np.float64) - s // 2
+    k = PROFILE_DEGREE + 1
+    normal, rhs, count = np.zeros((1, k, k)), np.zeros((1, k)), np.zeros(1, dtype=np.int64)
+    for lo in range(0, n, STAMP_CHUNK):
+        p = slice(lo, lo + STAMP_CHUNK)
+        dx, dy = grid[None, None, :] - cx[p, None, None], grid[None, :, None] - cy[p, None, None]
+        use = usable[p] & (inverse[p] != 0)[:, None, None]
+        values = stamps[p] * inverse[p][:, None, None]
+        sums = _profile_sums(values, use, _quadratic(dx, dy, *moments), np.zeros(values.shape[0], np.int64), 1)
+        normal, rhs, count = normal + sums[0], rhs + sums[1], count + sums[2]
+    return _profile_solve(normal, rhs, count)[0][0]
 
 
 def half_maximum(coefficients: np.ndarray) -> np.ndarray:
@@ -267,33 +307,34 @@ def empirical_psf(
     grid = np.arange(s, dtype=np.float64) - s // 2
     start = (first_fwhm / 2.3548) ** 2 + 1.0 / 12.0  # the pixel's variance added
     cx, cy = equalized_phases(cx), equalized_phases(cy)
-    amplitude = np.where(usable, stamps, 0.0)[:, s // 2 - 2 : s // 2 + 3, s // 2 - 2 : s // 2 + 3].sum(axis=(1, 2))
+    box = (slice(None), slice(s // 2 - 2, s // 2 + 3), slice(s // 2 - 2, s // 2 + 3))
+    amplitude = (stamps[box] * usable[box]).sum(axis=(1, 2))  # stamps are 0 where unusable
     ok = np.isfinite(amplitude) & (amplitude > 0)
     one = np.zeros(n, dtype=np.int64)
+    problem = None if ok.any() else f"none of the {n} stars has a positive flux in its 5x5 box"
+
+    def inverse() -> np.ndarray:
+        return np.where(ok, 1.0 / np.where(ok, amplitude, 1.0), 0.0)
 
     def stacked() -> tuple[float, ...]:
-        values = stamps / np.where(ok, amplitude, 1.0)[:, None, None]
         dx, dy = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]
-        use = usable & ok[:, None, None]
-        a, b, c, x0, y0 = (float(m[0]) for m in adaptive_moments(values, use, dx, dy, one, 1, start))
+        a, b, c, x0, y0 = (float(m[0]) for m in adaptive_moments(stamps, usable, inverse(), dx, dy, one, 1, start))
         return a, b, c, x0, y0
 
     a, b, c, x0, y0 = stacked()
     if np.isfinite(a):
         moments = (a, b, c)
-        dx, dy = grid[None, None, :] - cx[:, None, None] - x0, grid[None, :, None] - cy[:, None, None] - y0
-        values = stamps / np.where(ok, amplitude, 1.0)[:, None, None]
-        coefficients = profile_fit(values, usable & ok[:, None, None], _quadratic(dx, dy, *moments), one, 1)[0][0]
+        coefficients = stacked_profile(stamps, usable, inverse(), cx + x0, cy + y0, moments)
         fwhm = 2.0 * np.sqrt(half_maximum(coefficients[None, :])[0]) * (a * c - b * b) ** 0.25
-        missing = ~usable[:, s // 2 - 2 : s // 2 + 3, s // 2 - 2 : s // 2 + 3]
+        missing = ~usable[box]
         if np.all(np.isfinite(coefficients)) and missing.any():
             # a 5x5 flux missing unusable pixels reads low: scale it by the share of the stack's PSF they hold
-            box = (slice(None), slice(s // 2 - 2, s // 2 + 3), slice(s // 2 - 2, s // 2 + 3))
-            q = _quadratic(dx, dy, *moments)[box]
-            model = np.clip(np.polynomial.polynomial.polyval(np.minimum(q, QMAX), coefficients), 0.0, None)
-            model *= np.exp(-np.clip(q - QMAX, 0.0, None))
-            with np.errstate(invalid="ignore", divide="ignore"):
-                kept = np.where(missing, 0.0, model).sum(axis=(1, 2)) / model.sum(axis=(1, 2))
+            kept = np.concatenate(
+                [
+                    _box_share(missing[p], cx[p] + x0, cy[p] + y0, moments, coefficients)
+                    for p in (slice(lo, lo + STAMP_CHUNK) for lo in range(0, n, STAMP_CHUNK))
+                ]
+            )
             amplitude = np.where(kept > 0.5, amplitude / np.where(kept > 0, kept, 1.0), amplitude)
             ok &= kept > 0.5
             a, b, c, x0, y0 = stacked()
@@ -307,10 +348,7 @@ def empirical_psf(
                 ]
                 amplitude, cx, cy = (np.concatenate(column) for column in zip(*fitted, strict=True))
                 ok &= np.isfinite(amplitude) & (amplitude > 0) & (np.abs(cx) <= 1.5) & (np.abs(cy) <= 1.5)
-                values = stamps / np.where(ok, amplitude, 1.0)[:, None, None]
-                dx, dy = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]
-                q = _quadratic(dx, dy, *moments)
-                coefficients = profile_fit(values, usable & ok[:, None, None], q, one, 1)[0][0]
+                coefficients = stacked_profile(stamps, usable, inverse(), cx, cy, moments)
                 if not np.all(np.isfinite(coefficients)):
                     break
             a, b, c, x0, y0 = stacked()
@@ -318,7 +356,24 @@ def empirical_psf(
         cx, cy, moments = cx + x0, cy + y0, (a, b, c)
     else:
         moments = (np.nan, np.nan, np.nan)
-    return {"cx": cx, "cy": cy, "amplitude": amplitude, "moments": moments, "ok": ok}
+        problem = problem or (
+            f"the adaptive second moments of the {int(ok.sum())} stars stacked did not converge to a "
+            "positive-definite covariance"
+        )
+    return {"cx": cx, "cy": cy, "amplitude": amplitude, "moments": moments, "ok": ok, "problem": problem}
+
+
+def _box_share(
+    missing: np.ndarray, cx: np.ndarray, cy: np.ndarray, moments: tuple[float, float, float], coefficients: np.ndarray
+) -> np.ndarray:
+    """Per star: the share of the stack's PSF (at its centre) on the usable pixels of its 5x5 box."""
+    grid = np.arange(-2.0, 3.0)
+    dx, dy = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]
+    q = _quadratic(dx, dy, *moments)
+    model = np.clip(np.polynomial.polynomial.polyval(np.minimum(q, QMAX), coefficients), 0.0, None)
+    model *= np.exp(-np.clip(q - QMAX, 0.0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(missing, 0.0, model).sum(axis=(1, 2)) / model.sum(axis=(1, 2))
 
 
 def detector_shape(
@@ -330,14 +385,13 @@ def detector_shape(
     """
     n, s, _ = stamps.shape
     grid = np.arange(s, dtype=np.float64) - s // 2
-    dx, dy = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]
-    values = stamps / amplitude[:, None, None]
+    dx, dy = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]  # (n, 1, s), (n, s, 1)
+    inverse = 1.0 / amplitude
     one = np.zeros(n, dtype=np.int64)
-    a, b, c, x0, y0 = (float(m[0]) for m in adaptive_moments(values, usable, dx, dy, one, 1, start))
+    a, b, c, x0, y0 = (float(m[0]) for m in adaptive_moments(stamps, usable, inverse, dx, dy, one, 1, start))
     if not np.isfinite(a):
         return (np.nan, np.nan, np.nan), np.nan, np.full(PROFILE_DEGREE + 1, np.nan)
-    q = _quadratic(dx - x0, dy - y0, a, b, c)
-    coefficients = profile_fit(values, usable, q, one, 1)[0][0]
+    coefficients = stacked_profile(stamps, usable, inverse, cx + x0, cy + y0, (a, b, c))
     return (a, b, c), float(half_maximum(coefficients[None, :])[0]), coefficients
 
 
@@ -376,10 +430,10 @@ def phase_residual_moments(
 
 
 def shape_from(
-    moments: tuple[float, float, float], dq: tuple[np.ndarray, np.ndarray, np.ndarray], q_half: float
+    moments: tuple[float, float, float], residual: tuple[np.ndarray, np.ndarray, np.ndarray], q_half: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """FWHM, ellipticity, e1, e2 of ``M = M_detector + 4 dQ`` (the detector's profile scaled to ``M``)."""
-    a, b, c = (m + 4.0 * d for m, d in zip(moments, dq, strict=True))
+    """FWHM, ellipticity, e1, e2 of ``M = M_detector + 4 dQ`` (``dQ``: ``residual``; the detector's profile scaled)."""
+    a, b, c = (m + 4.0 * d for m, d in zip(moments, residual, strict=True))
     with np.errstate(invalid="ignore"):
         det = a * c - b * b
         positive = (a > 0) & (c > 0) & (det > 0)
@@ -398,14 +452,19 @@ def star_sizes(
     """
     s = stamps.shape[1]
     grid = np.arange(s, dtype=np.float64) - s // 2
-    dx, dy = grid[None, None, :] - cx[:, None, None], grid[None, :, None] - cy[:, None, None]
-    w = np.exp(-0.5 * _quadratic(dx, dy, *moments)) * np.where(usable, stamps, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        total = w.sum(axis=(1, 2))
-        mxx = 2.0 * (w * dx * dx).sum(axis=(1, 2)) / total
-        mxy = 2.0 * (w * dx * dy).sum(axis=(1, 2)) / total
-        myy = 2.0 * (w * dy * dy).sum(axis=(1, 2)) / total
-        return mxx + myy, (mxx - myy) / (mxx + myy), 2.0 * mxy / (mxx + myy)
+    out = []
+    for p in (slice(lo, lo + STAMP_CHUNK) for lo in range(0, stamps.shape[0], STAMP_CHUNK)):  # bounded memory
+        dx, dy = grid[None, None, :] - cx[p, None, None], grid[None, :, None] - cy[p, None, None]
+        w = np.exp(-0.5 * _quadratic(dx, dy, *moments)) * np.where(usable[p], stamps[p], 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            total = w.sum(axis=(1, 2))
+            mxx = 2.0 * (w * dx * dx).sum(axis=(1, 2)) / total
+            mxy = 2.0 * (w * dx * dy).sum(axis=(1, 2)) / total
+            myy = 2.0 * (w * dy * dy).sum(axis=(1, 2)) / total
+            out.append((mxx + myy, (mxx - myy) / (mxx + myy), 2.0 * mxy / (mxx + myy)))
+    if not out:
+        return np.empty(0), np.empty(0), np.empty(0)
+    return tuple(np.concatenate(column) for column in zip(*out, strict=True))
 
 
 def expected_fwhm(options: PsfShapeOptions, optical_element: str | None) -> float | None:
@@ -460,6 +519,8 @@ def psf_metrics(
     else:
         psf = {"cx": x0, "cy": y0, "amplitude": np.ones(chosen.size), "moments": (np.nan,) * 3}
         good = np.zeros(chosen.size, dtype=bool)
+    if chosen.size >= 3 and psf["problem"]:
+        return done(f"the stars' stacked PSF could not be measured: {psf['problem']}")
     trace, _, _ = star_sizes(stamps, usable, psf["cx"], psf["cy"], psf["moments"])
     good &= np.isfinite(trace)
     if good.any():  # outliers in size: blends, galaxies, residual cosmic rays
@@ -502,13 +563,13 @@ def psf_metrics(
         index = groups[scale][finite]
         count = np.bincount(index, minlength=n_cells)
         with np.errstate(invalid="ignore", divide="ignore"):
-            dq = tuple(
+            cell_residual = tuple(
                 np.bincount(index, weights=r[finite], minlength=n_cells) / count - m
                 for r, m in zip(residual, mean_residual, strict=True)
             )
         if scale == "detector":
-            dq = (np.zeros(1),) * 3  # the detector's own adaptive moments
-        fwhm[scale], ellipticity[scale], _, _ = shape_from(moments, dq, q_half)
+            cell_residual = (np.zeros(1),) * 3  # the detector's own adaptive moments
+        fwhm[scale], ellipticity[scale], _, _ = shape_from(moments, cell_residual, q_half)
         least = options.min_stars if scale == "detector" else options.min_stars_per_cell
         fwhm[scale] = np.where(count >= least, fwhm[scale], np.nan)
         ellipticity[scale] = np.where(count >= least, ellipticity[scale], np.nan)
