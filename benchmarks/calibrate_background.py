@@ -7,6 +7,10 @@ Prints:
   at fail (and at caution), with the largest |significance| at each scale;
 * **readout 1/f**: images with strong injected 1/f noise (``L2Injection(one_over_f=...)``): they
   must not fail the background monitor (the one_over_f monitor reports them);
+* **long-memory 1/f**: 1/f noise drawn over 8 frames' time and one frame's worth added (not zero-mean
+  per frame, unlike the generator's): the amplifier significances' spread and the images that fail;
+* **partial step**: a step over the first quarter of the rows of one boundary, on white noise: the
+  amplifier and super-pixel significances (it must be flagged, not taken for correlated noise);
 * **detection**: a step injected at a boundary at 3, 5 and 8 times the error the monitor reports
   for that boundary on the clean image: how often it fails;
 * **sensitivity**: for sky levels 0.1, 0.2, 0.8 and 2 DN/s (pixel noise from the sky's Poisson
@@ -36,13 +40,21 @@ import yaml  # noqa: E402
 
 from rdmt_core.config import EvaluatorsConfig  # noqa: E402
 from rdmt_core.evaluators import History, evaluate_metrics  # noqa: E402
-from rdmt_core.geometry import Geometry  # noqa: E402
+from rdmt_core.geometry import N_AMPLIFIERS, Geometry  # noqa: E402
 from rdmt_core.monitors import background  # noqa: E402
 from rdmt_core.monitors.background import BackgroundOptions  # noqa: E402
 from rdmt_core.monitors.background.metrics import background_metrics  # noqa: E402
 from rdmt_core.monitors.l2_examples import in_frame  # noqa: E402
 from rdmt_core.records import Status  # noqa: E402
-from rdmt_core.synthetic_l2 import BORDER, L2Injection, L2Scene, field_catalog, l2_arrays  # noqa: E402
+from rdmt_core.synthetic_l2 import (  # noqa: E402
+    BORDER,
+    L2Injection,
+    L2Scene,
+    field_catalog,
+    from_readout_order,
+    l2_arrays,
+    pink_noise,
+)
 
 EXPOSURE_S, NOISE_AT_08 = 140.0, 0.08
 READ_FLOOR = float(np.sqrt(NOISE_AT_08**2 - 0.8 / EXPOSURE_S))  # DN/s: 0.026, so a 0.8 DN/s sky has 0.08
@@ -124,6 +136,54 @@ def one_over_f(config: EvaluatorsConfig, side: int, amplitudes: tuple[float, ...
             )
 
 
+def white(side: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0.8, NOISE_AT_08, (side, side))
+
+
+def bare(frame_data: np.ndarray) -> dict:
+    return {"data": frame_data, "dq": np.zeros(frame_data.shape, np.uint32)}
+
+
+def long_memory(config: EvaluatorsConfig, side: int, amplitudes: tuple[float, ...], seeds: range) -> None:
+    print(f"\n== long-memory 1/f ({side}; drawn over 8 frames, one kept): must not fail background ==")
+    length = side * (side // N_AMPLIFIERS)
+    for amplitude in amplitudes:
+        zs, fails, cautions, spmax = [], 0, 0, 0.0
+        for seed in seeds:
+            rng = np.random.default_rng(seed)
+            shared = pink_noise(rng, (1, 8 * length))[:, :length]
+            own = pink_noise(rng, (N_AMPLIFIERS, 8 * length))[:, :length]
+            series = amplitude * NOISE_AT_08 * (np.sqrt(0.7) * shared + np.sqrt(0.3) * own)
+            values, worst, _ = measure(bare(white(side, seed) + from_readout_order(series, side)), config)
+            z = values["background_jump_significance"]
+            zs.append(z.amplifier[1:])
+            spmax = max(spmax, float(np.nanmax(np.abs(z.superpixel))))
+            v = verdict(worst)
+            fails += v.startswith("FAIL")
+            cautions += v.startswith("caution")
+        z = np.concatenate(zs)
+        print(
+            f"  one_over_f {amplitude:3.1f}: {fails} of {len(seeds)} fail, {cautions} at caution; amplifier z "
+            f"std {z.std():.2f}, {np.mean(np.abs(z) > 5):.1%} beyond 5, max {np.abs(z).max():.2f}; "
+            f"super-pixel max {spmax:.2f}"
+        )
+
+
+def partial_step(config: EvaluatorsConfig, side: int, steps: tuple[float, ...]) -> None:
+    print(f"\n== step over the first quarter of the rows of boundary 16|17 ({side}, white noise) ==")
+    cell = side // N_AMPLIFIERS
+    for step in steps:
+        data = white(side, 1)
+        data[: side // 4, 16 * cell :] += step
+        values, worst, _ = measure(bare(data), config)
+        z = values["background_jump_significance"]
+        cells = z.superpixel.reshape(N_AMPLIFIERS, N_AMPLIFIERS)[:, 16]
+        print(
+            f"  step {step:5.2f} DN/s: amplifier 17 {z.amplifier[16]:6.1f} sigma, super-pixels beyond 6 sigma "
+            f"{int(np.sum(np.abs(cells) > 6))} of 8 (max {np.nanmax(np.abs(cells)):.1f}); {verdict(worst)}"
+        )
+
+
 def detection(config: EvaluatorsConfig, side: int, seeds: range, boundary_amp: int = 17) -> None:
     print(f"\n== detection of a step at amplifier {boundary_amp} ({side}) ==")
     for k in (3.0, 5.0, 8.0):
@@ -163,8 +223,13 @@ def speed(config: EvaluatorsConfig, repeats: int = 3) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer images (a smoke run)")
+    parser.add_argument("--only", choices=("long_memory", "partial_step"), help="run one section")
     args = parser.parse_args(argv)
     config = evaluators()
+    if args.only == "long_memory":
+        return long_memory(config, 1024, (1.0, 2.0, 4.0), range(4 if args.quick else 12))
+    if args.only == "partial_step":
+        return partial_step(config, 1024, (0.02, 0.05, 0.2, 1.0))
     detectors = [f"WFI{n:02d}" for n in range(1, 19)]
     n_small = 4 if args.quick else 24
     cases = [(1024, seed, detectors[seed % 18]) for seed in range(n_small)]
@@ -172,6 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     cases += [] if args.quick else [(4096, 200 + seed, detectors[seed * 7]) for seed in range(2)]
     false_alarms(config, cases)
     one_over_f(config, 1024, (1.0, 2.0, 4.0), range(1 if args.quick else 3))
+    long_memory(config, 1024, (1.0, 2.0, 4.0), range(4 if args.quick else 12))
+    partial_step(config, 1024, (0.02, 0.05, 0.2, 1.0))
     detection(config, 1024, range(2 if args.quick else 6))
     sensitivity(config, 1024 if args.quick else 4096)
     speed(config, 1 if args.quick else 3)

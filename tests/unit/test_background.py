@@ -18,7 +18,7 @@ from rdmt_core.monitors.background.metrics import amplifier_jumps, background_me
 from rdmt_core.outputs import report_figures
 from rdmt_core.records import FileIdentity, Status
 from rdmt_core.results import file_result
-from rdmt_core.synthetic_l2 import L2Injection, L2Scene, field_catalog, l2_arrays
+from rdmt_core.synthetic_l2 import L2Injection, L2Scene, field_catalog, from_readout_order, l2_arrays, pink_noise
 
 SIDE = 1024  # 32x32-pixel super-pixels: a super-pixel's 16-column boundary strips hold 512 pixels each
 IDENTITY = FileIdentity("/data/l2.asdf", "ImageModel", "WFI05", datetime(2027, 3, 1, tzinfo=UTC))
@@ -379,3 +379,81 @@ def test_example_arrays_are_a_frame_with_a_nan_border():
     assert np.isnan(arrays["data"][:4]).all() and np.isnan(arrays["data"][:, -4:]).all()
     assert np.isfinite(arrays["data"][4:-4, 4:-4]).all()
     assert len(BackgroundMonitor.metric_specs) == 7 and N_AMPLIFIERS == 32
+
+
+def _white_frame(seed: int, side: int = SIDE) -> np.ndarray:
+    """White noise as the default scene's sky: 0.8 DN/s, 0.08 DN/s per pixel (no stars, no border)."""
+    return np.random.default_rng(seed).normal(0.8, 0.08, (side, side))
+
+
+def _jump_values(frame: np.ndarray) -> dict:
+    result = background_metrics(frame, np.zeros(frame.shape, np.uint32), BackgroundOptions())
+    return _values(result)
+
+
+@pytest.mark.parametrize("step", [0.05, 0.2, 1.0])
+def test_a_step_over_part_of_a_boundarys_rows_is_flagged(step):
+    """A step right of the boundary 16|17 in the first quarter of the rows only (8 of 32 super-pixels).
+
+    It must not be taken for noise correlated along the rows: the boundary's own factor comes from the
+    differences of neighbouring super-pixel steps, which a change point moves only once (the spread of
+    the steps about their mean, 25 % at +3/4 step and 75 % at -1/4, grew with the step and cancelled
+    it: 1.0 DN/s, 125 % of the sky, was 3.0 sigma for the amplifier and no super-pixel passed 2.7).
+    """
+    frame = _white_frame(1)
+    frame[: SIDE // 4, 16 * (SIDE // GRID) :] += step
+    values = _jump_values(frame)
+    z = values["background_jump_significance"]
+    cells = z.superpixel.reshape(GRID, GRID)[:, 16]
+    assert np.sum(np.abs(cells[: GRID // 4]) > 6.0) >= 4  # super-pixel limit 6 sigma; 0.05 DN/s is 6.3 white sigma
+    assert np.all(np.abs(cells[GRID // 4 :]) < 6.0)
+    assert z.amplifier[16] > JUMP_LIMIT and z.detector == z.amplifier[16]  # a quarter of the step over all rows
+    assert np.abs(np.delete(z.amplifier, 16)).max() < 4  # the other boundaries keep their errors
+    assert np.max(values["background_jump_error"].amplifier) < 2 * np.median(values["background_jump_error"].amplifier)
+
+
+def _long_memory_one_over_f(rng: np.random.Generator, side: int, rms: float, frames: int = 8) -> np.ndarray:
+    """1/f noise in readout order drawn over ``frames`` frames' time, one frame's worth kept: not zero-mean.
+
+    70 % of the variance common to the amplifiers (as the synthetic generator), 30 % each amplifier's own;
+    the power at periods longer than a frame leaves each amplifier its own offset over the whole frame.
+    """
+    length = side * (side // N_AMPLIFIERS)
+    shared = pink_noise(rng, (1, frames * length))[:, :length]
+    own = pink_noise(rng, (N_AMPLIFIERS, frames * length))[:, :length]
+    return from_readout_order(rms * (np.sqrt(0.7) * shared + np.sqrt(0.3) * own), side)
+
+
+@pytest.mark.parametrize(("amplitude", "seed"), [(1.0, 103), (3.0, 105)])
+def test_long_memory_one_over_f_does_not_fail_the_jumps(amplitude, seed):
+    """Neighbouring super-pixel steps alike: the amplifier errors allow for it (n_eff, halves), no fail.
+
+    With the 32 steps taken as independent the amplifier significances of such images scattered by
+    3.4 (14 % beyond 5 sigma, 12 images); the amplifier errors now hold the correlation.
+    """
+    rng = np.random.default_rng(seed)
+    frame = _white_frame(seed) + _long_memory_one_over_f(rng, SIDE, amplitude * 0.08)
+    result = background_metrics(frame, np.zeros(frame.shape, np.uint32), BackgroundOptions())
+    values = _values(result)
+    z = values["background_jump_significance"]
+    assert np.abs(z.amplifier).max() < JUMP_LIMIT and np.nanmax(np.abs(z.superpixel)) < 6.0
+    error, white = values["background_jump_error"].amplifier, result.notes["jump noise"]
+    assert "one_over_f monitor" in white
+    assert "not 32 independent steps" in white
+    # more than the correlated-noise factor alone: the steps along a boundary are not independent
+    clean = _jump_values(_white_frame(seed))["background_jump_error"].amplifier
+    assert np.median(error) > 4 * np.median(clean)
+    # a real whole-boundary step well above that error is still found
+    stepped = frame.copy()
+    stepped[:, 8 * (SIDE // GRID) :] += 12 * np.median(error)
+    assert _jump_values(stepped)["background_jump_significance"].amplifier[8] > JUMP_LIMIT
+
+
+def test_the_allowance_for_correlated_steps_costs_white_noise_little():
+    """On white noise the amplifier errors stay within 10 % of the white-noise propagation (median of 8 frames)."""
+    ratios = []
+    for frame in _white_frames(8, SIDE, 0.08):
+        jumps = amplifier_jumps(edge_levels(frame, 16, 3.0, 5), SIDE // GRID, 16)
+        ratios.append(np.median(jumps.error.amplifier / jumps.white_error.amplifier))
+        assert np.all(jumps.correlation < 0.3)
+    assert 1.0 <= np.median(ratios) < 1.1

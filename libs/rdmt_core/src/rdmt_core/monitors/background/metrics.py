@@ -19,7 +19,9 @@ ignored. The numerical core, :func:`background_metrics`, is a pure function.
   right boundary), for the detector the step of the most significant boundary;
 * ``background_jump_error``: its 1-sigma standard error (DN/s): the white-noise
   error propagated from each band's clipped rms and kept pixels, times the
-  boundary's correlated-noise factor (see :func:`boundary_steps`);
+  boundary's correlated-noise factor, and for an amplifier step also by an
+  allowance for neighbouring super-pixel steps being alike (long-memory 1/f;
+  see :func:`correlated_noise_factor`);
 * ``background_jump_significance``: jump / error (sigma, signed);
 * ``background_jump_fraction``: jump / the sky level at the boundary (detector
   and amplifiers).
@@ -31,6 +33,7 @@ on each scale's own pixels, after masking 4x4 blocks around sources
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +50,10 @@ from .options import METRICS, BackgroundOptions
 # std of a unit normal clipped at 3 of its own clipped std (iterated): a clipped std reads this low
 CLIPPED_NORMAL_STD = 0.9846
 MIN_CELLS_FOR_SCATTER = 8  # super-pixel steps along a boundary needed to measure their scatter
+MAD_TO_STD = 1.4826  # std of a normal over its median absolute deviation
+CHI2_1_MEDIAN = 0.455  # median of a chi-square with 1 degree of freedom
+HALVES_WHITE_99 = 1.53  # 99th percentile of sqrt(median of 31 chi-square(1) / 0.455): white noise
+MAX_CORRELATION = 0.9  # largest lag-1 correlation of neighbouring super-pixel steps allowed for (n_eff >= n / 19)
 
 
 def edge_levels(frame: np.ndarray, width: int, sigma: float, maxiters: int) -> dict[str, ClippedStats]:
@@ -105,11 +112,12 @@ class Jumps:
     """Steps across amplifier boundaries at the three scales, their uncertainties and significances."""
 
     values: ScaleValues  # DN/s, right minus left, extrapolated to the boundary
-    error: ScaleValues  # DN/s, 1 sigma (white-noise error x the boundary's correlated-noise factor)
+    error: ScaleValues  # DN/s, 1 sigma (white error x correlated-noise factor; amplifiers: x the allowance)
     significance: ScaleValues  # values / error
     fraction: ScaleValues  # values / the sky level at the boundary (super-pixels: NaN)
     white_error: ScaleValues  # DN/s, the white-noise error alone
     noise_factor: np.ndarray  # (31,) correlated-noise factor of each boundary 1|2 .. 31|32 (>= 1)
+    correlation: np.ndarray  # (31,) lag-1 correlation of neighbouring super-pixel steps (amplifier errors)
 
 
 def boundary_steps(
@@ -144,30 +152,102 @@ def boundary_steps(
     return step, error, 0.5 * (f_r + l_l)
 
 
-def correlated_noise_factor(cell_steps: np.ndarray, cell_error: np.ndarray, amp_steps: np.ndarray) -> np.ndarray:
-    """Per boundary, how much more the super-pixel steps along it scatter than their white errors say (>= 1).
+def _mad_std(values: np.ndarray) -> np.ndarray:
+    """Per row, the standard deviation of a normal from the median absolute deviation (NaNs ignored)."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows without a finite value: NaN
+        centre = np.nanmedian(values, axis=-1, keepdims=True)
+        return MAD_TO_STD * np.nanmedian(np.abs(values - centre), axis=-1)
+
+
+@dataclass(frozen=True)
+class BoundaryNoise:
+    """How the super-pixel steps along each boundary scatter beyond their white errors."""
+
+    factor: np.ndarray  # (31,) correlated-noise factor (>= 1): multiplies every error of the boundary
+    correlation: np.ndarray  # (31,) lag-1 correlation of neighbouring super-pixel steps (0 to MAX_CORRELATION)
+    amplifier_factor: np.ndarray  # (31,) sqrt((1 + rho) / (1 - rho)): more on the amplifier step's error
+
+
+def correlated_noise_factor(cell_steps: np.ndarray, cell_error: np.ndarray, amp_steps: np.ndarray) -> BoundaryNoise:
+    """Per boundary, how much more the super-pixel steps along it scatter than their white errors say.
 
     ``cell_steps`` and ``cell_error`` are (32 rows, 31 boundaries), ``amp_steps`` (31,). The
     deviations of the super-pixel steps from the boundary's amplifier step, in units of their white
-    errors, are sigma-clipped (3 sigma: a local step or a star's residual is left out) and their
-    clipped std is corrected for the clipping. A step common to the whole boundary (a real amplifier
-    step) does not raise it; noise correlated along the rows (readout 1/f: each row band of an
-    amplifier has its own offset) does. The factor of a boundary is the pooled value of all
-    boundaries, or the boundary's own where that is above the 99 % range of a white-noise estimate
-    from as many steps (``1 + 2.6 / sqrt(2 (n - 1))``, 1.33 for 32), and never below 1.
+    errors, give two estimates of the noise beyond white per boundary:
+
+    * their spread: sigma-clipped (3 sigma: a local step or a star's residual is left out), std
+      corrected for the clipping;
+    * the differences between neighbouring super-pixels along the boundary: the median absolute
+      deviation of the differences, over sqrt(2). A change point (a step over only some of the
+      rows) moves one difference, so it does not raise this estimate, while it raises the spread
+      (half the rows at +s/2, half at -s/2).
+
+    The boundary's own factor is the smaller of the two: a boundary whose steps scatter beyond white
+    noise *from one super-pixel to the next* (an amplifier noisier than the others), not one with a
+    step over part of its rows. The factor is that where it is beyond the 99 % range of a white-noise
+    estimate from as many steps (``1 + 2.6 / sqrt(2 (n - 1))``, 1.33 for 32), otherwise the pooled
+    spread of all boundaries (a partial step at one boundary is a few of 992 deviations, clipped),
+    and never below 1.
+
+    Noise correlated over many rows (readout 1/f with power at periods of the frame and longer)
+    makes neighbouring super-pixel steps alike: their mean, the amplifier step, then varies more
+    than ``factor / sqrt(n)`` says. The lag-1 correlation ``rho = 1 - (s_diff / s_dev)^2`` (MADs of
+    the differences over sqrt 2 and of the deviations: a change point moves neither much) is taken
+    as the median over the boundaries (a partial step at one boundary does not change it), from 0
+    to ``MAX_CORRELATION``, and the amplifier error is multiplied by ``sqrt((1 + rho) / (1 - rho))``
+    (the effective number of independent steps ``n (1 - rho) / (1 + rho)``).
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         deviation = (cell_steps - amp_steps[None, :]) / cell_error
-    ordered, n_valid = sorted_rows(np.ascontiguousarray(deviation.T))
+    by_boundary = np.ascontiguousarray(deviation.T)  # (31, 32)
+    ordered, n_valid = sorted_rows(by_boundary.copy())
     own = clip_sorted(ordered, n_valid)
     finite = deviation[np.isfinite(deviation)]
     pooled_factor = sigma_clipped_stats(finite)[2] / CLIPPED_NORMAL_STD if finite.size >= MIN_CELLS_FOR_SCATTER else 1.0
-    own_factor = own.std / CLIPPED_NORMAL_STD
+    spread = own.std / CLIPPED_NORMAL_STD
+    neighbour = _mad_std(np.diff(by_boundary, axis=1)) / np.sqrt(2.0)
+    own_factor = np.fmin(spread, neighbour)
     with np.errstate(invalid="ignore", divide="ignore"):
         beyond_white = own_factor > 1.0 + 2.6 / np.sqrt(2.0 * (own.count - 1))
     use_own = (own.count >= MIN_CELLS_FOR_SCATTER) & beyond_white & np.isfinite(own_factor)
     factor = np.where(use_own, own_factor, 1.0)
-    return np.maximum(factor, max(pooled_factor if np.isfinite(pooled_factor) else 1.0, 1.0))
+    factor = np.maximum(factor, max(pooled_factor if np.isfinite(pooled_factor) else 1.0, 1.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = 1.0 - (neighbour / _mad_std(by_boundary)) ** 2
+    rho = np.where(own.count >= MIN_CELLS_FOR_SCATTER, rho, np.nan)
+    typical = float(np.nanmedian(rho)) if np.isfinite(rho).any() else 0.0
+    typical = float(np.clip(typical, 0.0, MAX_CORRELATION))
+    correlation = np.full(factor.shape, typical)
+    halves = _halves_factor(by_boundary)
+    amplifier = np.maximum(np.sqrt((1.0 + correlation) / (1.0 - correlation)), halves / factor)
+    return BoundaryNoise(factor, correlation, amplifier)
+
+
+def _halves_factor(deviation: np.ndarray) -> np.ndarray:
+    """The amplifier step's error from the difference of the two halves of each boundary, pooled (>= 1).
+
+    ``deviation`` (31 boundaries, 32 steps) in units of the steps' white errors. The mean of each
+    half's ``n / 2`` steps; ``(difference)^2 / 4`` estimates the variance of the amplifier step
+    (``1 / n`` for white noise), whatever the correlation within the halves. The median over the
+    boundaries (a step over part of one boundary's rows does not move it), over the median of a
+    chi-square with 1 degree of freedom (0.455), relative to white noise: the factor the amplifier
+    step's white error needs at least. Taken where beyond the 99 % range of white noise (1.53 for
+    31 boundaries), otherwise 1, so it costs white noise nothing. Power at periods much longer
+    than the frame (an offset of each amplifier constant over the frame) is beyond any estimate
+    from one frame: what the halves see of it is all that is allowed for.
+    """
+    n_boundaries, n = deviation.shape
+    half = n // 2
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a half without a measured step: NaN
+        means = np.nanmean(deviation[:, : 2 * half].reshape(n_boundaries, 2, half), axis=2)
+    q = (means[:, 0] - means[:, 1]) ** 2 / 4.0 * n
+    q = q[np.isfinite(q)]
+    if q.size < MIN_CELLS_FOR_SCATTER:
+        return np.ones(n_boundaries)
+    halves = float(np.sqrt(np.median(q) / CHI2_1_MEDIAN))
+    return np.full(n_boundaries, halves if halves > HALVES_WHITE_99 else 1.0)
 
 
 def amplifier_jumps(
@@ -182,8 +262,10 @@ def amplifier_jumps(
     weighted mean of the measured super-pixel steps along its boundary (so the super-pixels left out
     beside a bright star are left out of it too), its white error ``1 / sqrt(sum of weights)``.
     The error of every step is its white-noise error times the boundary's
-    :func:`correlated_noise_factor`. The detector holds the step (error, significance, fraction) of
-    the boundary with the largest significance in magnitude.
+    :func:`correlated_noise_factor`; an amplifier step's error also times the allowance for
+    correlated neighbouring steps (``amplifier_factor``: the 32 steps are not independent). The
+    detector holds the step (error, significance, fraction) of the boundary with the largest
+    significance in magnitude.
     """
     cells, cell_white, cell_sky = boundary_steps(edges["first"], edges["last"], (GRID, GRID), cell, width, min_count)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -192,8 +274,9 @@ def amplifier_jumps(
         amp = np.where(total > 0, (weight * np.nan_to_num(cells)).sum(axis=0) / total, np.nan)
         amp_sky = np.where(total > 0, (weight * np.nan_to_num(cell_sky)).sum(axis=0) / total, np.nan)
         amp_white = np.where(total > 0, 1.0 / np.sqrt(total), np.nan)
-    factor = correlated_noise_factor(cells, cell_white, amp)
-    amp_error, cell_error = amp_white * factor, cell_white * factor[None, :]
+    noise = correlated_noise_factor(cells, cell_white, amp)
+    factor = noise.factor
+    amp_error, cell_error = amp_white * factor * noise.amplifier_factor, cell_white * factor[None, :]
     with np.errstate(invalid="ignore", divide="ignore"):
         amp_z, cell_z = amp / amp_error, cells / cell_error
         amp_fraction = np.where(amp_sky > 0, amp / amp_sky, np.nan)
@@ -216,6 +299,7 @@ def amplifier_jumps(
         fraction=scales(amp_fraction, None),
         white_error=scales(amp_white, cell_white),
         noise_factor=factor,
+        correlation=noise.correlation,
     )
 
 
@@ -306,6 +390,14 @@ def _noise_note(jumps: Jumps) -> str:
         f"the super-pixel steps along the 31 boundaries scatter {np.median(factor):.3g} times (median; "
         f"largest {np.max(factor):.3g}) their white errors, and every error is multiplied by its boundary's factor"
     )
+    with np.errstate(invalid="ignore", divide="ignore"):  # a constant image: 0 / 0
+        per_amp = np.concatenate([factor[:1], factor])
+        allowance = _median(jumps.error.amplifier / (jumps.white_error.amplifier * per_amp))
+    if allowance > 1.01:
+        text += (
+            f"; neighbouring super-pixel steps are alike (lag-1 correlation {np.median(jumps.correlation):.2f}), "
+            f"so the amplifier errors are {allowance:.3g} times more (not 32 independent steps)"
+        )
     if np.median(factor) > 1.5:
         text += ": noise correlated along the rows (readout 1/f?) is judged by the one_over_f monitor, not here"
     return text
