@@ -90,7 +90,7 @@ RING_RADIUS = 4.0  # pixels: the first Airy ring (2.5-3 pixels out in F213) ...
 RING_LEVEL = 0.15  # ... reaches this fraction of the star's peak pixel (a star centred off its pixel) ...
 RING_FRACTION = 0.3  # ... and is likely a feature below this one (noise, the PSF's change over the field)
 PSF_ENVELOPE = 0.4  # every ring and spike maximum of the WFI PSFs is below this over d^2 times the peak
-FEATURE_CHUNK = 512  # bright stars whose neighbours are looked up at once
+PAIR_BUDGET = 1 << 20  # neighbour pairs (expected) looked up at once: bounded memory in a crowded field
 MAX_FEATURE_RADIUS = 256.0  # pixels: rings and spikes of the brightest stars are not looked for farther
 NO_USABLE_PIXEL = "no usable pixel in the image (all non-finite or DO_NOT_USE)"
 
@@ -308,19 +308,21 @@ def _radius_classes(radius: np.ndarray) -> np.ndarray:
     return np.ceil(4.0 * np.log2(np.maximum(radius, 1.0))).astype(np.int64)
 
 
-def _neighbour_pairs(positions: np.ndarray, tree: cKDTree, source: np.ndarray, radius: np.ndarray):
+def _neighbour_pairs(positions: np.ndarray, tree: cKDTree, source: np.ndarray, radius: np.ndarray, density: float):
     """Yield ``(i, j, d2)``: every peak ``j`` within ``radius[i]`` of a peak ``i`` of ``source``, as arrays.
 
     Vectorised: the sources are grouped by radius class (:func:`_radius_classes`) and each group's pairs
-    come from one :meth:`cKDTree.sparse_distance_matrix` against all the peaks (no Python loop over
-    pairs), :data:`FEATURE_CHUNK` sources at a time so that memory stays bounded in a crowded field.
+    come from :meth:`cKDTree.sparse_distance_matrix` against all the peaks (no Python loop over pairs),
+    as many sources at a time as give about :data:`PAIR_BUDGET` pairs at the peaks' mean ``density``
+    (per pixel), so that memory stays bounded in a crowded field.
     """
     classes = _radius_classes(radius[source])
     for k in np.unique(classes):
         members = source[classes == k]
         reach = float(radius[members].max())
-        for start in range(0, members.size, FEATURE_CHUNK):
-            part = members[start : start + FEATURE_CHUNK]
+        chunk = max(64, int(PAIR_BUDGET / (np.pi * reach**2 * max(density, 1e-9))))
+        for start in range(0, members.size, chunk):
+            part = members[start : start + chunk]
             pairs = cKDTree(positions[part]).sparse_distance_matrix(tree, reach, output_type="ndarray")
             i, j, d = part[pairs["i"]], pairs["j"].astype(np.int64), pairs["v"]
             near = d <= radius[i]
@@ -373,7 +375,8 @@ def psf_features(
     positions = np.column_stack([bx, by]).astype(np.float64)
     tree = cKDTree(positions)
     own = min(PSF_ENVELOPE, options.psf_envelope)  # the PSF's own bound (or a smaller one chosen)
-    for i, j, d2 in _neighbour_pairs(positions, tree, source, radius):
+    density = n / max(int(np.count_nonzero(usable)), 1)
+    for i, j, d2 in _neighbour_pairs(positions, tree, source, radius, density):
         fainter = (b[j] < b[i]) | ((b[j] == b[i]) & (j > i))
         within_ring = d2 <= RING_RADIUS**2
         scale = b[i] / np.maximum(d2, 1.0)

@@ -137,11 +137,13 @@ def adaptive_moments(
                 part, here = slice(lo, lo + STAMP_CHUNK), cell[lo : lo + STAMP_CHUNK]
                 ex, ey = dx[part] - x0[here][:, None, None], dy[part] - y0[here][:, None, None]
                 q = _quadratic(ex, ey, *(m[here][:, None, None] for m in (a, b, c)))
-                w = np.exp(-0.5 * q) * np.where(usable[part], stamps[part], 0.0) * inverse[part][:, None, None]
+                w = np.exp(-0.5 * q)
+                w *= np.where(usable[part], stamps[part], 0.0)
                 sums = [w.sum(axis=axes), (w * ex).sum(axis=axes), (w * ey).sum(axis=axes)]
                 sums += [(w * ex * ex).sum(axis=axes), (w * ex * ey).sum(axis=axes), (w * ey * ey).sum(axis=axes)]
+                scale = inverse[part]  # per star: applied to its sums rather than its pixels
                 for k, total in enumerate(sums):
-                    totals[k] += np.bincount(here, weights=total, minlength=n_cells)
+                    totals[k] += np.bincount(here, weights=total * scale, minlength=n_cells)
             s0, sx, sy, sxx, sxy, syy = totals
             mx, my = sx / s0, sy / s0
             new_a, new_b, new_c = 2.0 * (sxx / s0 - mx * mx), 2.0 * (sxy / s0 - mx * my), 2.0 * (syy / s0 - my * my)
