@@ -157,8 +157,9 @@ def test_without_wcs_or_filter_the_metrics_that_need_them_are_nan_with_a_note():
     got = _values(result)
     assert np.isfinite(got["psf_fwhm"].detector)
     assert np.isnan(got["psf_fwhm_arcsec"].detector) and np.isnan(got["psf_fwhm_ratio"].detector)
-    assert "psf_fwhm_arcsec not computed: no WCS" in result.notes["status"]
-    assert "optical element is unknown" in result.notes["status"]
+    assert "psf_fwhm_arcsec not computed: no WCS" in result.notes["not computed"]
+    assert "optical element is unknown" in result.notes["not computed"]
+    assert "status" not in result.notes  # the PSF itself is measured: not a "not measured" result
 
 
 def test_detections_are_real_sources(clean):

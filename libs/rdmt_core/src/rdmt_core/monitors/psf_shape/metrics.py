@@ -492,9 +492,12 @@ def psf_metrics(
     problems: list[str] = []
 
     def done(status: str | None) -> MonitorResult:
-        found = [status] if status else []
-        if found or problems:
-            notes["status"] = "; ".join(found + problems)
+        # "status": the PSF could not be measured (the result is "not measured"); "not computed": the PSF was
+        # measured, one derived metric (arcsec, ratio) could not be
+        if status:
+            notes["status"] = status
+        if problems:
+            notes["not computed"] = "; ".join(problems)
         return MonitorResult([Metric(spec, values[spec.name]) for spec in METRICS], notes, extras)
 
     empty = np.empty(0)
