@@ -35,7 +35,8 @@ class AstrometryMonitor(ImageMonitor):
 
     @classmethod
     def load_context(cls, roman: RomanInput, options: BaseModel) -> dict[str, Any]:
-        from .context import context_for, file_wcs, science_side
+        from ..l2_meta import file_wcs, science_side
+        from .context import context_for
 
         assert isinstance(options, AstrometryOptions)
         return context_for(file_wcs(roman.meta), science_side(roman), options)

@@ -19,15 +19,6 @@ if TYPE_CHECKING:
     from ...data_access import RomanInput
 
 
-def optical_element_of(meta: Any) -> str | None:
-    """``meta.instrument.optical_element`` as a string, or None when it is missing."""
-    try:
-        value = meta["instrument"]["optical_element"]
-    except (KeyError, TypeError, AttributeError):
-        value = getattr(getattr(meta, "instrument", None), "optical_element", None)
-    return None if value is None else str(value)
-
-
 class PsfShapeMonitor(ImageMonitor):
     """PSF FWHM and ellipticity of Level-2 images from bright, unsaturated, isolated stars."""
 
@@ -43,7 +34,7 @@ class PsfShapeMonitor(ImageMonitor):
 
     @classmethod
     def load_context(cls, roman: RomanInput, options: BaseModel) -> dict[str, Any]:
-        from ..astrometry.context import file_wcs
+        from ..l2_meta import file_wcs, optical_element_of
 
         return {"wcs": file_wcs(roman.meta), "optical_element": optical_element_of(roman.meta)}
 
