@@ -21,7 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## test-fast: unit tests only, no full-size data and no broker (under 2 minutes)
+## test-fast: unit tests only, no full-size data and no broker (about 3 minutes on 2 cores)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -m 'not slow' $(PYTEST_ARGS)
 
