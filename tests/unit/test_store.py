@@ -96,7 +96,11 @@ def test_history_returns_earlier_committed_deliveries_oldest_first(store_url):
 def test_store_urls():
     assert parse_store_url("chdb:///abs/dir").path == "/abs/dir"
     assert parse_store_url("chdb://rel/dir").path == "rel/dir"
-    assert parse_store_url("some/dir").scheme == "chdb"
+    for bare in ("some/dir", "notaurl", "/abs/dir", "file:///abs/dir"):  # never guessed: a typo is not a store
+        with pytest.raises(StoreError, match="is not a store URL: use chdb://"):
+            parse_store_url(bare)
+    with pytest.raises(StoreError, match=r"starts with chdb:// \(chdb://x for a relative directory, chdb:///x"):
+        parse_store_url("chdb:/x")
     server = parse_store_url("clickhouse://rdmt:s3cret@db.example:8124/qa")
     assert (server.host, server.port, server.username, server.database) == ("db.example", 8124, "rdmt", "qa")
     assert "s3cret" not in server.display

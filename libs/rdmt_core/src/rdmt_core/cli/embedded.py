@@ -22,8 +22,12 @@ def _config(config_file: str | None, store: str | None, output: str | None, **ex
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file overriding the defaults.")
-@click.option("--store", help="Store URL: chdb:///path (default chdb://rdmt-output/store) or clickhouse://...")
-@click.option("--output", help="Directory for ECSV files and reports (default rdmt-output).")
+@click.option(
+    "--store",
+    help="Store URL: chdb://relative/dir, chdb:///absolute/dir or clickhouse://host:8123/db "
+    "(default chdb://OUTPUT/store, inside --output).",
+)
+@click.option("--output", help="Directory for ECSV files, reports and the default store (default rdmt-output).")
 @click.option("--run-id", help="Run identifier; re-running a file with the same id changes nothing.")
 @click.option("--release", help="Release name stored with the results (default live).")
 @click.option("--store-results/--no-store", "store_results", default=None, help="Write to the store.")
@@ -40,6 +44,9 @@ def run(paths, config_file, store, output, run_id, release, store_results, ecsv,
         release=release,
         outputs={k: v for k, v in switches.items() if v is not None},
     )
+    if store is None and output is not None and config.store_url == _config(None, None, None).store_url:
+        # the default store follows --output (a store_url from the config file or --store is kept)
+        config = config.model_copy(update={"store_url": f"chdb://{output.rstrip('/') or '/'}/store"})
     code = run_and_report(config, list(paths), run_id)
     sys.exit(code)
 
@@ -92,10 +99,21 @@ def run_and_report(config, paths: list[str], run_id: str | None) -> int:
 
 
 def _open_store(store: str | None, config_file: str | None):
+    """The store to read (``sql``, ``history``): it must exist; a mistyped path is not a new, empty store."""
+    import os
+
     from ..store import open_store
+    from ..store.backends import parse_store_url
 
     config = _config(config_file, store, None)
     try:
+        parsed = parse_store_url(config.store_url)
+        if parsed.scheme == "chdb" and not os.path.isdir(parsed.path):
+            fail(
+                f"store {parsed.display} does not exist (no directory {os.path.abspath(parsed.path)}): give the "
+                "--store of an earlier `rdmt run` (its default is chdb://rdmt-output/store, or DIR/store with "
+                "--output DIR)"
+            )
         return open_store(config.store_url)
     except RdmtError as exc:
         fail(str(exc))
@@ -112,9 +130,10 @@ def _print_frame(frame, fmt: str) -> None:
 
 @click.command()
 @click.argument("query")
-@click.option("--store", help="Store URL (default from the config).")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@click.option("--store", help="Store URL (default from the config: chdb://rdmt-output/store).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file overriding the defaults.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="Output format.")
 def sql(query, store, config_file, fmt) -> None:
     """Run a SQL query on the store (tables metrics, evaluations, files of database rdmt)."""
     with _open_store(store, config_file) as db:
@@ -126,14 +145,21 @@ def sql(query, store, config_file, fmt) -> None:
 
 
 @click.command()
-@click.option("--monitor", required=True)
-@click.option("--metric", required=True)
-@click.option("--detector", required=True)
-@click.option("--scale", type=click.Choice(["detector", "amplifier", "superpixel"]), default="detector")
-@click.option("--release", help="Only this release.")
-@click.option("--store", help="Store URL (default from the config).")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@click.option("--monitor", required=True, help="Monitor name, e.g. dark or psf_shape.")
+@click.option("--metric", required=True, help="One of the monitor's metrics, e.g. n_hot_pixels.")
+@click.option("--detector", required=True, help="Detector, WFI01..WFI18.")
+@click.option(
+    "--scale",
+    type=click.Choice(["detector", "amplifier", "superpixel"]),
+    default="detector",
+    show_default=True,
+    help="Scale of the values: one per file, or one row per amplifier or super-pixel.",
+)
+@click.option("--release", help="Only this release (default: every release).")
+@click.option("--store", help="Store URL (default from the config: chdb://rdmt-output/store).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file overriding the defaults.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="Output format.")
 def history(monitor, metric, detector, scale, release, store, config_file, fmt) -> None:
     """A metric's values over deliveries for one detector, with the worst status of each."""
     from ..monitors import get_monitor

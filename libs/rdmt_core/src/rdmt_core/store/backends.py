@@ -13,8 +13,11 @@ a different path must wait until the first is closed.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import unquote, urlparse
@@ -63,11 +66,25 @@ def redact(url: str) -> str:
 
 
 def parse_store_url(url: str) -> StoreURL:
-    """Parse a store URL; errors never repeat a password."""
+    """Parse a store URL (``chdb://DIR``, ``chdb:///ABS/DIR``, ``clickhouse[s]://...``); errors never repeat a password.
+
+    A bare path is refused rather than guessed: ``notaurl`` would otherwise become a store folder in the
+    current directory, and ``chdb:/x`` one at the filesystem root.
+    """
     parsed = urlparse(url)
     if parsed.scheme in ("", "file") or len(parsed.scheme) == 1:
-        return StoreURL("chdb", path=unquote(parsed.path if parsed.scheme == "file" else url))
+        path = unquote(parsed.path if parsed.scheme == "file" else url)
+        raise StoreError(
+            f"store {redact(url)!r} is not a store URL: use chdb://{path.lstrip('/')} for a chDB directory relative "
+            f"to the current one, chdb:///{path.lstrip('/')} for an absolute path, or clickhouse://HOST:8123/DATABASE"
+        )
     if parsed.scheme == "chdb":
+        if not url.startswith("chdb://"):
+            rest = url[len("chdb:") :]
+            raise StoreError(
+                f"store {redact(url)}: a chDB URL starts with chdb:// (chdb://{rest.lstrip('/')} for a relative "
+                f"directory, chdb:///{rest.lstrip('/')} for an absolute one)"
+            )
         path = unquote(parsed.netloc + parsed.path)
         if not path:
             raise StoreError(f"store {redact(url)}: chdb URL has no path (use chdb:///abs/dir or chdb://rel/dir)")
@@ -104,6 +121,8 @@ class ChdbBackend:
         self.database = database
         self.path = os.path.abspath(path)
         self._float_columns: dict[str, frozenset[str]] = {}
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise StoreError(f"store chdb://{path}: {self.path} is a file, not a store directory (choose another path)")
         try:
             os.makedirs(self.path, exist_ok=True)
             self._session = session.Session(self.path)
@@ -154,16 +173,20 @@ class ClickHouseServerBackend:
             ) from exc
         self.database = url.database
         try:
-            self._client = clickhouse_connect.get_client(
-                host=url.host,
-                port=url.port,
-                username=url.username,
-                password=url.password,
-                secure=url.secure,
-                connect_timeout=10,
-            )
+            with _quiet_http_logs():  # the one message is ours, below; not urllib3's retries and driver warnings
+                self._client = clickhouse_connect.get_client(
+                    host=url.host,
+                    port=url.port,
+                    username=url.username,
+                    password=url.password,
+                    secure=url.secure,
+                    connect_timeout=10,
+                )
         except Exception as exc:
-            raise StoreError(f"store {url.display}: cannot reach ({_short(exc)})") from exc
+            raise StoreError(
+                f"store {url.display}: cannot reach the ClickHouse server ({_reason(exc)}); check the host and "
+                "port (8123 for HTTP, 8443 for HTTPS) and that the server is running"
+            ) from exc
 
     def execute(self, sql: str) -> None:
         self._client.command(sql)
@@ -187,6 +210,30 @@ def connect(url: str) -> tuple[Backend, StoreURL]:
     if parsed.scheme == "chdb":
         return ChdbBackend(parsed.path, parsed.database), parsed
     return ClickHouseServerBackend(parsed), parsed
+
+
+@contextlib.contextmanager
+def _quiet_http_logs() -> Iterator[None]:
+    """Hold back urllib3's and clickhouse-connect's warnings while connecting (the StoreError says it all)."""
+    loggers = [logging.getLogger(name) for name in ("urllib3", "clickhouse_connect")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _reason(exc: BaseException) -> str:
+    """The root cause of a connection error in a few words (e.g. "Connection refused")."""
+    text = str(exc)
+    for pattern in (r"\[Errno -?\d+\] ([^\"')]+)", r"(timed out)", r"(Name or service not known)"):
+        match = re.search(pattern, text)
+        if match:
+            return match.group(1).strip()
+    return _short(exc)
 
 
 def _short(exc: BaseException) -> str:
