@@ -113,6 +113,11 @@ class EvaluationBlock:
             raise ValueError("evaluation block columns differ in length")
 
 
+def waits_for_history(reason: str) -> bool:
+    """True for the reason of an ``incomplete`` verdict that only waits for more history (see evaluators)."""
+    return reason == "no previous delivery" or reason.endswith("deliveries needed in the history")
+
+
 @dataclass(frozen=True)
 class FileResult:
     """Everything one monitor found in one file: the unit the store writes and the outputs show."""
@@ -144,6 +149,36 @@ class FileResult:
         """Worst status over all evaluations (computed once)."""
         present = {str(s) for block in self.evaluations for s in np.unique(block.status.astype(str))}
         return worst({Status(s) for s in present})
+
+    @cached_property
+    def waiting_for_history(self) -> bool:
+        """True when some verdicts are ``incomplete`` only because the history is too short yet (the change
+        evaluator's first delivery, the trend evaluator's first ``min_history`` ones): not a problem of the file."""
+        return any(
+            waits_for_history(str(reason))
+            for block in self.evaluations
+            for status, reason in zip(block.status, block.reason, strict=True)
+            if status == Status.INCOMPLETE.value
+        )
+
+    def count_unjudged(self) -> int:
+        """Number of ``incomplete`` verdicts that do not merely wait for history (no value, no reference)."""
+        return sum(
+            1
+            for block in self.evaluations
+            for status, reason in zip(block.status, block.reason, strict=True)
+            if status == Status.INCOMPLETE.value and not waits_for_history(str(reason))
+        )
+
+    @cached_property
+    def verdict(self) -> str:
+        """What a person is told about this result: ``fail``, ``caution``, ``not measured``, ``incomplete`` (a
+        value could not be judged) or ``pass``; verdicts waiting for history do not make a result incomplete."""
+        if self.status in (Status.FAIL, Status.CAUTION):
+            return self.status.value
+        if self.unmeasured:
+            return "not measured"
+        return Status.INCOMPLETE.value if self.count_unjudged() else Status.PASS.value
 
     @property
     def unmeasured(self) -> str | None:

@@ -51,51 +51,98 @@ def run(paths, config_file, store, output, run_id, release, store_results, ecsv,
     sys.exit(code)
 
 
+def _result_line(result, stored: bool, store_on: bool) -> str:
+    """One line per result: its verdict in capitals, the file, the monitor and what to know about it."""
+    from ..records import Status
+
+    verdict = result.verdict
+    if verdict == "not measured":
+        what = f"not measured, {result.unmeasured}"
+    elif verdict in (Status.FAIL.value, Status.CAUTION.value):
+        what = f"{result.count(Status.FAIL)} failing, {result.count(Status.CAUTION)} caution values"
+    elif verdict == Status.INCOMPLETE.value:
+        what = f"{result.count_unjudged()} values could not be judged (no value, e.g. too few stars: see the report)"
+    else:
+        what = "all values pass"
+    if result.waiting_for_history and verdict != "not measured":
+        what += "; no history yet for change/trend"
+    note = "" if stored or not store_on else " (already stored)"
+    identity = result.identity
+    return (
+        f"{verdict.upper():12s} {identity.detector} {identity.kind} "
+        f"{identity.file_time:%Y-%m-%dT%H:%M:%S} {result.monitor}: {what}{note}"
+    )
+
+
 def run_and_report(config, paths: list[str], run_id: str | None) -> int:
-    """Run the embedded pipeline and print one line per file plus a summary; return the exit status."""
-    from ..pipeline import EmbeddedPipeline
+    """Run the embedded pipeline, print each file's lines as soon as it is done, then a summary; return the
+    exit status (0: every file processed; 1: a file could not be, or no file was found)."""
+    from collections import Counter
+
+    from ..pipeline import EmbeddedPipeline, discover
     from ..records import Status
     from ..store.backends import parse_store_url
+
+    files = discover(paths)
+    if not files:
+        where = ", ".join(paths)
+        click.echo(f"rdmt: no *.asdf file found under {where}: nothing to monitor", err=True)
+        return EXIT_FILES
+    progress = sys.stderr.isatty() and len(files) > 1
+
+    def echo(line: str, err: bool = False) -> None:
+        if progress:  # above the progress bar, which stays at the bottom
+            from tqdm import tqdm
+
+            tqdm.write(line, file=sys.stderr if err else sys.stdout)
+        else:
+            click.echo(line, err=err)
+
+    def show(outcome) -> None:
+        if outcome.problem is not None:
+            word = "skipped" if outcome.problem.skipped else "FAILED"
+            echo(f"{word}: {outcome.problem.source}: {outcome.problem.reason}", err=True)
+        for result, stored in zip(outcome.results, outcome.stored, strict=True):
+            echo(_result_line(result, stored, config.outputs.store))
 
     try:
         pipeline = EmbeddedPipeline(config, run_id=run_id)
     except RdmtError as exc:
         fail(str(exc))
     with pipeline:
-        summary, outcomes = pipeline.run(paths, progress=sys.stderr.isatty())
-    for outcome in outcomes:
-        if outcome.problem is not None:
-            word = "skipped" if outcome.problem.skipped else "FAILED"
-            click.echo(f"{word}: {outcome.problem.source}: {outcome.problem.reason}", err=True)
-        for result, stored in zip(outcome.results, outcome.stored, strict=True):
-            fails = result.count(Status.FAIL)
-            note = "" if stored or not config.outputs.store else " (already stored)"
-            unmeasured = result.unmeasured is not None and result.status != Status.FAIL
-            word = "NOT MEASURED" if unmeasured else result.status.value.upper()
-            what = f"not measured, {result.unmeasured}" if unmeasured else f"{fails} failing values"
-            click.echo(
-                f"{word:12s} {result.identity.detector} {result.identity.kind} "
-                f"{result.identity.file_time:%Y-%m-%dT%H:%M:%S} {result.monitor}: {what}{note}"
-            )
-    failed = summary.failed_results
-    n_ok = sum(1 for o in outcomes if o.problem is None)  # a file where one monitor failed is not processed
-    unmeasured = summary.unmeasured_results
-    click.echo(
-        f"\nrun {summary.run_id}: {n_ok} of {len(outcomes)} files processed, {len(failed)} with failures"
-        + (f", {len(unmeasured)} {'result' if len(unmeasured) == 1 else 'results'} not measured" if unmeasured else "")
+        summary, outcomes = pipeline.run(files, progress=progress, on_file=show)
+
+    verdicts = Counter(r.verdict for r in summary.results)
+    waiting = sum(1 for r in summary.results if r.waiting_for_history and r.verdict != "not measured")
+    errors = sum(1 for o in outcomes if o.problem is not None and not o.problem.skipped)
+    skipped = sum(1 for o in outcomes if o.problem is not None and o.problem.skipped)
+    n_ok = len(outcomes) - errors - skipped  # a file where one monitor failed is not processed
+    counts = ", ".join(
+        f"{verdicts[v]} {v}"
+        for v in (Status.FAIL.value, Status.CAUTION.value, "not measured", Status.INCOMPLETE.value, Status.PASS.value)
+        if verdicts[v]
     )
+    click.echo(
+        f"\nrun {summary.run_id}: {n_ok} of {len(outcomes)} files processed"
+        + (f", {errors} with errors" if errors else "")
+        + (f", {skipped} skipped (no monitor for them)" if skipped else "")
+        + f"; {len(summary.results)} results (file x monitor): {counts or 'none'}"
+        + (f"; {waiting} of them wait for history (change/trend need earlier files)" if waiting else "")
+    )
+    failed = summary.failed_results
     if config.outputs.store:
         click.echo(f"store:    {parse_store_url(config.store_url).display}")
-    if config.outputs.ecsv or config.outputs.report:
-        click.echo(f"outputs:  {Path(config.output_dir).resolve()}")
-    if summary.overview_path:
+    output_dir = Path(config.output_dir)
+    if (config.outputs.ecsv or config.outputs.report) and output_dir.is_dir() and any(output_dir.iterdir()):
+        click.echo(f"outputs:  {output_dir.resolve()}")
+    if summary.overview_path and Path(summary.overview_path).exists():
         click.echo(f"overview: {Path(summary.overview_path).resolve()}")
     for result in failed:
         evaluators = sorted({b.evaluator for b in result.evaluations if (b.status == Status.FAIL.value).any()})
         click.echo(f"  failed: {result.identity.detector} {result.monitor} ({', '.join(evaluators)})")
-    for result in unmeasured:
+    for result in summary.unmeasured_results:
         click.echo(f"  not measured: {result.identity.detector} {result.monitor}: {result.unmeasured}")
-    return EXIT_OK if n_ok == len(outcomes) and outcomes else EXIT_FILES
+    return EXIT_OK if n_ok == len(outcomes) else EXIT_FILES
 
 
 def _open_store(store: str | None, config_file: str | None):
