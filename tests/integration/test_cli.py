@@ -253,6 +253,13 @@ def test_the_demo_runs_end_to_end_at_a_reduced_size(tmp_path):
     proc = subprocess.run([str(Path(sys.executable).with_name("rdmt")), "demo", "--size", "256", "--output",
                            str(output)], capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    # it says up front how long it takes, labels a small run as a smoke run, and shows progress at each step
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("RDMT demo: ") and ("Expect under 2 minutes" in first or "Expect about" in first)
+    assert "A smoke run: below 1024 pixels" in proc.stdout
+    assert proc.stdout.count("18 of 18 dark files written") == 2
+    assert "18 of 18 Level-2 images (galsim.roman PSFs) written" in proc.stdout
+    assert proc.stdout.index("monitoring the 18 files of demo-delivery-1") < proc.stdout.index("run demo-delivery-1:")
     for run_id in ("demo-delivery-1", "demo-delivery-2", "demo-exposure-1"):
         assert (output / "reports" / f"overview_{run_id}.html").is_file(), run_id
     code, out, _ = _run("sql", "SELECT monitor, count() AS n FROM files GROUP BY monitor ORDER BY monitor",

@@ -15,6 +15,7 @@ Used by ``rdmt demo``, the tests and the benchmarks. Writes files; computes no m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -119,8 +120,9 @@ def write_dark_delivery(
     delivery_seed: int = 0,
     anomalies: dict[str, Anomaly] | None = None,
     detectors: tuple[str, ...] = DETECTORS,
+    on_file: Callable[[Path], None] | None = None,
 ) -> list[Path]:
-    """Write one dark file per detector into ``directory``; return their paths."""
+    """Write one dark file per detector into ``directory``; return their paths (``on_file`` after each one)."""
     directory.mkdir(parents=True, exist_ok=True)
     anomalies = anomalies or {}
     paths = []
@@ -129,4 +131,6 @@ def write_dark_delivery(
         path = directory / f"roman_wfi_dark_{detector.lower()}_{useafter:%Y%m%d}.asdf"
         model.save(path)
         paths.append(path)
+        if on_file is not None:
+            on_file(path)
     return paths

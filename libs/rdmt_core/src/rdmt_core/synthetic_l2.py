@@ -33,6 +33,7 @@ computes no metric.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -426,8 +427,10 @@ def write_l2_exposure(
     detectors: tuple[str, ...] = DETECTORS,
     catalog_dir: Path | None = None,
     with_wcs: bool = True,
+    on_file: Callable[[Path], None] | None = None,
 ) -> tuple[list[Path], Path]:
-    """Write one Level-2 image per detector and the field's catalogue; return their paths.
+    """Write one Level-2 image per detector and the field's catalogue; return their paths (``on_file`` after
+    each image).
 
     The catalogue goes to ``catalog_dir`` (default ``directory/catalog``) as ``<field>.ecsv``,
     where the astrometry monitor's ``catalog_dir`` option finds it by sky position.
@@ -450,4 +453,6 @@ def write_l2_exposure(
         path = directory / f"roman_wfi_image_{detector.lower()}_{start_time:%Y%m%dT%H%M%S}_cal.asdf"
         model.save(path)
         paths.append(path)
+        if on_file is not None:
+            on_file(path)
     return paths, catalog_path

@@ -61,9 +61,58 @@ _INJECTED = {
 }
 
 
+# Minutes on a 2-core machine at --size 4096 (make demo): writing and monitoring each step; scaled by area.
+SMOKE_BELOW = 1024  # smaller demos exercise the code, not the science
+STEP_MINUTES = {"dark delivery": (2.0, 4.0), "Level-2 exposure": (3.5, 2.5)}
+
+
+def estimate_minutes(size: int) -> float:
+    """The demo's expected wall time in minutes at ``size`` (two dark deliveries and one Level-2 exposure)."""
+    scale = max((size / 4096) ** 2, 0.05)
+    dark, level2 = (sum(v) for v in STEP_MINUTES.values())
+    return (2 * dark + level2) * scale + 1.5  # + imports, the 18 PSF tables, the overviews
+
+
+class _WriteProgress:
+    """Progress of writing a step's 18 files: a bar on a terminal, a line every few files otherwise."""
+
+    def __init__(self, total: int, what: str) -> None:
+        self.total, self.done, self.what = total, 0, what
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="file", desc=f"   writing {what}", leave=False)
+
+    def __call__(self, path: Path) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        elif self.done % 6 == 0 or self.done == self.total:
+            click.echo(f"   {self.done} of {self.total} {self.what} written")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def run_demo(output: Path, size: int, keep_inputs: bool) -> int:
     from ..synthetic import write_dark_delivery
     from ..synthetic_l2 import write_l2_exposure
+
+    minutes = estimate_minutes(size)
+    click.echo(
+        f"RDMT demo: two dark deliveries and one Level-2 exposure of 18 detectors at {size}x{size}, each "
+        f"written, then monitored (store and reports in {output}/). Expect "
+        + ("under 2 minutes" if minutes < 2 else f"about {minutes:.0f} minutes")
+        + " on a 2-core machine."
+    )
+    if size < SMOKE_BELOW:
+        click.echo(
+            f"   A smoke run: below {SMOKE_BELOW} pixels a super-pixel holds too few pixels for the change test "
+            "and too few stars for the star monitors, so clean detectors fail and injected problems can be "
+            f"missed. Use --size {SMOKE_BELOW} or more (4096, the default, is a real detector) to judge the results."
+        )
 
     scratch = Path(tempfile.mkdtemp(prefix="rdmt-demo-inputs-"))
     config = load_config(
@@ -80,9 +129,16 @@ def run_demo(output: Path, size: int, keep_inputs: bool) -> int:
             )
             start = time.perf_counter()
             directory = scratch / run_id
-            write_dark_delivery(directory, useafter, side=size, delivery_seed=seed, anomalies=anomalies)
+            progress = _WriteProgress(18, "dark files")
+            try:
+                write_dark_delivery(
+                    directory, useafter, side=size, delivery_seed=seed, anomalies=anomalies, on_file=progress
+                )
+            finally:
+                progress.close()
             click.echo(f"   written in {time.perf_counter() - start:.1f} s; injected: {_describe(anomalies)}")
             start = time.perf_counter()
+            click.echo(f"   monitoring the 18 files of {run_id} (each line as its file is done)")
             code = run_and_report(config, [str(directory)], run_id)
             click.echo(f"   monitored in {time.perf_counter() - start:.1f} s")
             worst = max(worst, code)
@@ -91,12 +147,18 @@ def run_demo(output: Path, size: int, keep_inputs: bool) -> int:
             f"\n== {run_id}: generating 18 synthetic Level-2 images ({size - 8}x{size - 8}, {start_time:%Y-%m-%d})"
         )
         start = time.perf_counter()
-        write_l2_exposure(
-            scratch / run_id, start_time, side=size, injections=exposure_injections(), catalog_dir=scratch / "catalog"
-        )
+        progress = _WriteProgress(18, "Level-2 images (galsim.roman PSFs)")
+        try:
+            write_l2_exposure(
+                scratch / run_id, start_time, side=size, injections=exposure_injections(),
+                catalog_dir=scratch / "catalog", on_file=progress,
+            )  # fmt: skip
+        finally:
+            progress.close()
         injected = "; ".join(f"{d} {what}" for d, what in _INJECTED.items())
         click.echo(f"   written in {time.perf_counter() - start:.1f} s; injected: {injected}")
         start = time.perf_counter()
+        click.echo(f"   monitoring the 18 images of {run_id} with the four Level-2 monitors")
         worst = max(worst, run_and_report(config, [str(scratch / run_id)], run_id))
         click.echo(f"   monitored in {time.perf_counter() - start:.1f} s")
     finally:
@@ -129,8 +191,13 @@ def _describe(anomalies: dict) -> str:
 
 @click.command()
 @click.option("--output", default="demo-output", show_default=True, help="Where the store and reports go.")
-@click.option("--size", default=4096, show_default=True, help="Detector side in pixels (divisible by 32).")
+@click.option(
+    "--size",
+    default=4096,
+    show_default=True,
+    help="Detector side in pixels (divisible by 32); below 1024 a smoke run whose verdicts mean little.",
+)
 @click.option("--keep-inputs", is_flag=True, help="Keep the synthetic input files.")
 def demo(output: str, size: int, keep_inputs: bool) -> None:
-    """Generate two synthetic dark deliveries for WFI01..WFI18 and monitor both."""
+    """Generate two synthetic dark deliveries and one Level-2 exposure for WFI01..WFI18 and monitor them."""
     sys.exit(run_demo(Path(output), size, keep_inputs))
