@@ -160,3 +160,18 @@ def test_the_monitor_has_its_request_topic_and_is_deployed_by_compose_and_helm(n
 def test_the_monitor_says_what_it_measures(name):
     monitor = registered_monitors()[name]
     assert monitor.title and monitor.summary, "title and summary appear in the README and the docs index"
+
+
+@pytest.mark.parametrize("name", MONITORS)
+def test_a_monitors_figures_never_share_a_file_name_with_its_maps(name, tmp_path):
+    """Figures are <stem>_NAME.png and maps <stem>_METRIC.png: one written over the other loses a figure."""
+    from rdmt_core.outputs import write_report
+    from rdmt_core.outputs.monitor_figures import FIGURES
+
+    monitor = registered_monitors()[name]
+    assert set(monitor.figures) <= set(FIGURES), f"{name}: unknown figures"
+    assert not set(monitor.figures) & {spec.name for spec in monitor.metric_specs}, f"{name}: a figure is a metric"
+    report = write_report(_run(monitor, anomaly=True), tmp_path)
+    names = [path.name for path in report.figures]
+    assert len(names) == len(set(names)), f"{name}: figure files written twice: {sorted(names)}"
+    assert all(path.is_file() for path in report.figures)

@@ -50,7 +50,8 @@ class FigureKind:
     needs: str | None = None
 
 
-# The file of figure NAME is <stem>_NAME.png.
+# The file of figure NAME is <stem>_NAME.png, beside the super-pixel maps <stem>_METRIC.png: a NAME is never one of
+# its monitor's metric names (tests/unit/test_registry.py checks), or the map would overwrite the figure.
 FIGURES: dict[str, FigureKind] = {
     "offsets": FigureKind("Astrometric offsets on the detector", l2_figures.draw_offsets),
     "background_map": FigureKind("Background level and amplifier jumps", l2_figures.draw_background_map),
@@ -58,7 +59,7 @@ FIGURES: dict[str, FigureKind] = {
         "Power spectra of the row series", l2_figures.draw_spectra, needs="amplifier_power"
     ),
     "one_over_f_amplifiers": FigureKind("1/f significance per amplifier", l2_figures.draw_significance_bars),
-    "psf_fwhm": FigureKind("PSF FWHM on the detector", l2_figures.draw_psf_fwhm),
+    "psf_fwhm_stars": FigureKind("PSF FWHM on the detector", l2_figures.draw_psf_fwhm),
 }
 
 

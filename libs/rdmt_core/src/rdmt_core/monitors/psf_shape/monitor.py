@@ -30,7 +30,7 @@ class PsfShapeMonitor(ImageMonitor):
     anomaly: ClassVar[ExpectedFailure] = ExpectedFailure(
         "psf_fwhm_ratio", "PSF blurred to 1.5x its FWHM (F158: 1.4 -> 2.1 pixels)"
     )
-    figures = ("psf_fwhm",)
+    figures = ("psf_fwhm_stars",)
 
     @classmethod
     def load_context(cls, roman: RomanInput, options: BaseModel) -> dict[str, Any]:
