@@ -141,7 +141,7 @@ def bad_inputs(tmp_path: Path, two_deliveries) -> dict[str, Path]:
         ("not_asdf", "not a readable ASDF file"),
         ("no_roman", "no Roman metadata"),
         ("unsupported", "no enabled monitor handles kind 'FLAT'"),
-        ("truncated", "cannot read array 'dark_slope'"),
+        ("truncated", "the file looks truncated or damaged: its array 'dark_slope' cannot be read"),
         ("wrong_shape", "side divisible by 32"),
         ("wrong_dtype", "array 'dq' has dtype float32"),
     ],

@@ -167,3 +167,16 @@ def test_an_unexpected_error_writing_a_files_outputs_is_that_files_problem(tmp_p
     assert first.stored == [True]  # stored before the files were written: it belongs to the delivery
     assert second.problem is None and second.outputs
     assert summary.overview_path is not None
+
+
+def test_a_truncated_level2_file_is_named_once_with_what_to_do(level2_files, tmp_path):
+    paths, catalog = level2_files
+    data = paths[0].read_bytes()
+    truncated = tmp_path / "truncated_cal.asdf"
+    truncated.write_bytes(data[: len(data) * 2 // 3])  # the tree is intact, the array blocks are cut
+    with EmbeddedPipeline(_config(tmp_path, catalog), run_id="truncated") as pipeline:
+        outcome = pipeline.process(str(truncated))
+    reason = outcome.problem.reason
+    assert reason.startswith("astrometry, background, one_over_f, psf_shape: the file looks truncated or damaged")
+    assert reason.count("truncated") == 1 and "copy it again" in reason
+    assert outcome.results == []

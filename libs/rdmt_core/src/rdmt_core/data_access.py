@@ -253,6 +253,7 @@ class RomanInput:
         self._handle = handle
         self._budget = budget or _ReadBudget(uri, None)
         self._arrays: dict[str, np.ndarray] = {}
+        self._unreadable: dict[str, InputError] = {}
         tree = handle.tree
         if "roman" not in tree:
             raise InputError(uri, "ASDF file has no Roman metadata (no 'roman' node in its tree)")
@@ -317,6 +318,8 @@ class RomanInput:
         """The array ``name``, read once per file: every monitor of the file gets the same object."""
         if name in self._arrays:
             return self._arrays[name]
+        if name in self._unreadable:  # a damaged block is tried once per file, not once per monitor
+            raise self._unreadable[name]
         raw = _get(self.node, name)
         if raw is None:
             raise InputError(self.uri, f"missing array '{name}'")
@@ -325,9 +328,17 @@ class RomanInput:
             try:
                 return np.asarray(raw)  # asdf decompresses the block here: no second copy
             except Exception as exc:  # asdf raises several types for truncated or corrupt blocks
-                raise InputError(self.uri, f"cannot read array '{name}' ({type(exc).__name__}: {exc})") from exc
+                raise InputError(
+                    self.uri,
+                    f"the file looks truncated or damaged: its array '{name}' cannot be read "
+                    f"({type(exc).__name__}: {exc}); copy it again from its source",
+                ) from exc
 
-        array = self._budget.run(f"reading array '{name}'", read)
+        try:
+            array = self._budget.run(f"reading array '{name}'", read)
+        except InputError as exc:
+            self._unreadable[name] = exc
+            raise
         self._arrays[name] = array
         return array
 

@@ -160,7 +160,7 @@ class EmbeddedPipeline:
         monitor's failure on this file: reported with the file, never the end of the run.
         """
         results: list[FileResult] = []
-        failures: list[str] = []
+        failures: dict[str, list[str]] = {}  # reason -> the monitors it stopped: a damaged file is named once
         frames: dict = {}  # the full-frame copies of Level-2 arrays, made once for all monitors of the file
         for monitor in monitors:
             try:
@@ -168,18 +168,23 @@ class EmbeddedPipeline:
             except InputError as exc:
                 if len(monitors) == 1:
                     raise
-                failures.append(f"{monitor.name}: {exc.reason}")
+                failures.setdefault(exc.reason, []).append(monitor.name)
             except RdmtError as exc:
                 if len(monitors) == 1:
                     raise
-                failures.append(f"{monitor.name}: {exc}")
+                failures.setdefault(str(exc), []).append(monitor.name)
             except Exception as exc:
                 log.debug("monitor %s raised on %s", monitor.name, roman.uri, exc_info=True)
-                failures.append(
-                    f"{monitor.name} raised {type(exc).__name__}: {exc} (an error in the monitor, not in your "
-                    "file, unless the file is unusual: run with --verbose for the traceback and report it)"
-                )
-        return results, failures
+                failures.setdefault(
+                    f"raised {type(exc).__name__}: {exc} (an error in the monitor, not in your file, unless the "
+                    "file is unusual: run with --verbose for the traceback and report it)",
+                    [],
+                ).append(monitor.name)
+        joined = [
+            f"{', '.join(names)}{' raised' if reason.startswith('raised ') else ':'} {reason.removeprefix('raised ')}"
+            for reason, names in failures.items()
+        ]
+        return results, joined
 
     def evaluate(self, roman: RomanInput, monitor: type[Monitor], frames: dict | None = None) -> FileResult:
         """Read the monitor's arrays, compute its metrics and evaluate them against the store's history."""
