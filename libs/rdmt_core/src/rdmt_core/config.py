@@ -14,10 +14,15 @@ that holds them.
 
 from __future__ import annotations
 
+import collections.abc
 import copy
+import difflib
 import functools
 import re
 import sys
+import types
+import typing
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -209,7 +214,7 @@ class RdmtConfig(_Strict):
             try:
                 options_model.model_validate(monitor.options)
             except ValidationError as exc:
-                raise ValueError(f"{name}.options: {describe_validation_error(exc)}") from None
+                raise ValueError(f"{name}.options: {describe_validation_error(exc, options_model)}") from None
             for detector, override in monitor.detectors.items():
                 try:
                     options_model.model_validate(deep_merge(monitor.options, override.options))
@@ -285,8 +290,40 @@ def default_config_dict() -> dict[str, Any]:
     return {**data, "monitors": monitors}
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """The errors of ``exc`` as one line: each dotted key, what is wrong and the value given."""
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the known name closest to a mistyped ``name``, or ``""``."""
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _field_names_at(model: type[BaseModel] | None, loc: tuple) -> list[str]:
+    """The keys a model accepts at ``loc`` (its path without the last key); [] where that is not a model."""
+    annotation: Any = model
+    for key in loc:
+        if isinstance(key, int):
+            return []
+        origin = typing.get_origin(annotation)
+        if origin in (dict, collections.abc.Mapping):  # dict[str, X]: any key, then X
+            annotation = typing.get_args(annotation)[1]
+            continue
+        if origin in (typing.Union, types.UnionType):  # X | None
+            models = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+            annotation = models[0] if models else None
+        is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if not is_model or key not in annotation.model_fields:
+            return []
+        annotation = annotation.model_fields[key].annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        models = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+        annotation = models[0] if models else None
+    return list(annotation.model_fields) if isinstance(annotation, type) and issubclass(annotation, BaseModel) else []
+
+
+def describe_validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """The errors of ``exc`` as one line: each dotted key, what is wrong and the value given.
+
+    With the validated ``model``, a key it does not accept gets the closest key it does ("did you mean").
+    """
     parts = []
     for error in exc.errors():
         where = ".".join(str(p) for p in error["loc"]) or "(top level)"
@@ -294,7 +331,10 @@ def describe_validation_error(exc: ValidationError) -> str:
             parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
             continue
         got = repr(error.get("input"))
-        parts.append(f"{where}: {error['msg']} (got {got if len(got) <= 80 else got[:77] + '...'})")
+        hint = ""
+        if error["type"] == "extra_forbidden" and error["loc"]:
+            hint = did_you_mean(str(error["loc"][-1]), _field_names_at(model, tuple(error["loc"][:-1])))
+        parts.append(f"{where}: {error['msg']}{hint} (got {got if len(got) <= 80 else got[:77] + '...'})")
     return "; ".join(parts)
 
 
@@ -336,6 +376,6 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> RdmtConfig:
     try:
         return RdmtConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"config {label}: {describe_validation_error(exc)}") from None
+        raise ConfigError(f"config {label}: {describe_validation_error(exc, RdmtConfig)}") from None
     except ConfigError as exc:
         raise ConfigError(f"config {label}: {exc}") from None

@@ -217,6 +217,8 @@ def history(monitor, metric, detector, scale, release, store, config_file, fmt) 
         fail(str(exc))
     names = [spec.name for spec in specs]
     if metric not in names:
-        fail(f"monitor {monitor!r} has no metric {metric!r} (metrics: {', '.join(names)})")
+        from ..config import did_you_mean
+
+        fail(f"monitor {monitor!r} has no metric {metric!r}{did_you_mean(metric, names)} (metrics: {', '.join(names)})")
     with _open_store(store, config_file) as db:
         _print_frame(db.metric_history(monitor, metric, detector.upper(), scale, release), fmt)

@@ -295,7 +295,7 @@ def streaming_settings(section: Mapping[str, Any] | None = None, environ: Mappin
     try:
         return StreamingSettings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{label}: {describe_validation_error(exc)}") from None
+        raise ConfigError(f"{label}: {describe_validation_error(exc, StreamingSettings)}") from None
 
 
 def load_service_config(path: str | Path | None) -> tuple[RdmtConfig, StreamingSettings]:

@@ -159,8 +159,12 @@ def get_monitor(name: str) -> type[Monitor]:
     try:
         return Monitor._registry[name]
     except KeyError:
+        import difflib
+
         known = ", ".join(sorted(Monitor._registry)) or "none"
-        raise ConfigError(f"unknown monitor {name!r} (known: {known})") from None
+        close = difflib.get_close_matches(name, list(Monitor._registry), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown monitor {name!r} (known: {known}{hint})") from None
 
 
 def monitors_for(kind: str) -> list[type[Monitor]]:
