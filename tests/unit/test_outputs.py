@@ -268,13 +268,14 @@ def test_overview_shows_every_detector_and_the_failing_one(tmp_path: Path, hot: 
 
     (wfi07,) = markdown_rows(markdown, "WFI07")
     n_fail = sum(int((b.status == "fail").sum()) for b in hot.evaluations if b.evaluator == "mission")
-    assert wfi07[1] == "**fail**" and wfi07[2] == f"**fail ({n_fail:,} failing)**"
+    # the cells name what failed: the monitor and its evaluators, and the number of failing values
+    assert wfi07[1] == "**fail: dark (mission, soc)**" and wfi07[2] == f"**fail ({n_fail:,}): dark**"
     assert wfi07[6] == f"[dark DARK 2026-02-01T00:00:00]({STEM}.html)"
     (wfi03,) = markdown_rows(markdown, "WFI03")
     # super-pixel 0 has no finite pixel: incomplete, not failing
-    assert wfi03[1] == "incomplete" and wfi03[2] == "incomplete (0 failing)"
+    assert wfi03[1] == "incomplete" and wfi03[2] == "incomplete"
     (row,) = [line for line in html.splitlines() if line.startswith("<tr><td>WFI07</td>")]
-    assert '<td class="st-fail">fail</td>' in row and f'<a href="{STEM}.html">' in row
+    assert '<td class="st-fail">fail: dark (mission, soc)</td>' in row and f'<a href="{STEM}.html">' in row
 
     for problem in problems:
         assert f"{problem.source}: {problem.reason}" in markdown

@@ -78,6 +78,8 @@ def format_notification(summary: DeliverySummary, config: NotifyConfig) -> Notif
         n_unmeasured = len({r.identity.detector for r in unmeasured if r.monitor == monitor})
         words = [f"{n} of {len(detectors)} detectors {what}" for n, what in
                  ((n_failed, "failed"), (n_unmeasured, "not measured")) if n]  # fmt: skip
+        if not words and any(r.verdict == Status.INCOMPLETE.value for r in summary.results if r.monitor == monitor):
+            words = [f"no failure in {len(detectors)} detectors"]
         parts.append(f"{monitor}: {', '.join(words) if words else f'all {len(detectors)} detectors passed'}")
     if summary.problems:
         parts.append(_plural(len(summary.problems), "input problem"))
@@ -89,7 +91,15 @@ def format_notification(summary: DeliverySummary, config: NotifyConfig) -> Notif
     if unmeasured:
         lines += ["", "Not measured:"] + [_unmeasured_line(result) for result in unmeasured]
     if summary.results and not failed and not unmeasured:
-        lines += ["", f"All {_plural(len(summary.results), 'result')} passed (no failing values)."]
+        unjudged = sum(1 for r in summary.results if r.verdict == Status.INCOMPLETE.value)
+        if unjudged:
+            lines += [
+                "",
+                f"No failing values; {_plural(unjudged, 'result')} of {len(summary.results)} with values that could "
+                "not be judged (no value: see the reports).",
+            ]
+        else:
+            lines += ["", f"All {_plural(len(summary.results), 'result')} passed (no failing values)."]
     if summary.problems:
         lines += ["", _problems_line(summary)]
     lines += ["", f"Report: {_report_link(summary, config)}"]

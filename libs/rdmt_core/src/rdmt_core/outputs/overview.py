@@ -14,9 +14,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from ..evaluators import EVALUATORS
 from ..geometry import DETECTORS
-from ..records import DeliverySummary, FileResult, Status, worst
+from ..records import DeliverySummary, FileResult, Status, waits_for_history, worst
 from .document import Block, Bullets, Heading, Image, Inline, Paragraph, Span, Table, write_document
 from .figures import failure_mosaic
 from .names import file_stem, overview_stem
@@ -40,6 +42,36 @@ def _file_links(results: list[FileResult], directory: Path, report_directory: Pa
     return parts
 
 
+_VERDICT_STATUS = {"not measured": Status.INCOMPLETE}
+
+
+def _failing_monitors(results: list[FileResult], evaluator: str | None = None) -> list[str]:
+    """The monitors of ``results`` with a failing value (of ``evaluator``, or of any), with their evaluators."""
+    out = []
+    for result in sorted(results, key=lambda r: r.monitor):
+        evaluators = sorted(
+            {b.evaluator for b in result.evaluations if (np.asarray(b.status, dtype=str) == Status.FAIL.value).any()}
+        )
+        if evaluator is None and evaluators:
+            out.append(f"{result.monitor} ({', '.join(evaluators)})")
+        elif evaluator in evaluators:
+            out.append(result.monitor)
+    return out
+
+
+def _waits_only(results: list[FileResult], evaluator: str) -> bool:
+    """Every ``incomplete`` value of ``evaluator`` in ``results`` only waits for history."""
+    reasons = {
+        str(reason)
+        for result in results
+        for block in result.evaluations
+        if block.evaluator == evaluator
+        for status, reason in zip(block.status, block.reason, strict=True)
+        if status == Status.INCOMPLETE.value
+    }
+    return bool(reasons) and all(waits_for_history(reason) for reason in reasons)
+
+
 def _detector_row(
     detector: str, results: list[FileResult], evaluators: list[str], directory: Path, report_directory: Path
 ) -> list[Inline]:
@@ -53,16 +85,26 @@ def _detector_row(
             cells.append("-")
             continue
         status = worst({s for s, n in tally.items() if n})
-        cells.append(Span(f"{status.value} ({tally.get(Status.FAIL, 0):,} failing)", status=status))
-    overall = worst({r.status for r in results})
-    unmeasured = sorted({r.monitor for r in results if r.unmeasured and r.status != Status.FAIL})
-    verdict = overall.value + (f"; not measured: {', '.join(unmeasured)}" if unmeasured else "")
-    return [
-        detector,
-        Span(verdict, status=overall),
-        *cells,
-        _file_links(results, directory, report_directory),
-    ]
+        if status == Status.FAIL:
+            text = f"fail ({tally[Status.FAIL]:,}): {', '.join(_failing_monitors(results, evaluator))}"
+        elif status == Status.INCOMPLETE and _waits_only(results, evaluator):
+            text, status = "no history yet", Status.PASS
+        else:
+            text = status.value
+        cells.append(Span(text, status=status))
+    verdicts = {r.verdict for r in results}
+    order = (Status.FAIL.value, Status.CAUTION.value, "not measured", Status.INCOMPLETE.value, Status.PASS.value)
+    overall = next(v for v in order if v in verdicts)
+    status = _VERDICT_STATUS.get(overall) or Status(overall)
+    text = overall
+    if overall == Status.FAIL.value:
+        text = f"fail: {'; '.join(_failing_monitors(results))}"
+    unmeasured = sorted({r.monitor for r in results if r.verdict == "not measured"})
+    if unmeasured and overall != "not measured":
+        text += f"; not measured: {', '.join(unmeasured)}"
+    elif overall == "not measured":
+        text = f"not measured: {', '.join(unmeasured)}"
+    return [detector, Span(text, status=status), *cells, _file_links(results, directory, report_directory)]
 
 
 def _unmeasured(summary: DeliverySummary) -> list[Block]:
@@ -158,8 +200,10 @@ def write_overview(summary: DeliverySummary, directory: Path, report_directory: 
         Table(
             ["Detector", "Overall", *evaluators, "Files"],
             [_detector_row(d, rs, evaluators, directory, report_directory) for d, rs in by_detector.items()],
-            caption="Worst status of each evaluator over all values (detector, amplifiers, super-pixels) of "
-            "the detector's files, with the number of failing values.",
+            caption="Overall: the worst verdict of the detector's results, naming the monitors that failed and "
+            "their evaluators. Evaluator columns: the worst status over all values (detector, amplifiers, "
+            "super-pixels) of the detector's files; a failure gives the number of failing values and the monitors; "
+            "'no history yet' when the only values not judged wait for earlier files.",
         ),
         Heading("Not measured"),
         *_unmeasured(summary),
