@@ -48,6 +48,9 @@ def test_service_help_lists_the_five_installed_services():
 
 
 def test_sql_and_topics_load_nothing_heavy(tmp_path):
+    from rdmt_core.store import open_store
+
+    open_store(f"chdb://{tmp_path}/s").close()  # sql reads an existing store (it refuses a missing one)
     assert _loaded_after(_invoke("sql", "SELECT count() FROM files", "--store", f"chdb://{tmp_path}/s")) == []
     assert _loaded_after(_invoke("topics", "list")) == []
 
