@@ -37,7 +37,7 @@ from .config import (
     TrendEvaluatorConfig,
 )
 from .geometry import SCALES, cells
-from .records import EvaluationBlock, Metric, MetricSpec, Status
+from .records import HISTORY_NEEDED, NO_PREVIOUS_DELIVERY, EvaluationBlock, Metric, MetricSpec, Status
 
 EVALUATORS = ("mission", "soc", "change", "trend")
 _P, _C, _F, _I = Status.PASS.value, Status.CAUTION.value, Status.FAIL.value, Status.INCOMPLETE.value
@@ -132,7 +132,7 @@ def evaluate_change(
         n = values.shape
         return (
             np.full(n, _I, dtype=object),
-            np.full(n, "no previous delivery", dtype=object),
+            np.full(n, NO_PREVIOUS_DELIVERY, dtype=object),
             np.full(n, np.nan),
         )
     delta = np.abs(values - previous)
@@ -184,7 +184,7 @@ def evaluate_trend(
         if np.isnan(values[i]):
             reason[i] = "no value"
         elif not enough[i]:
-            reason[i] = f"{n_history[i]} of {config.min_history} deliveries needed in the history"
+            reason[i] = f"{n_history[i]} of {config.min_history} {HISTORY_NEEDED}"
         else:
             reason[i] = f"z = {z[i]:+.1f} from the median {_fmt(reference[i])} of {n_history[i]} deliveries"
     return status, reason, reference

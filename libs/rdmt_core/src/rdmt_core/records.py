@@ -113,9 +113,15 @@ class EvaluationBlock:
             raise ValueError("evaluation block columns differ in length")
 
 
+# The reasons the change and trend evaluators give an ``incomplete`` verdict that only waits for more history
+# (rdmt_core.evaluators writes them; the outputs read them back through waits_for_history).
+NO_PREVIOUS_DELIVERY = "no previous delivery"
+HISTORY_NEEDED = "deliveries needed in the history"  # after "n of m"
+
+
 def waits_for_history(reason: str) -> bool:
     """True for the reason of an ``incomplete`` verdict that only waits for more history (see evaluators)."""
-    return reason == "no previous delivery" or reason.endswith("deliveries needed in the history")
+    return reason == NO_PREVIOUS_DELIVERY or reason.endswith(HISTORY_NEEDED)
 
 
 @dataclass(frozen=True)
