@@ -32,7 +32,7 @@ def _evaluation_bytes() -> tuple[bytes, object]:
 def test_evaluation_record_round_trips_to_the_same_result():
     data, original = _evaluation_bytes()
     decoded = avro.decode(data, "evaluation_record")
-    assert decoded.version == "1.2"  # 1.2 carries the monitor's notes
+    assert decoded.version == "1.3"  # 1.2 carries the monitor's notes, 1.3 the optical element and exposure mode
     result = result_from_record(decoded.record, "Dark reference file")
     assert result.notes == original.notes and "pixel classes" in result.notes
     assert result.identity.file_key == original.identity.file_key and result.run_id == "req-1"

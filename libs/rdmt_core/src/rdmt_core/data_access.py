@@ -235,6 +235,24 @@ class _ReadBudget:
         return future.result()
 
 
+# Reference types delivered once per optical element: their rad schemas include ref_optical_element
+# (flat, ipc, pixelarea, epsf, distortion), and PHOTOM. DARK's schema includes it too, but darks are
+# taken with the blocking element and told apart by exposure mode: leaving DARK out keeps the keys
+# (and histories) of the darks already stored.
+OPTICAL_ELEMENT_REFTYPES = frozenset({"FLAT", "IPC", "AREA", "EPSF", "DISTORTION", "PHOTOM"})
+# Reference types delivered per exposure mode: the MA table (meta.exposure.ma_table_number and
+# ma_table_name, in the rad dark schemas 1.0-1.4; rad 2.0 dark and readnoise have only meta.exposure.type,
+# the observing mode, which is FileIdentity.exposure_type and does not split a history).
+EXPOSURE_MODE_REFTYPES = frozenset({"DARK", "READNOISE"})
+
+
+def _identity_part(value: Any) -> str:
+    """A metadata value as one part of a file key: upper-case text without '/' ('' when missing)."""
+    if value is None:
+        return ""
+    return str(value).strip().replace("/", "-").upper()
+
+
 def _to_datetime(value: Any) -> datetime:
     if hasattr(value, "to_datetime"):  # astropy Time
         dt = value.utc.to_datetime() if hasattr(value, "utc") else value.to_datetime()
@@ -291,7 +309,24 @@ class RomanInput:
             detector=str(detector).upper(),
             file_time=file_time,
             exposure_type=str(_get(exposure, "type") or "") if exposure is not None else "",
+            optical_element=self._optical_element(instrument),
+            exposure_mode=self._exposure_mode(exposure),
         )
+
+    def _optical_element(self, instrument: Any) -> str:
+        """``meta.instrument.optical_element`` of a Level-2 image or a per-element reference type, else ""."""
+        if instrument is None or (self.reftype and self.reftype not in OPTICAL_ELEMENT_REFTYPES):
+            return ""
+        return _identity_part(_get(instrument, "optical_element"))
+
+    def _exposure_mode(self, exposure: Any) -> str:
+        """The MA table of a per-mode reference type: ``MA<meta.exposure.ma_table_number>``, else its name, else ""."""
+        if exposure is None or self.reftype not in EXPOSURE_MODE_REFTYPES:
+            return ""
+        number = _get(exposure, "ma_table_number")
+        if number is not None and str(number).strip():
+            return _identity_part(f"MA{number}")
+        return _identity_part(_get(exposure, "ma_table_name"))
 
     def read_arrays(self, specs: Mapping[str, ArraySpec]) -> dict[str, np.ndarray]:
         """Read the named arrays into memory and check their dtype, dimensions and common shape.

@@ -43,6 +43,13 @@ class FileIdentity:
     ``kind`` is the reference type (``DARK``) for reference files and the model
     type (``ImageModel``) for Level-2 images; ``file_time`` is ``meta.useafter``
     for reference files and ``meta.exposure.start_time`` for images (UTC).
+
+    ``optical_element`` (``meta.instrument.optical_element``, e.g. ``F158``) is set for Level-2 images
+    and the reference types delivered once per optical element (``data_access.OPTICAL_ELEMENT_REFTYPES``);
+    ``exposure_mode`` is the MA table of the reference types delivered per exposure mode
+    (``data_access.EXPOSURE_MODE_REFTYPES``) when the file names one (``MA<meta.exposure.ma_table_number>``,
+    e.g. ``MA7``). Both are empty where the type has none. Files that differ only in them are
+    different files (:attr:`file_key`) with separate histories (:attr:`history_group`).
     """
 
     source: str
@@ -50,11 +57,24 @@ class FileIdentity:
     detector: str
     file_time: datetime
     exposure_type: str = ""
+    optical_element: str = ""
+    exposure_mode: str = ""
 
     @property
     def file_key(self) -> str:
-        """Stable key of the file's content: kind, detector and time."""
-        return f"{self.kind}/{self.detector}/{self.file_time.strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3]}"
+        """Stable key of the file's content: kind, detector, optical element and exposure mode (when set), time.
+
+        ``FLAT/WFI01/F158/2026-05-01T00:00:00.000``; without an optical element or exposure mode the key is
+        ``kind/detector/time`` as before they existed, so stores written earlier keep their keys.
+        """
+        parts = (self.kind, self.detector, self.optical_element, self.exposure_mode)
+        when = self.file_time.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+        return "/".join([*(p for p in parts if p), when])
+
+    @property
+    def history_group(self) -> tuple[str, str, str]:
+        """What an earlier file must share (beside monitor, detector and release) to be in this file's history."""
+        return self.kind, self.optical_element, self.exposure_mode
 
 
 @dataclass(frozen=True)
@@ -117,6 +137,11 @@ class EvaluationBlock:
 # (rdmt_core.evaluators writes them; the outputs read them back through waits_for_history).
 NO_PREVIOUS_DELIVERY = "no previous delivery"
 HISTORY_NEEDED = "deliveries needed in the history"  # after "n of m"
+
+
+# The note key of a monitor that could give no super-pixel value (value: why, e.g. too few stars in every
+# super-pixel); the report says it once instead of drawing empty maps.
+SUPERPIXEL_NOTE = "super-pixels"
 
 
 def waits_for_history(reason: str) -> bool:

@@ -46,6 +46,8 @@ def _identity_fields(result: FileResult) -> dict[str, Any]:
         "file_time": identity.file_time,
         "source": identity.source,
         "exposure_type": identity.exposure_type or None,
+        "optical_element": identity.optical_element,
+        "exposure_mode": identity.exposure_mode,
     }
 
 
@@ -131,28 +133,32 @@ def blocks_from_record(entries: Iterable[Mapping[str, Any]]) -> list[EvaluationB
     ]
 
 
-def metric_record(
-    result: FileResult, delivery: Mapping[str, Any], computed_at: datetime
-) -> dict[str, Any]:
+def metric_record(result: FileResult, delivery: Mapping[str, Any], computed_at: datetime) -> dict[str, Any]:
     """The ``metric_record`` of one monitor's result; ``delivery`` gives ``delivery_id`` and ``n_files_in_delivery``."""
-    return _identity_fields(result) | {field: delivery[field] for field in DELIVERY_FIELDS} | {
-        "computed_at": computed_at,
-        "notes": dict(result.notes),
-        "metrics": metric_entries(result.metrics),
-    }
+    return (
+        _identity_fields(result)
+        | {field: delivery[field] for field in DELIVERY_FIELDS}
+        | {
+            "computed_at": computed_at,
+            "notes": dict(result.notes),
+            "metrics": metric_entries(result.metrics),
+        }
+    )
 
 
-def evaluation_record(
-    result: FileResult, delivery: Mapping[str, Any], evaluated_at: datetime
-) -> dict[str, Any]:
+def evaluation_record(result: FileResult, delivery: Mapping[str, Any], evaluated_at: datetime) -> dict[str, Any]:
     """The ``evaluation_record`` of an evaluated result: identity, verdicts, the metrics and the notes."""
-    return _identity_fields(result) | {field: delivery[field] for field in DELIVERY_FIELDS} | {
-        "evaluated_at": evaluated_at,
-        "status": result.status.value,
-        "evaluations": [block_entry(b) for b in result.evaluations],
-        "metrics": metric_entries(result.metrics),
-        "notes": dict(result.notes),
-    }
+    return (
+        _identity_fields(result)
+        | {field: delivery[field] for field in DELIVERY_FIELDS}
+        | {
+            "evaluated_at": evaluated_at,
+            "status": result.status.value,
+            "evaluations": [block_entry(b) for b in result.evaluations],
+            "metrics": metric_entries(result.metrics),
+            "notes": dict(result.notes),
+        }
+    )
 
 
 def result_from_record(record: Mapping[str, Any], monitor_title: str = "") -> FileResult:
@@ -174,6 +180,8 @@ def result_from_record(record: Mapping[str, Any], monitor_title: str = "") -> Fi
         detector=record["detector"],
         file_time=as_datetime(record["file_time"]),
         exposure_type=record.get("exposure_type") or "",
+        optical_element=record.get("optical_element") or "",  # "" from writers older than metric_record 1.1
+        exposure_mode=record.get("exposure_mode") or "",
     )
     if record.get("metrics") is None:
         raise InputError(identity.source, f"evaluation record {identity.file_key} carries no metrics (schema 1.0)")
