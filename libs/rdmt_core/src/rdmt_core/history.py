@@ -1,6 +1,7 @@
 """The evaluator's history as compact state: a per-detector window of deliveries, and evaluation against it.
 
-Pure: no Kafka, no state store. :class:`HistoryWindow` keeps, for one (release, monitor, detector),
+Pure: no Kafka, no state store. :class:`HistoryWindow` keeps, for one (release, monitor, detector and
+the file's kind, optical element and exposure mode when it has them: :func:`state_prefix`),
 the values of the last ``capacity`` deliveries ordered by ``file_time``, and gives the
 :class:`~rdmt_core.evaluators.History` of a file as the embedded pipeline's store would: the
 deliveries strictly before the file's time, other than the file itself.
@@ -157,8 +158,16 @@ def window_capacity(config: RdmtConfig, monitor: str, detector: str) -> int:
 
 
 def state_prefix(record: Mapping[str, Any]) -> str:
-    """Name of a record's history in the detector's state: ``<release>|<monitor>``."""
-    return f"{record['release']}|{record['monitor']}"
+    """Name of a record's history in the detector's state: ``<release>|<monitor>``, then the file's group.
+
+    A file with an optical element or an exposure mode has the history of its kind, element and mode:
+    ``<release>|<monitor>|FLAT|F158|`` (as the embedded store's :meth:`~rdmt_core.store.Store.history`
+    selects them), so a F158 flat is compared only with F158 flats. A file without them keeps the
+    prefix it had before they existed, so the state of a running evaluator stays valid.
+    """
+    prefix = f"{record['release']}|{record['monitor']}"
+    element, mode = record.get("optical_element") or "", record.get("exposure_mode") or ""
+    return f"{prefix}|{record['kind']}|{element}|{mode}" if element or mode else prefix
 
 
 def evaluate_record(

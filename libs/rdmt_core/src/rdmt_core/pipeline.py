@@ -194,9 +194,11 @@ class EmbeddedPipeline:
         history = History()
         if self.store is not None and self.config.outputs.store:
             window = self.config.evaluators_for(monitor.name, identity.detector).trend.window
+            kind, optical_element, exposure_mode = identity.history_group
             history = self.store.history(
-                monitor.name, identity.detector, self.config.release, identity.file_time, identity.file_key, window
-            )
+                monitor.name, identity.detector, self.config.release, identity.file_time, identity.file_key, window,
+                kind=kind, optical_element=optical_element, exposure_mode=exposure_mode,
+            )  # fmt: skip
         return file_result(monitor, arrays, identity, self.config, history, self.run_id, context, frames)
 
     def write_outputs(self, result: FileResult) -> list[Path]:

@@ -203,12 +203,21 @@ def sql(query, store, config_file, fmt) -> None:
     help="Scale of the values: one per file, or one row per amplifier or super-pixel.",
 )
 @click.option("--release", help="Only this release (default: every release).")
+@click.option(
+    "--filter",
+    "optical_element",
+    help="Only the files of this optical element, e.g. F158 (flats and other per-element references, images).",
+)
 @click.option("--store", help="Store URL (default from the config: chdb://rdmt-output/store).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file overriding the defaults.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
               help="Output format.")
-def history(monitor, metric, detector, scale, release, store, config_file, fmt) -> None:
-    """A metric's values over deliveries for one detector, with the worst status of each."""
+def history(monitor, metric, detector, scale, release, optical_element, store, config_file, fmt) -> None:
+    """A metric's values over deliveries for one detector, with the worst status of each.
+
+    Files of different optical elements or exposure modes have separate histories: the columns
+    optical_element and exposure_mode are shown when any file has one.
+    """
     from ..monitors import get_monitor
 
     try:
@@ -221,4 +230,6 @@ def history(monitor, metric, detector, scale, release, store, config_file, fmt) 
 
         fail(f"monitor {monitor!r} has no metric {metric!r}{did_you_mean(metric, names)} (metrics: {', '.join(names)})")
     with _open_store(store, config_file) as db:
-        _print_frame(db.metric_history(monitor, metric, detector.upper(), scale, release), fmt)
+        frame = db.metric_history(monitor, metric, detector.upper(), scale, release, optical_element)
+        empty = [c for c in ("optical_element", "exposure_mode") if c in frame and not (frame[c] != "").any()]
+        _print_frame(frame.drop(columns=empty), fmt)

@@ -116,13 +116,31 @@ class Store:
             raise StoreError(f"query failed: {str(exc).splitlines()[0] if str(exc) else exc}") from exc
 
     def history(
-        self, monitor: str, detector: str, release: str, before: datetime, exclude_key: str, window: int
+        self,
+        monitor: str,
+        detector: str,
+        release: str,
+        before: datetime,
+        exclude_key: str,
+        window: int,
+        *,
+        kind: str | None = None,
+        optical_element: str = "",
+        exposure_mode: str = "",
     ) -> History:
-        """Committed deliveries of ``monitor`` on ``detector`` strictly before ``before``, oldest first."""
+        """Committed deliveries of ``monitor`` on ``detector`` strictly before ``before``, oldest first.
+
+        Only files of the same optical element and exposure mode count (and of the same ``kind``
+        when given): a F158 flat is compared with earlier F158 flats, not with F087 ones. Rows of a
+        store written before these columns existed read as empty, like files without them.
+        """
+        kind_filter = f"AND kind = {quote(kind)} " if kind is not None else ""
         files = self.backend.query(
             f"SELECT file_key, argMax(run_id, stored_at) AS run_id, any(file_time) AS t "
             f"FROM {self.db}.files WHERE monitor = {quote(monitor)} AND detector = {quote(detector)} "
             f"AND release = {quote(release)} AND file_time < {quote(before)} AND file_key != {quote(exclude_key)} "
+            f"{kind_filter}AND optical_element = {quote(optical_element)} "
+            f"AND exposure_mode = {quote(exposure_mode)} "
             f"GROUP BY file_key ORDER BY t DESC LIMIT {int(window)}"
         )
         if files.empty:
@@ -146,20 +164,32 @@ class Store:
         return History(values)
 
     def metric_history(
-        self, monitor: str, metric: str, detector: str, scale: str = "detector", release: str | None = None
+        self,
+        monitor: str,
+        metric: str,
+        detector: str,
+        scale: str = "detector",
+        release: str | None = None,
+        optical_element: str | None = None,
     ) -> pd.DataFrame:
-        """Values of one metric over deliveries (latest run per file), with the worst status of each."""
+        """Values of one metric over deliveries (latest run per file), with the worst status of each.
+
+        ``optical_element`` keeps the files of that element only (e.g. ``F158``); the columns
+        ``optical_element`` and ``exposure_mode`` tell the files' groups apart.
+        """
         if scale not in SCALES:
             raise StoreError(f"unknown scale {scale!r}; expected one of {', '.join(SCALES)}")
         release_filter = f"AND release = {quote(release)}" if release else ""
+        element_filter = f"AND optical_element = {quote(optical_element.upper())}" if optical_element else ""
         return self.backend.query(
             f"""
-            SELECT m.release AS release, m.file_time AS file_time, m.file_key AS file_key, m.cell AS cell,
+            SELECT m.release AS release, m.file_time AS file_time, m.optical_element AS optical_element,
+                   m.exposure_mode AS exposure_mode, m.file_key AS file_key, m.cell AS cell,
                    m.value AS value, m.unit AS unit, ifNull(e.status, '') AS status, m.run_id AS run_id
             FROM {self.db}.metrics AS m
             INNER JOIN (
                 SELECT release, file_key, argMax(run_id, stored_at) AS run_id FROM {self.db}.files
-                WHERE monitor = {quote(monitor)} AND detector = {quote(detector)} {release_filter}
+                WHERE monitor = {quote(monitor)} AND detector = {quote(detector)} {release_filter} {element_filter}
                 GROUP BY release, file_key
             ) AS f ON m.release = f.release AND m.file_key = f.file_key AND m.run_id = f.run_id
             LEFT JOIN (
@@ -170,7 +200,7 @@ class Store:
             ) AS e ON m.release = e.release AND m.file_key = e.file_key AND m.run_id = e.run_id AND m.cell = e.cell
             WHERE m.monitor = {quote(monitor)} AND m.detector = {quote(detector)} AND m.metric = {quote(metric)}
               AND m.scale = {quote(scale)}
-            ORDER BY m.release, m.file_time, m.cell
+            ORDER BY m.release, m.optical_element, m.exposure_mode, m.file_time, m.cell
             """
         )
 
@@ -194,6 +224,8 @@ def _identity_columns(result: FileResult, n: int) -> dict[str, object]:
         "monitor": [result.monitor] * n,
         "detector": [ident.detector] * n,
         "kind": [ident.kind] * n,
+        "optical_element": [ident.optical_element] * n,
+        "exposure_mode": [ident.exposure_mode] * n,
         "file_key": [ident.file_key] * n,
         "file_time": pd.DatetimeIndex([pd.Timestamp(ident.file_time)] * n),
         "source": [ident.source] * n,

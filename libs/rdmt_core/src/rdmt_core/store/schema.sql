@@ -10,7 +10,9 @@ CREATE TABLE IF NOT EXISTS {db}.metrics
     monitor    LowCardinality(String)    COMMENT 'Monitor name, e.g. dark',
     detector   LowCardinality(String)    COMMENT 'WFI01..WFI18',
     kind       LowCardinality(String)    COMMENT 'Reference type (DARK) or Level-2 model type',
-    file_key   String                    COMMENT 'kind/detector/file_time: identity of the file content',
+    optical_element LowCardinality(String) DEFAULT '' COMMENT 'meta.instrument.optical_element (FLAT..., images), empty if none',
+    exposure_mode   LowCardinality(String) DEFAULT '' COMMENT 'MA table of DARK, READNOISE (MA<number>), empty if none',
+    file_key   String                    COMMENT 'kind/detector[/optical_element][/exposure_mode]/file_time: the file content',
     file_time  DateTime64(3, 'UTC')      COMMENT 'meta.useafter (reference files) or exposure start (images)',
     source     String                    COMMENT 'Path or URI the file was read from',
     metric     LowCardinality(String)    COMMENT 'Metric name, e.g. dark_rate_mean',
@@ -30,6 +32,8 @@ CREATE TABLE IF NOT EXISTS {db}.evaluations
     monitor    LowCardinality(String),
     detector   LowCardinality(String),
     kind       LowCardinality(String),
+    optical_element LowCardinality(String) DEFAULT '',
+    exposure_mode   LowCardinality(String) DEFAULT '',
     file_key   String,
     file_time  DateTime64(3, 'UTC'),
     source     String,
@@ -53,6 +57,8 @@ CREATE TABLE IF NOT EXISTS {db}.files
     monitor       LowCardinality(String),
     detector      LowCardinality(String),
     kind          LowCardinality(String),
+    optical_element LowCardinality(String) DEFAULT '',
+    exposure_mode   LowCardinality(String) DEFAULT '',
     file_key      String,
     file_time     DateTime64(3, 'UTC'),
     source        String,
@@ -66,3 +72,13 @@ CREATE TABLE IF NOT EXISTS {db}.files
 )
 ENGINE = ReplacingMergeTree(stored_at)
 ORDER BY (monitor, detector, release, file_key, run_id);
+
+-- Upgrade of a store written before the identity had an optical element and an exposure mode (both
+-- empty in its rows, as for every file without them, so its file keys and histories stay valid).
+-- A no-op on tables created above.
+ALTER TABLE {db}.metrics ADD COLUMN IF NOT EXISTS optical_element LowCardinality(String) DEFAULT '' AFTER kind;
+ALTER TABLE {db}.metrics ADD COLUMN IF NOT EXISTS exposure_mode LowCardinality(String) DEFAULT '' AFTER optical_element;
+ALTER TABLE {db}.evaluations ADD COLUMN IF NOT EXISTS optical_element LowCardinality(String) DEFAULT '' AFTER kind;
+ALTER TABLE {db}.evaluations ADD COLUMN IF NOT EXISTS exposure_mode LowCardinality(String) DEFAULT '' AFTER optical_element;
+ALTER TABLE {db}.files ADD COLUMN IF NOT EXISTS optical_element LowCardinality(String) DEFAULT '' AFTER kind;
+ALTER TABLE {db}.files ADD COLUMN IF NOT EXISTS exposure_mode LowCardinality(String) DEFAULT '' AFTER optical_element;
