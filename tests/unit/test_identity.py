@@ -227,6 +227,8 @@ def test_flats_of_two_filters_are_two_files_with_separate_histories(tmp_path, fl
     out = runner.invoke(main, [*args, "--store", f"chdb://{tmp_path / 'store'}", "--filter", "f087"])
     assert out.exit_code == 0, out.output
     assert "optical_element" in out.output and "F087" in out.output and "F158" not in out.output
+    out = runner.invoke(main, [*args, "--store", f"chdb://{tmp_path / 'store'}", "--filter", "F999"])
+    assert out.exit_code == 2 and "no " in out.output and "(optical elements: F087, F158)" in out.output
 
 
 def test_history_without_an_element_hides_the_empty_columns(tmp_path):

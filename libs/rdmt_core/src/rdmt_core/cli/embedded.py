@@ -231,5 +231,11 @@ def history(monitor, metric, detector, scale, release, optical_element, store, c
         fail(f"monitor {monitor!r} has no metric {metric!r}{did_you_mean(metric, names)} (metrics: {', '.join(names)})")
     with _open_store(store, config_file) as db:
         frame = db.metric_history(monitor, metric, detector.upper(), scale, release, optical_element)
+        if optical_element and frame.empty:
+            known = db.optical_elements(monitor, detector.upper())
+            fail(
+                f"no {monitor} files of optical element {optical_element.upper()} on {detector.upper()} "
+                f"(optical elements: {', '.join(known) or 'none, its files have no optical element'})"
+            )
         empty = [c for c in ("optical_element", "exposure_mode") if c in frame and not (frame[c] != "").any()]
         _print_frame(frame.drop(columns=empty), fmt)

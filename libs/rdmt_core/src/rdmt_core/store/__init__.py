@@ -163,6 +163,14 @@ class Store:
             values[(str(metric), str(scale))] = grid
         return History(values)
 
+    def optical_elements(self, monitor: str, detector: str) -> list[str]:
+        """The optical elements of the files of ``monitor`` on ``detector`` (empty ones left out), sorted."""
+        frame = self.backend.query(
+            f"SELECT DISTINCT optical_element FROM {self.db}.files WHERE monitor = {quote(monitor)} "
+            f"AND detector = {quote(detector)} AND optical_element != '' ORDER BY optical_element"
+        )
+        return [str(e) for e in frame.optical_element]
+
     def metric_history(
         self,
         monitor: str,
