@@ -81,6 +81,26 @@ def test_identity_is_read_from_the_reference_schemas(tmp_path):
         assert roman.identity.file_key.count("/") == 2  # kind/detector/time: the keys of stored darks hold
 
 
+def test_a_dark_with_an_ma_table_has_an_exposure_mode(tmp_path):
+    """rad dark 1.0-1.4 name the MA table (meta.exposure.ma_table_name, ma_table_number): it is the exposure mode."""
+    import asdf
+
+    meta = {
+        "reftype": "DARK",
+        "useafter": "2026-01-01T00:00:00",
+        "instrument": {"detector": "WFI02", "optical_element": "DARK"},
+        "exposure": {"type": "WFI_IMAGE", "ma_table_name": "DIAGNOSTIC", "ma_table_number": 7},
+    }
+    asdf.AsdfFile({"roman": {"meta": meta}}).write_to(tmp_path / "dark.asdf")
+    with open_roman(tmp_path / "dark.asdf") as roman:
+        assert (roman.identity.optical_element, roman.identity.exposure_mode) == ("", "MA7")
+        assert roman.identity.file_key == "DARK/WFI02/MA7/2026-01-01T00:00:00.000"
+    del meta["exposure"]["ma_table_number"]
+    asdf.AsdfFile({"roman": {"meta": meta}}).write_to(tmp_path / "named.asdf")
+    with open_roman(tmp_path / "named.asdf") as roman:
+        assert roman.identity.exposure_mode == "DIAGNOSTIC"
+
+
 # The store of the release before issue 12: the three tables without optical_element and exposure_mode.
 OLD_DDL = """
 CREATE DATABASE IF NOT EXISTS rdmt;
