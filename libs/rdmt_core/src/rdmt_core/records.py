@@ -119,6 +119,11 @@ NO_PREVIOUS_DELIVERY = "no previous delivery"
 HISTORY_NEEDED = "deliveries needed in the history"  # after "n of m"
 
 
+# The note key of a monitor that could give no super-pixel value (value: why, e.g. too few stars in every
+# super-pixel); the report says it once instead of drawing empty maps.
+SUPERPIXEL_NOTE = "super-pixels"
+
+
 def waits_for_history(reason: str) -> bool:
     """True for the reason of an ``incomplete`` verdict that only waits for more history (see evaluators)."""
     return reason == NO_PREVIOUS_DELIVERY or reason.endswith(HISTORY_NEEDED)
