@@ -172,7 +172,7 @@ def test_report_detector_table_has_values_limits_and_statuses(written, hot: File
     (mean,) = markdown_rows(markdown, "dark_rate_mean")
     value = metric(hot, "dark_rate_mean").values.detector
     assert mean[1:6] == ["DN/s", f"{value:.6g}", "1", "1", "11%"]
-    assert mean[6] == "incomplete (change, trend)"  # first delivery: no history
+    assert mean[6] == "no history yet (change, trend)"  # first delivery
 
     (p99,) = markdown_rows(markdown, "dark_rate_p99")
     assert p99[2] == "2" and p99[3] == p99[4] == "0.99"
@@ -191,25 +191,37 @@ def test_report_detector_table_has_values_limits_and_statuses(written, hot: File
 
 
 def test_report_amplifier_tables_mark_the_hot_amplifiers(written, hot: FileResult) -> None:
+    """One table per metric: compact (4 x 8) when no amplifier is flagged, a row per amplifier otherwise."""
     _, _, paths = written
     markdown = paths.markdown.read_text(encoding="utf-8")
     sections = markdown.split("\n## ")[3:]  # after Status and Detector
     assert [s.split(" ", 1)[0] for s in sections] == [m.spec.name for m in hot.metrics]
+    assert "- Amp " not in markdown  # no list of reasons, amplifier by amplifier
     for section, m in zip(sections, hot.metrics, strict=True):
         rows = [line for line in section.splitlines() if re.match(r"\| \d+ \| ", line)]
-        assert len(rows) == 8
         cells = [[c.strip() for c in row.strip("|").split(" | ")] for row in rows]
-        amps = [int(row[i]) for row in cells for i in (0, 2, 4, 6)]
-        assert sorted(amps) == list(range(1, 33))
-        assert [int(cells[r][2 * c]) for c in range(4) for r in range(8)] == list(range(1, 33))
-        shown = {int(row[i]): row[i + 1] for row in cells for i in (0, 2, 4, 6)}
-        marked = {amp for amp, value in shown.items() if value.endswith("(fail)**")}
         values = m.values.at("amplifier")
         expected = [f"{v:,.0f}" if m.spec.extensive else f"{v:.6g}" for v in values]
-        assert [shown[amp].strip("*").removesuffix(" (fail)") for amp in range(1, 33)] == expected
+        if len(rows) == 8:  # nothing flagged
+            assert [int(cells[r][2 * c]) for c in range(4) for r in range(8)] == list(range(1, 33))
+            shown = {int(row[i]): row[i + 1] for row in cells for i in (0, 2, 4, 6)}
+            assert [shown[amp] for amp in range(1, 33)] == expected
+            assert "no amplifier at caution or fail" in section
+            marked: set[int] = set()
+        else:
+            assert len(rows) == 32
+            assert "| Amp | Value | mission | soc | change | trend |" in section
+            assert [int(row[0]) for row in cells] == list(range(1, 33))
+            assert [row[1] for row in cells] == expected
+            marked = {int(row[0]) for row in cells if any(c.startswith("**fail") for c in row[2:])}
+            assert all(row[4] == "no history yet" for row in cells)  # change: first delivery
         if m.spec.name in ("dark_rate_p95", "dark_rate_p99"):
             assert marked == HOT_AMPLIFIERS
-            assert "- Amp 17: fail: mission: 2 DN/s is above the mission limit" in section
+            (amp17,) = [row for row in cells if row[0] == "17"]
+            mission = next(
+                b for b in hot.evaluations if (b.evaluator, b.metric, b.scale) == ("mission", m.spec.name, "amplifier")
+            )
+            assert amp17[2] == f"**fail (limit {mission.reference[16]:.6g})**"
         if m.spec.name in ("dark_rate_mean", "dark_rate_median", "n_dead_pixels"):
             assert marked == set()
 
@@ -238,7 +250,7 @@ def test_report_html_escapes_text_and_colours_statuses(written) -> None:
     (row,) = [line for line in html.splitlines() if line.startswith("<tr><td>dark_rate_p99</td>")]
     assert '<td class="st-fail">fail: mission: 2 DN/s is above the mission limit 0.99 DN/s' in row
     (row,) = [line for line in html.splitlines() if line.startswith("<tr><td>dark_rate_mean</td>")]
-    assert '<td class="st-incomplete">incomplete (change, trend)</td>' in row
+    assert '<td class="st-incomplete">no history yet (change, trend)</td>' in row
     assert ".st-fail { background:" in html and ".st-pass { background:" in html
     markdown = paths.markdown.read_text(encoding="utf-8")
     assert "\\<script\\>alert('x')\\</script\\> & co" in markdown
@@ -270,7 +282,7 @@ def test_overview_shows_every_detector_and_the_failing_one(tmp_path: Path, hot: 
     n_fail = sum(int((b.status == "fail").sum()) for b in hot.evaluations if b.evaluator == "mission")
     # the cells name what failed: the monitor and its evaluators, and the number of failing values
     assert wfi07[1] == "**fail: dark (mission, soc)**" and wfi07[2] == f"**fail ({n_fail:,}): dark**"
-    assert wfi07[6] == f"[dark DARK 2026-02-01T00:00:00]({STEM}.html)"
+    assert wfi07[6] == f"[dark]({STEM}.md)"  # the Markdown page links to the Markdown report
     (wfi03,) = markdown_rows(markdown, "WFI03")
     # super-pixel 0 has no finite pixel: incomplete, not failing
     assert wfi03[1] == "incomplete" and wfi03[2] == "incomplete"

@@ -63,9 +63,10 @@ class ResultFiles:
     Shared by the embedded pipeline and the sink service, so both write the same files.
     """
 
-    def __init__(self, config: RdmtConfig) -> None:
+    def __init__(self, config: RdmtConfig, *, overview: bool = False) -> None:
         self.config = config
         self.output_dir = Path(config.output_dir)
+        self.overview = overview  # the reports link to their run's overview (written when the run ends)
         self._maps = None
 
     def write(self, result: FileResult) -> list[Path]:
@@ -80,7 +81,9 @@ class ResultFiles:
 
             if self._maps is None:
                 self._maps = SuperpixelMaps()  # building the canvases costs ~0.2 s: once per process
-            written.append(write_report(result, self.output_dir / "reports", self._maps).html)
+            written.append(
+                write_report(result, self.output_dir / "reports", self._maps, overview=self.overview).html
+            )
         return written
 
 
@@ -103,7 +106,7 @@ class EmbeddedPipeline:
         self.output_dir = Path(config.output_dir)
         self._owns_store = store is None and config.outputs.store
         self.store = open_store(config.store_url) if self._owns_store else store
-        self.outputs = ResultFiles(config)
+        self.outputs = ResultFiles(config, overview=True)
         self.inputs = InputPolicy.embedded(config.inputs)  # with no roots, any local path: rdmt run on a laptop
 
     def close(self) -> None:

@@ -25,8 +25,12 @@ from .embedded import run_and_report
 EXPOSURE = ("demo-exposure-1", datetime(2026, 11, 2, 3, 4, 5))
 
 
-def deliveries() -> tuple:
-    """The two dark deliveries: run id, useafter and the anomalies per detector."""
+def deliveries(size: int = 4096) -> tuple:
+    """The two dark deliveries: run id, useafter and the anomalies per detector.
+
+    The hot-pixel cluster sits at (1300, 2600) of a full-size frame, and at the same fraction of
+    a smaller one, so a smaller demo keeps it.
+    """
     from ..synthetic import Anomaly, HotCluster  # imported when the demo runs: it loads roman_datamodels
 
     return (
@@ -35,7 +39,7 @@ def deliveries() -> tuple:
             "demo-delivery-2",
             datetime(2026, 11, 1),
             {
-                "WFI07": Anomaly(hot_cluster=HotCluster(row=1300, col=2600, side=96)),
+                "WFI07": Anomaly(hot_cluster=HotCluster(row=1300 * size // 4096, col=2600 * size // 4096, side=96)),
                 "WFI12": Anomaly(dark_scale=1.4),
             },
         ),
@@ -52,6 +56,7 @@ def exposure_injections() -> dict:
         "WFI13": L2Injection(background_step=(17, 0.05)),
         "WFI16": L2Injection(psf_fwhm_scale=1.4),
     }
+
 
 _INJECTED = {
     "WFI04": "WCS off by (0.12, -0.08) arcsec",
@@ -123,7 +128,7 @@ def run_demo(output: Path, size: int, keep_inputs: bool) -> int:
     )
     worst = 0
     try:
-        for seed, (run_id, useafter, anomalies) in enumerate(deliveries(), start=1):
+        for seed, (run_id, useafter, anomalies) in enumerate(deliveries(size), start=1):
             click.echo(
                 f"\n== {run_id}: generating 18 synthetic {size}x{size} dark files (useafter {useafter:%Y-%m-%d})"
             )
@@ -170,7 +175,7 @@ def run_demo(output: Path, size: int, keep_inputs: bool) -> int:
         f"\nTry: rdmt history --store chdb://{output / 'store'} --monitor dark --metric n_hot_pixels --detector WFI07"
     )
     click.echo(
-        f"     rdmt sql --store chdb://{output / 'store'} \"SELECT detector, monitor, status, n_fail FROM files "
+        f'     rdmt sql --store chdb://{output / "store"} "SELECT detector, monitor, status, n_fail FROM files '
         f"WHERE run_id = '{EXPOSURE[0]}' ORDER BY detector, monitor\""
     )
     return worst

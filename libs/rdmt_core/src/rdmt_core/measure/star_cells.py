@@ -29,6 +29,16 @@ def counts_at_scales(groups: dict[str, np.ndarray]) -> ScaleValues:
     return ScaleValues(float(counts["detector"][0]), counts["amplifier"], counts["superpixel"])
 
 
+def sparse_superpixels(groups: dict[str, np.ndarray], least: int, what: str) -> str | None:
+    """Why no super-pixel has a value, when none holds ``least`` positions (else None).
+
+    For the ``SUPERPIXEL_NOTE`` of a star monitor, so its report says it once instead of drawing
+    empty maps: ``"at most 3 stars in a super-pixel, 5 needed"``.
+    """
+    most = int(np.bincount(groups["superpixel"], minlength=N_SUPERPIXELS).max())
+    return None if most >= least else f"at most {most} {what} in a super-pixel, {least} needed"
+
+
 def binned(values: np.ndarray, index: np.ndarray, n_cells: int, statistic: str) -> tuple[np.ndarray, np.ndarray]:
     """Per-cell ``mean``, ``rms`` or ``median`` of ``values`` grouped by ``index``; and the counts.
 

@@ -23,12 +23,14 @@ from .html import escape, page, status_class
 class Span:
     """A piece of text, optionally coloured by a status and/or linked to a relative path.
 
-    In a table, a span with a status colours its whole cell.
+    In a table, a span with a status colours its whole cell. A link to an RDMT page names its
+    ``.html`` file; with ``page_link`` the Markdown rendering links to the ``.md`` page beside it.
     """
 
     text: str
     status: Status | None = None
     link: str | None = None
+    page_link: bool = False
 
 
 Inline = str | Span | Sequence[str | Span]
@@ -61,13 +63,21 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Navigation:
+    """A line of links that :func:`replace_navigation` can rewrite later, found by its ``mark``."""
+
+    content: Inline
+    mark: str
+
+
+@dataclass(frozen=True)
 class Image:
     path: str  # relative to the document
     alt: str
     caption: str = ""
 
 
-Block = Heading | Paragraph | Bullets | Table | Image
+Block = Heading | Paragraph | Bullets | Table | Image | Navigation
 
 
 def format_number(value: float, count: bool = False) -> str:
@@ -98,7 +108,10 @@ def _md_inline(content: Inline) -> str:
     if isinstance(content, Span):
         text = _md_text(content.text)
         if content.link is not None:
-            text = f"[{text}]({quote(content.link)})"
+            link = content.link
+            if content.page_link and link.endswith(".html"):
+                link = link.removesuffix(".html") + ".md"
+            text = f"[{text}]({quote(link)})"
         if content.status in (Status.FAIL, Status.CAUTION):
             text = f"**{text}**"
         return text
@@ -110,6 +123,8 @@ def _md_block(block: Block) -> str:
         return f"{'#' * block.level} {_md_text(block.text)}"
     if isinstance(block, Paragraph):
         return _md_inline(block.content)
+    if isinstance(block, Navigation):
+        return _md_navigation(block)
     if isinstance(block, Bullets):
         return "\n".join(f"- {_md_inline(item)}" for item in block.items)
     if isinstance(block, Table):
@@ -123,6 +138,11 @@ def _md_block(block: Block) -> str:
         return "\n".join(lines)
     text = f"![{_md_text(block.alt)}]({quote(block.path)})"
     return f"{text}\n\n_{_md_text(block.caption)}_" if block.caption else text
+
+
+def _md_navigation(block: Navigation) -> str:
+    # one line ending in an (invisible) comment that names it, so it can be found and replaced
+    return f"{_md_inline(block.content)} <!-- rdmt:{block.mark} -->"
 
 
 def to_markdown(title: str, blocks: Sequence[Block]) -> str:
@@ -159,6 +179,8 @@ def _html_block(block: Block) -> str:
         return f"<h{block.level}>{escape(block.text)}</h{block.level}>"
     if isinstance(block, Paragraph):
         return f"<p>{_html_inline(block.content)}</p>"
+    if isinstance(block, Navigation):
+        return _html_navigation(block)
     if isinstance(block, Bullets):
         return "<ul>\n" + "\n".join(f"<li>{_html_inline(item)}</li>" for item in block.items) + "\n</ul>"
     if isinstance(block, Table):
@@ -173,6 +195,10 @@ def _html_block(block: Block) -> str:
     return f'<figure><img src="{escape(quote(block.path))}" alt="{escape(block.alt)}">{caption}</figure>'
 
 
+def _html_navigation(block: Navigation) -> str:
+    return f'<nav class="{escape(block.mark)}">{_html_inline(block.content)}</nav>'
+
+
 def to_html(title: str, blocks: Sequence[Block]) -> str:
     """The document as a self-contained HTML page."""
     body = "\n".join([f"<h1>{escape(title)}</h1>", *(_html_block(b) for b in blocks)])
@@ -183,3 +209,21 @@ def write_document(title: str, blocks: Sequence[Block], markdown: Path, html: Pa
     """Write the document to ``markdown`` and ``html`` (UTF-8)."""
     markdown.write_text(to_markdown(title, blocks), encoding="utf-8")
     html.write_text(to_html(title, blocks), encoding="utf-8")
+
+
+def replace_navigation(markdown: Path, html: Path, block: Navigation) -> bool:
+    """Replace the navigation line marked ``block.mark`` in a written document pair.
+
+    Returns False (and changes nothing) when either file is missing or has no such line.
+    """
+    md_line = re.compile(rf"^.* <!-- rdmt:{re.escape(block.mark)} -->$", re.MULTILINE)
+    html_line = re.compile(rf'<nav class="{re.escape(escape(block.mark))}">.*?</nav>')
+    try:
+        md_text, html_text = markdown.read_text(encoding="utf-8"), html.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return False
+    if not (md_line.search(md_text) and html_line.search(html_text)):
+        return False
+    markdown.write_text(md_line.sub(lambda _: _md_navigation(block), md_text, count=1), encoding="utf-8")
+    html.write_text(html_line.sub(lambda _: _html_navigation(block), html_text, count=1), encoding="utf-8")
+    return True

@@ -14,6 +14,7 @@ frame is stored.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib as mpl
@@ -33,6 +34,8 @@ _MISSING = "#d9d9d9"
 # colours of the super-pixel maps, here and in the Level-2 background map
 MAP_COLOURS = mpl.colormaps["viridis"].with_extremes(under="#000000", over="#ff4fd8", bad=_MISSING)
 _FAILURE_COLOURS = mpl.colormaps["Reds"].with_extremes(bad=_MISSING)
+# ratio to the previous file: white at 1, blue below, red above
+RATIO_COLOURS = mpl.colormaps["RdBu_r"].with_extremes(under="#08306b", over="#67000d", bad=_MISSING)
 _INSET_SQUARE = 0.42 * np.array([[-1, -1], [1, -1], [1, 1], [-1, 1], [-1, -1]])
 _SQUARE_CODES = [MplPath.MOVETO, MplPath.LINETO, MplPath.LINETO, MplPath.LINETO, MplPath.CLOSEPOLY]
 
@@ -52,6 +55,16 @@ def colour_range(values: np.ndarray, count: bool) -> tuple[float, float]:
         pad = 0.5 if count or low == 0 else abs(low) * 0.05
         low, high = low - pad, high + pad
     return float(low), float(high)
+
+
+def ratio_range(ratio: np.ndarray) -> tuple[float, float]:
+    """Colour limits of a ratio map: symmetric about 1, out to the 1st/99th percentile (at least +-1 %)."""
+    finite = ratio[np.isfinite(ratio)]
+    if finite.size == 0:
+        return 0.99, 1.01
+    low, high = np.percentile(finite, [1.0, 99.0])
+    half = max(abs(1.0 - low), abs(high - 1.0), 0.01)
+    return 1.0 - half, 1.0 + half
 
 
 def _outline(cells: np.ndarray, colour: str, width: float) -> PathPatch:
@@ -74,20 +87,25 @@ def _outline(cells: np.ndarray, colour: str, width: float) -> PathPatch:
 
 
 class _MapCanvas:
-    """One figure with a map and its colour bar, redrawn for each metric of one flavour (rate or count)."""
+    """One figure with a map and its colour bar, redrawn for each metric of one flavour.
 
-    def __init__(self, count: bool) -> None:
-        self.count = count
+    Flavours: ``"value"`` (robust range), ``"count"`` (full range, integer ticks) and ``"ratio"``
+    (a value over the previous file's, on a diverging scale centred on 1).
+    """
+
+    def __init__(self, flavour: str) -> None:
+        self.flavour = flavour
+        count = flavour == "count"
         self.figure = Figure(figsize=(6.0, 5.2), dpi=100)
         self.axes = self.figure.add_axes((0.11, 0.16, 0.66, 0.74))
         self.image = self.axes.imshow(
             np.zeros((GRID, GRID)),
             origin="lower",
             interpolation="nearest",
-            cmap=MAP_COLOURS,
+            cmap=RATIO_COLOURS if flavour == "ratio" else MAP_COLOURS,
             norm=Normalize(0, 1),
         )
-        # Rates use a robust (percentile) range, so values beyond it exist: show them as extensions.
+        # Rates and ratios use a robust (percentile) range, so values beyond it exist: show them as extensions.
         self.bar = self.figure.colorbar(
             self.image,
             cax=self.figure.add_axes((0.81, 0.16, 0.035, 0.74)),
@@ -103,7 +121,8 @@ class _MapCanvas:
 
     def draw(self, values: np.ndarray, severity: np.ndarray, path: Path, title: str, unit: str) -> None:
         self.image.set_data(values.reshape(GRID, GRID))
-        self.image.set_clim(*colour_range(values, self.count))
+        limits = ratio_range(values) if self.flavour == "ratio" else colour_range(values, self.flavour == "count")
+        self.image.set_clim(*limits)
         self.bar.set_label(unit)
         self.axes.set_title(title, fontsize=11)
         for outline in self.outlines:
@@ -121,16 +140,27 @@ class _MapCanvas:
 
 
 class SuperpixelMaps:
-    """Draws super-pixel maps, reusing one figure per flavour (rate, count) across metrics.
+    """Draws super-pixel maps, reusing one figure per flavour across metrics.
 
-    Reusing the figure saves building axes and ticks for every map. An instance is not
+    Reusing the figure saves building axes and ticks for every map (one figure per flavour:
+    value, count, ratio). An instance is not
     thread-safe; use one per thread (each report makes its own).
     """
 
     def __init__(self) -> None:
-        self._canvases: dict[bool, _MapCanvas] = {}
+        self._canvases: dict[str, _MapCanvas] = {}
 
-    def draw(self, values: np.ndarray, severity: np.ndarray, path: Path, *, title: str, unit: str, count: bool) -> None:
+    def draw(
+        self,
+        values: np.ndarray,
+        severity: np.ndarray,
+        path: Path,
+        *,
+        title: str,
+        unit: str,
+        count: bool,
+        ratio: bool = False,
+    ) -> None:
         """Draw a metric's 32x32 super-pixel map to ``path`` (PNG).
 
         Parameters
@@ -150,24 +180,71 @@ class SuperpixelMaps:
             True for pixel counts: full linear range and integer ticks. Otherwise the colour
             range is the 1st to 99th percentile and values beyond it take the extension colours
             (black below, pink above).
+        ratio : bool
+            The values are ratios to the previous file: a diverging scale centred on 1, symmetric
+            out to the 1st/99th percentile (``count`` is then ignored).
         """
         if values.shape != (N_SUPERPIXELS,) or severity.shape != (N_SUPERPIXELS,):
             raise ValueError(f"expected {N_SUPERPIXELS} super-pixel values and severities, got {values.shape}")
-        if count not in self._canvases:
-            self._canvases[count] = _MapCanvas(count)
-        self._canvases[count].draw(values, severity, path, title, unit)
+        flavour = "ratio" if ratio else "count" if count else "value"
+        if flavour not in self._canvases:
+            self._canvases[flavour] = _MapCanvas(flavour)
+        self._canvases[flavour].draw(values, severity, path, title, unit)
+
+
+@dataclass(frozen=True)
+class DetectorFailures:
+    """Failing evaluations of one detector's files at each scale, for the mosaic."""
+
+    detector: int  # at the detector scale
+    amplifier: np.ndarray  # per amplifier (32)
+    superpixel: np.ndarray  # per super-pixel (1,024)
+
+    def describe(self) -> str:
+        """``"detector, 3 amps, 12 SP"``: where the detector fails, or ``"no failure"``."""
+        n_amps = int(np.count_nonzero(self.amplifier))
+        n_sp = int(np.count_nonzero(self.superpixel))
+        parts = ["detector"] if self.detector else []
+        parts += [f"{n_amps} amp{'s' if n_amps > 1 else ''}"] if n_amps else []
+        parts += [f"{n_sp} SP"] if n_sp else []
+        return ", ".join(parts) or "no failure"
+
+    @property
+    def failing(self) -> bool:
+        return bool(self.detector or self.amplifier.any() or self.superpixel.any())
+
+
+def _amplifier_bands(amplifiers: np.ndarray) -> PathPatch:
+    """A hatched band over the super-pixel column of each failing amplifier (amplifier a is column a)."""
+    corners = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, GRID - 0.5], [-0.5, GRID - 0.5], [-0.5, -0.5]])
+    vertices = (corners[None, :, :] + np.stack([amplifiers, np.zeros_like(amplifiers)], axis=1)[:, None, :]).reshape(
+        -1, 2
+    )
+    return PathPatch(
+        MplPath(vertices, np.tile(_SQUARE_CODES, len(amplifiers))),
+        fill=False,
+        hatch="////",
+        edgecolor=STATUS_LINE[Status.FAIL],
+        linewidth=0.8,
+    )
 
 
 def failure_mosaic(
-    failures: Mapping[str, np.ndarray | None], layout: Sequence[Sequence[str]], path: Path, *, title: str
+    failures: Mapping[str, DetectorFailures | None], layout: Sequence[Sequence[str]], path: Path, *, title: str
 ) -> None:
-    """Draw every detector's map of failing evaluations per super-pixel, in a schematic focal-plane layout.
+    """Draw every detector's failures, in a schematic focal-plane layout.
+
+    Each detector is a 32x32 map of failing evaluations per super-pixel (shades of red); a
+    failing amplifier hatches its column of super-pixels (amplifier ``a`` is column ``a``); any
+    failure, at whatever scale, frames the detector in red and is named in its title
+    ("WFI04: detector, 2 amps"), so a failure at the detector or amplifier scale is not hidden
+    behind an empty super-pixel map.
 
     Parameters
     ----------
     failures : mapping
-        Detector name to its 1,024 failing-evaluation counts, or None when the delivery has no file
-        for it (drawn grey, "no file").
+        Detector name to its failing evaluations at each scale, or None when the delivery has no
+        file for it (drawn grey, "no file").
     layout : sequence of sequences
         Columns of detector names, left to right; each column is drawn top to bottom.
     path : Path
@@ -176,38 +253,47 @@ def failure_mosaic(
         Figure title.
     """
     n_columns, n_rows = len(layout), max(len(column) for column in layout)
-    counts = [c for c in failures.values() if c is not None]
+    counts = [f.superpixel for f in failures.values() if f is not None]
     high = max(1, max((int(c.max()) for c in counts), default=0))
     norm = Normalize(0, high)
-    figure = Figure(figsize=(2.0 * n_columns + 1.2, 2.2 * n_rows + 0.6), dpi=100)
+    figure = Figure(figsize=(2.0 * n_columns + 1.2, 2.2 * n_rows + 0.9), dpi=100)
     figure.suptitle(title, fontsize=12)
-    width, height = 0.84 / n_columns, 0.86 / n_rows
+    width, height = 0.84 / n_columns, 0.82 / n_rows
     image = None
     for i, column in enumerate(layout):
         for j, detector in enumerate(column):
             axes = figure.add_axes((0.02 + i * width, 0.9 - (j + 1) * height, width * 0.9, height * 0.8))
             axes.set_xticks([])
             axes.set_yticks([])
-            counts_of = failures.get(detector)
-            if counts_of is None:
+            found = failures.get(detector)
+            if found is None:
                 axes.set_facecolor(_MISSING)
                 axes.text(0.5, 0.5, "no file", ha="center", va="center", transform=axes.transAxes, fontsize=9)
                 axes.set_title(detector, fontsize=9, color="#616161")
                 continue
             image = axes.imshow(
-                counts_of.reshape(GRID, GRID),
+                found.superpixel.reshape(GRID, GRID),
                 origin="lower",
                 interpolation="nearest",
                 cmap=_FAILURE_COLOURS,
                 norm=norm,
             )
-            n_failing = int(np.count_nonzero(counts_of))
-            colour = STATUS_LINE[Status.FAIL] if n_failing else "#212121"
-            axes.set_title(f"{detector}: {n_failing} failing SP", fontsize=9, color=colour)
+            failing_amps = np.flatnonzero(found.amplifier)
+            if failing_amps.size:
+                axes.add_artist(_amplifier_bands(failing_amps.astype(float)))
+            colour = STATUS_LINE[Status.FAIL] if found.failing else "#212121"
+            axes.set_title(f"{detector}: {found.describe()}", fontsize=9, color=colour)
             for spine in axes.spines.values():
                 spine.set_edgecolor(colour)
-                spine.set_linewidth(1.6 if n_failing else 0.6)
+                spine.set_linewidth(3.0 if found.detector else 1.6 if found.failing else 0.6)
     if image is not None:
         bar = figure.colorbar(image, cax=figure.add_axes((0.89, 0.12, 0.02, 0.7)), ticks=MaxNLocator(integer=True))
         bar.set_label("failing evaluations per super-pixel")
+    figure.text(
+        0.02,
+        0.015,
+        "Red frame: the detector fails at some scale (thick: at the detector scale). Hatched column: a failing "
+        "amplifier. Shading: failing evaluations per super-pixel.",
+        fontsize=8,
+    )
     figure.savefig(path, pil_kwargs={"compress_level": 1})

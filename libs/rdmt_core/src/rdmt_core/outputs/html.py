@@ -56,6 +56,7 @@ th {{ background: #eceff1; text-align: left; }}
 td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 caption {{ caption-side: bottom; font-size: 0.85em; color: #546e7a; text-align: left; padding-top: 0.3em; }}
 .badge {{ padding: 0.05em 0.45em; border-radius: 0.3em; font-weight: 600; }}
+nav {{ margin: 0.3em 0; font-size: 0.92em; color: #455a64; }}
 figure {{ margin: 0.8em 0; }}
 figure img {{ max-width: 100%; border: 1px solid #cfd8dc; }}
 figcaption {{ font-size: 0.85em; color: #546e7a; }}

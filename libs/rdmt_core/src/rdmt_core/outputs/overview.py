@@ -20,9 +20,9 @@ from ..evaluators import EVALUATORS
 from ..geometry import DETECTORS
 from ..records import DeliverySummary, FileResult, Status, waits_for_history, worst
 from .document import Block, Bullets, Heading, Image, Inline, Paragraph, Span, Table, write_document
-from .figures import failure_mosaic
+from .figures import DetectorFailures, failure_mosaic
 from .names import file_stem, overview_stem
-from .verdicts import evaluator_names, failing_per_superpixel, status_counts
+from .verdicts import evaluator_names, failing_per_cell, status_counts
 
 # Schematic WFI focal plane for the mosaic: six columns of three detectors, left to right,
 # each column top to bottom. It groups detectors in numbering order; it is not the true
@@ -31,15 +31,30 @@ FOCAL_PLANE_COLUMNS = tuple(DETECTORS[i : i + 3] for i in range(0, len(DETECTORS
 
 
 def _file_links(results: list[FileResult], directory: Path, report_directory: Path) -> list[str | Span]:
-    """A link per result to its HTML report, relative to ``directory`` (plain text if not written)."""
+    """A link per result to its report, named by its monitor, relative to ``directory`` (plain text if not written).
+
+    The HTML page links to the HTML reports, the Markdown page to the Markdown ones.
+    """
     parts: list[str | Span] = []
-    for result in results:
+    monitors = [r.monitor for r in results]
+    for result in sorted(results, key=lambda r: (r.monitor, r.identity.file_time)):
         identity = result.identity
-        label = f"{result.monitor} {identity.kind} {identity.file_time.isoformat(timespec='seconds')}"
+        label = result.monitor  # the monitor names the report; the time only when it has several files here
+        if monitors.count(result.monitor) > 1:
+            label += f" {identity.file_time.isoformat(sep=' ', timespec='seconds')}"
         report = report_directory / f"{file_stem(result)}.html"
         link = Path(os.path.relpath(report, directory)).as_posix() if report.exists() else None
-        parts += [*(["; "] if parts else []), Span(label, link=link)]
+        parts += [*([", "] if parts else []), Span(label, link=link, page_link=True)]
     return parts
+
+
+def _failures(results: list[FileResult]) -> DetectorFailures:
+    """The failing evaluations of one detector's results at each scale."""
+    return DetectorFailures(
+        detector=int(failing_per_cell(results, "detector")[0]),
+        amplifier=failing_per_cell(results, "amplifier"),
+        superpixel=failing_per_cell(results, "superpixel"),
+    )
 
 
 _VERDICT_STATUS = {"not measured": Status.INCOMPLETE}
@@ -172,10 +187,10 @@ def write_overview(summary: DeliverySummary, directory: Path, report_directory: 
     stem = overview_stem(summary.run_id)
     mosaic = directory / f"{stem}.png"
     failure_mosaic(
-        {d: failing_per_superpixel(rs) if rs else None for d, rs in by_detector.items()},
+        {d: _failures(rs) if rs else None for d, rs in by_detector.items()},
         FOCAL_PLANE_COLUMNS,
         mosaic,
-        title=f"Failing evaluations per super-pixel, run {summary.run_id}",
+        title=f"Failures of run {summary.run_id} (detector, amplifiers, super-pixels)",
     )
 
     overall = worst({r.status for r in summary.results})
@@ -209,12 +224,14 @@ def write_overview(summary: DeliverySummary, directory: Path, report_directory: 
         *_unmeasured(summary),
         Heading("Input problems"),
         *_problems(summary),
-        Heading("Failing super-pixels"),
+        Heading("Failures on the focal plane"),
         Image(
             mosaic.name,
-            "Mosaic of failing evaluations per super-pixel for WFI01..WFI18",
+            "Mosaic of the failures of WFI01..WFI18 at the detector, amplifier and super-pixel scales",
             "Schematic layout: six columns of three detectors, WFI01-WFI03 in the left column (top to "
-            "bottom) to WFI16-WFI18 on the right; each map is 32x32 super-pixels, row 0 at the bottom.",
+            "bottom) to WFI16-WFI18 on the right; each map is 32x32 super-pixels, row 0 at the bottom. A red "
+            "frame marks a detector with any failure (thick: at the detector scale), a hatched column a failing "
+            "amplifier, the shading the failing evaluations per super-pixel.",
         ),
     ]
     html = directory / f"{stem}.html"

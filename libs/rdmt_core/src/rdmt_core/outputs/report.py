@@ -20,14 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evaluators import EVALUATORS
 from ..geometry import N_AMPLIFIERS
-from ..records import EvaluationBlock, FileResult, Metric, Status, worst
+from ..records import SUPERPIXEL_NOTE, EvaluationBlock, FileResult, Metric, Status, waits_for_history, worst
 from .document import (
     Block,
     Bullets,
     Heading,
     Image,
     Inline,
+    Navigation,
     Paragraph,
     Span,
     Table,
@@ -36,10 +38,12 @@ from .document import (
 )
 from .figures import SuperpixelMaps
 from .monitor_figures import report_figures
-from .names import figure_name, file_stem
+from .names import figure_name, file_stem, overview_stem, ratio_figure_name
+from .navigation import SERIES_MARK, link_series
 from .verdicts import (
     aligned_verdicts,
     blocks_by_metric_scale,
+    cell_positions,
     evaluator_names,
     status_counts,
     status_of,
@@ -78,7 +82,8 @@ def _verdicts_text(verdicts: Verdicts, position: int, severity: int) -> str:
     if status in _FLAGGED:
         return f"{status.value}: " + "; ".join(f"{name}: {reason}" for name, reason in at_worst)
     if status == Status.INCOMPLETE:
-        return f"incomplete ({', '.join(name for name, _ in at_worst)})"
+        word = "no history yet" if all(waits_for_history(reason) for _, reason in at_worst) else "incomplete"
+        return f"{word} ({', '.join(name for name, _ in at_worst)})"
     return status.value
 
 
@@ -159,44 +164,147 @@ def _detector_table(result: FileResult, grouped: dict[tuple[str, str], list[Eval
     )
 
 
+def _evaluator_cell(evaluator: str, status: str, reason: str, value: float, reference: float, count: bool) -> Inline:
+    """One evaluator's verdict on one value, in a few words: the status and what it was judged against."""
+    if not status:
+        return "-"
+    state = Status(status)
+    if state == Status.INCOMPLETE:
+        return Span("no history yet" if waits_for_history(reason) else f"incomplete: {reason}", status=state)
+    if evaluator == "change" and np.isfinite(reference) and reference != 0 and np.isfinite(value):
+        return Span(f"{state.value}: {value / reference - 1:+.1%}", status=state)
+    if state in _FLAGGED and np.isfinite(reference):
+        what = "median" if evaluator == "trend" else "limit"
+        return Span(f"{state.value} ({what} {format_number(reference, count)})", status=state)
+    return Span(state.value, status=state)
+
+
 def _amplifier_blocks(metric: Metric, blocks: list[EvaluationBlock]) -> list[Block]:
+    """The metric's 32 amplifier values: compact when none is flagged, one row per amplifier otherwise.
+
+    With a flagged amplifier the table has a column per evaluator (its status, and the change in
+    percent, the limit or the trend median it was judged against) instead of a list of reasons.
+    """
     values = metric.values.at("amplifier")
     severity = worst_severity(blocks, "amplifier")
     count = metric.spec.extensive
-    rows: list[list[Inline]] = []
-    for r in range(_AMP_ROWS):
-        row: list[Inline] = []
-        for amp in range(r, N_AMPLIFIERS, _AMP_ROWS):
-            text = format_number(values[amp], count)
-            status = status_of(severity[amp])
-            row += [
-                str(amp + 1),
-                Span(f"{text} ({status.value})", status=status) if status in _FLAGGED else text,
-            ]
-        rows.append(row)
-    verdicts = aligned_verdicts(blocks, "amplifier")
-    flagged = [
-        f"Amp {amp + 1}: {_verdicts_text(verdicts, amp, int(severity[amp]))}"
-        for amp in np.flatnonzero(severity >= Status.CAUTION.severity)
-    ]
-    out: list[Block] = [
+    n_flagged = int(np.count_nonzero(severity >= Status.CAUTION.severity))
+    if not n_flagged:
+        rows: list[list[Inline]] = []
+        for r in range(_AMP_ROWS):
+            row: list[Inline] = []
+            for amp in range(r, N_AMPLIFIERS, _AMP_ROWS):
+                row += [str(amp + 1), format_number(values[amp], count)]
+            rows.append(row)
+        return [
+            Table(
+                ["Amp", "Value"] * (N_AMPLIFIERS // _AMP_ROWS),
+                rows,
+                numeric=frozenset(range(1, 2 * (N_AMPLIFIERS // _AMP_ROWS), 2)),
+                caption=f"{metric.spec.name} per amplifier ({metric.spec.unit}); no amplifier at caution or fail.",
+            )
+        ]
+    ordered = sorted(blocks, key=lambda b: EVALUATORS.index(b.evaluator) if b.evaluator in EVALUATORS else 99)
+    references = {b.evaluator: np.full(N_AMPLIFIERS, np.nan) for b in ordered}
+    for block in ordered:
+        references[block.evaluator][cell_positions(block)] = block.reference
+    verdicts = aligned_verdicts(ordered, "amplifier")
+    table_rows: list[list[Inline]] = []
+    for amp in range(N_AMPLIFIERS):
+        row = [str(amp + 1), format_number(values[amp], count)]
+        row += [
+            _evaluator_cell(name, state[amp], reason[amp], values[amp], references[name][amp], count)
+            for name, state, reason in verdicts
+        ]
+        table_rows.append(row)
+    return [
         Table(
-            ["Amp", "Value"] * (N_AMPLIFIERS // _AMP_ROWS),
-            rows,
-            numeric=frozenset(range(1, 2 * (N_AMPLIFIERS // _AMP_ROWS), 2)),
-            caption=f"{metric.spec.name} per amplifier ({metric.spec.unit}); amplifiers at caution or fail are marked.",
+            ["Amp", "Value", *(name for name, _, _ in verdicts)],
+            table_rows,
+            numeric=frozenset({1}),
+            caption=f"{metric.spec.name} per amplifier ({metric.spec.unit}); {n_flagged} of {N_AMPLIFIERS} at "
+            "caution or fail. Each evaluator's column gives its status, with the change from the previous file "
+            "(change) or the limit or trend median it was judged against.",
         )
     ]
-    if flagged:
-        out.append(Bullets(flagged))
-    return out
 
 
-def write_report(result: FileResult, directory: Path, maps: SuperpixelMaps | None = None) -> ReportPaths:
+def _superpixel_maps(
+    result: FileResult, metric: Metric, blocks: list[EvaluationBlock], directory: Path, maps: SuperpixelMaps
+) -> tuple[list[Block], list[Path]]:
+    """The metric's super-pixel map, and its ratio to the previous file when the change evaluator flags cells.
+
+    A change failure outlined over the values would hide them (a 40 % rise fails every cell):
+    the change verdicts go on the ratio map and the value map keeps the other evaluators'.
+    """
+    identity, name = result.identity, metric.spec.name
+    values = metric.values.at("superpixel")
+    change = [b for b in blocks if b.evaluator == "change"]
+    change_severity = worst_severity(change, "superpixel")
+    by_ratio = bool((change_severity >= Status.CAUTION.severity).any())
+    others = [b for b in blocks if b.evaluator != "change"] if by_ratio else blocks
+    severity = worst_severity(others, "superpixel")
+    drawn: list[tuple[Path, str, str]] = []
+    maps_to_draw = [(directory / figure_name(result, name), values, severity, False)]
+    if by_ratio:
+        previous = np.full(values.shape, np.nan)
+        for block in change:
+            previous[cell_positions(block)] = block.reference
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(previous != 0, values / previous, np.nan)
+        maps_to_draw.append((directory / ratio_figure_name(result, name), ratio, change_severity, True))
+    out: list[Block] = [Heading("Super-pixels", level=3)]
+    for path, shown, outlined, is_ratio in maps_to_draw:
+        try:
+            maps.draw(
+                shown,
+                outlined,
+                path,
+                title=f"{name}{' / previous file' if is_ratio else ''}, {identity.detector}",
+                unit="ratio to the previous file" if is_ratio else metric.spec.unit,
+                count=metric.spec.extensive,
+                ratio=is_ratio,
+            )
+        except Exception as exc:  # a figure is never worth losing the report (or the run) for
+            log.warning("super-pixel map %s not drawn: %s: %s", path.name, type(exc).__name__, exc, exc_info=True)
+            out.append(Paragraph(f"Map not drawn: could not be drawn ({type(exc).__name__}: {exc})."))
+            continue
+        n_fail = int(np.count_nonzero(outlined == Status.FAIL.severity))
+        if is_ratio:
+            caption = (
+                f"Ratio of each super-pixel to the previous file of this identity (white: unchanged); {n_fail} "
+                "super-pixels failing the change test outlined in red."
+            )
+        else:
+            caption = f"32x32 super-pixels, row 0 at the bottom; {n_fail} failing super-pixels outlined in red"
+            caption += " (change failures are on the ratio map below)." if by_ratio else "."
+        drawn.append((path, f"{name} {'ratio ' if is_ratio else ''}super-pixel map of {identity.detector}", caption))
+    out += [Image(path.name, alt, caption) for path, alt, caption in drawn]
+    return out, [path for path, _, _ in drawn]
+
+
+def _navigation(result: FileResult, overview: bool) -> list[Block]:
+    """The links at the top: the run's overview (when written) and the series line (filled by link_series)."""
+    blocks: list[Block] = []
+    if overview:
+        page = f"{overview_stem(result.run_id)}.html"
+        blocks.append(
+            Navigation(["Part of ", Span(f"the overview of run {result.run_id}", link=page, page_link=True)], "run")
+        )
+    blocks.append(Navigation("Earlier and later files: not linked yet.", SERIES_MARK))
+    return blocks
+
+
+def write_report(
+    result: FileResult, directory: Path, maps: SuperpixelMaps | None = None, *, overview: bool = False
+) -> ReportPaths:
     """Write the file's report as Markdown and HTML, with a super-pixel map per metric.
 
-    Files: ``<stem>.md``, ``<stem>.html`` and ``<stem>_<metric>.png``, where ``<stem>`` is
-    ``<detector>_<monitor>_<kind>_<time>`` as for the ECSV table.
+    Files: ``<stem>.md``, ``<stem>.html`` and ``<stem>_<metric>.png`` (and
+    ``<stem>_<metric>-vs-previous.png``, the ratio to the previous file, for a metric whose
+    super-pixels the change evaluator flags), where ``<stem>`` is
+    ``<detector>_<monitor>_<kind>_<time>`` as for the ECSV table. The report links to the reports
+    of the previous and next file of the same identity in ``directory``, and theirs to it.
 
     Parameters
     ----------
@@ -206,11 +314,14 @@ def write_report(result: FileResult, directory: Path, maps: SuperpixelMaps | Non
         Output directory; created when missing. Existing files of the same names are replaced.
     maps : SuperpixelMaps, optional
         Figure canvases to reuse across reports (one per thread); new ones by default.
+    overview : bool
+        Link to the overview page of the result's run in ``directory`` (written by the caller
+        when the run ends: ``write_overview``).
 
     Returns
     -------
     ReportPaths
-        The Markdown and HTML reports and the figures, one per metric in the result's order.
+        The Markdown and HTML reports and the figures written.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -220,8 +331,21 @@ def write_report(result: FileResult, directory: Path, maps: SuperpixelMaps | Non
         f"{result.monitor_title}: {identity.detector} {identity.kind} "
         f"{identity.file_time.isoformat(sep=' ', timespec='seconds')}"
     )
-    blocks: list[Block] = [_metadata(result), Heading("Status"), *_status_summary(result)]
+    blocks: list[Block] = [
+        *_navigation(result, overview),
+        _metadata(result),
+        Heading("Status"),
+        *_status_summary(result),
+    ]
     blocks += [Heading("Detector"), _detector_table(result, grouped)]
+    empty = [
+        m.spec.name
+        for m in result.metrics
+        if "superpixel" in m.spec.scales and not np.isfinite(m.values.at("superpixel")).any()
+    ]
+    if empty:
+        why = result.notes.get(SUPERPIXEL_NOTE, "the monitor measured none")
+        blocks += [Heading("Super-pixels"), Paragraph(f"No super-pixel values ({why}): no map for {', '.join(empty)}.")]
     figures: list[Path] = []
     own = report_figures(result, directory)
     if own:
@@ -241,35 +365,13 @@ def write_report(result: FileResult, directory: Path, maps: SuperpixelMaps | Non
                 Heading("Amplifiers", level=3),
                 *_amplifier_blocks(metric, grouped.get((name, "amplifier"), [])),
             ]
-        if "superpixel" not in metric.spec.scales:
+        if "superpixel" not in metric.spec.scales or name in empty:
             continue
-        figure = directory / figure_name(result, name)
-        severity = worst_severity(grouped.get((name, "superpixel"), []), "superpixel")
-        try:
-            maps.draw(
-                metric.values.at("superpixel"),
-                severity,
-                figure,
-                title=f"{name}, {identity.detector}",
-                unit=metric.spec.unit,
-                count=metric.spec.extensive,
-            )
-        except Exception as exc:  # a figure is never worth losing the report (or the run) for
-            log.warning("super-pixel map of %s not drawn: %s: %s", figure.name, type(exc).__name__, exc, exc_info=True)
-            problem = f"could not be drawn ({type(exc).__name__}: {exc})"
-            blocks += [Heading("Super-pixels", level=3), Paragraph(f"Map not drawn: {problem}.")]
-            continue
-        figures.append(figure)
-        n_fail = int(np.count_nonzero(severity == Status.FAIL.severity))
-        blocks += [
-            Heading("Super-pixels", level=3),
-            Image(
-                figure.name,
-                f"{name} super-pixel map of {identity.detector}",
-                f"32x32 super-pixels, row 0 at the bottom; {n_fail} failing super-pixels outlined in red.",
-            ),
-        ]
+        map_blocks, written = _superpixel_maps(result, metric, grouped.get((name, "superpixel"), []), directory, maps)
+        blocks += map_blocks
+        figures += written
     stem = directory / file_stem(result)
     paths = ReportPaths(stem.with_name(stem.name + ".md"), stem.with_name(stem.name + ".html"), figures)
     write_document(title, blocks, paths.markdown, paths.html)
+    link_series(directory, result)
     return paths

@@ -2,7 +2,7 @@
 
 Vectorised numpy over :class:`EvaluationBlock` records: which evaluators ran,
 where each block's cells sit in a scale, the worst status per cell over
-evaluators, counts of statuses, and failing evaluations per super-pixel.
+evaluators, counts of statuses, and failing evaluations per cell.
 No formatting and no I/O here.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ..evaluators import EVALUATORS
-from ..geometry import N_SUPERPIXELS, cells
+from ..geometry import cells
 from ..records import EvaluationBlock, FileResult, Status
 
 NOT_EVALUATED = -1  # severity of a cell no evaluator looked at
@@ -93,12 +93,16 @@ def status_counts(results: Iterable[FileResult]) -> dict[str, Counter[Status]]:
     return dict(counts)
 
 
-def failing_per_superpixel(results: Iterable[FileResult]) -> np.ndarray:
-    """Number of failing evaluations (any metric, any evaluator) in each of the 1,024 super-pixels."""
-    out = np.zeros(N_SUPERPIXELS, dtype=np.int64)
+def failing_per_cell(results: Iterable[FileResult], scale: str) -> np.ndarray:
+    """Number of failing evaluations (any metric, any evaluator) in each cell of ``scale``.
+
+    One value for the detector scale, 32 for amplifiers, 1,024 for super-pixels.
+    """
+    n_cells = len(cells(scale))
+    out = np.zeros(n_cells, dtype=np.int64)
     for result in results:
         for block in result.evaluations:
-            if block.scale == "superpixel":
+            if block.scale == scale:
                 failing = np.asarray(block.status, dtype=str) == Status.FAIL.value
-                out += np.bincount(cell_positions(block)[failing], minlength=N_SUPERPIXELS)
+                out += np.bincount(cell_positions(block)[failing], minlength=n_cells)
     return out

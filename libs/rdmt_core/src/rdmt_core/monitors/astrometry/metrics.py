@@ -33,10 +33,17 @@ from astropy.table import Table
 from astropy.utils.exceptions import AstropyUserWarning
 
 from ...measure.matching import fit_offset_model, match_offsets
-from ...measure.star_cells import counts_at_scales, detector_only, nan_at_scales, scale_cells, stat_at_scales
+from ...measure.star_cells import (
+    counts_at_scales,
+    detector_only,
+    nan_at_scales,
+    scale_cells,
+    sparse_superpixels,
+    stat_at_scales,
+)
 from ...measure.stars import detect_stars, masked_note, usable_pixels
 from ...measure.wcs_local import local_pixel_scale, sky_offsets_to_pixels
-from ...records import Metric
+from ...records import SUPERPIXEL_NOTE, Metric
 from ..base import Context, MonitorResult
 from .options import METRICS, AstrometryOptions
 
@@ -160,6 +167,8 @@ def astrometry_metrics(
     x, y, d_ra, d_dec = fx[keep], fy[keep], d_ra[keep], d_dec[keep]
     groups = scale_cells(x, y, side)
     values["n_matched"] = counts_at_scales(groups)
+    if sparse := sparse_superpixels(groups, options.min_stars_per_cell, "matched stars"):
+        notes[SUPERPIXEL_NOTE] = sparse
     if x.size < options.min_stars:
         return done(f"too few matched stars: {x.size} < {options.min_stars}")
 

@@ -46,9 +46,9 @@ from typing import Any
 import numpy as np
 
 from ...measure.blockstats import ScaleValues
-from ...measure.star_cells import _N_CELLS, counts_at_scales, nan_at_scales, scale_cells
+from ...measure.star_cells import _N_CELLS, counts_at_scales, nan_at_scales, scale_cells, sparse_superpixels
 from ...measure.stars import DO_NOT_USE, STAMP_CHUNK, Stars, detect_stars, masked_note
-from ...records import Metric
+from ...records import SUPERPIXEL_NOTE, Metric
 from ..base import MonitorResult
 from .options import METRICS, PsfShapeOptions
 
@@ -537,6 +537,8 @@ def psf_metrics(
     y = stars.peak_y[chosen][good] + psf["cy"][good]
     groups = scale_cells(x, y, side)
     values["n_psf_stars"] = counts_at_scales(groups)
+    if sparse := sparse_superpixels(groups, options.min_stars_per_cell, "PSF stars"):
+        notes[SUPERPIXEL_NOTE] = sparse
     notes["stars"] = (
         f"{x.size} measured of {chosen.size} isolated, unsaturated with S/N >= {options.min_snr:g} "
         f"({n_rejected} rejected by size or fit)"
