@@ -309,3 +309,28 @@ def test_overview_without_results_still_lists_all_detectors(tmp_path: Path) -> N
     assert sum(len(markdown_rows(markdown, f"WFI{i:02d}")) for i in range(1, 19)) == 18
     assert "None: every input file was monitored." in markdown
     png_size(tmp_path / "overview_empty-run.png")
+
+
+def test_files_that_differ_only_in_optical_element_get_their_own_reports_and_series(tmp_path: Path) -> None:
+    """Two flats of one detector and one time: two reports, each linked only within its own filter."""
+    base = dark_result("WFI05", seed=5, hot=False)
+    results = {
+        element: dataclasses.replace(
+            base, identity=dataclasses.replace(base.identity, kind="FLAT", optical_element=element)
+        )
+        for element in ("F158", "F087")
+    }
+    later = dataclasses.replace(
+        results["F158"],
+        identity=dataclasses.replace(results["F158"].identity, file_time=datetime(2026, 3, 1)),
+    )
+    for result in (*results.values(), later):
+        write_report(result, tmp_path)
+    f158, f087 = (tmp_path / f"WFI05_dark_FLAT_{e}_20260201T000000.md" for e in ("F158", "F087"))
+    assert f158.is_file() and f087.is_file()
+    assert "- Optical element: F158" in f158.read_text(encoding="utf-8")
+    assert "(WFI05_dark_FLAT_F158_20260301T000000.md)" in f158.read_text(encoding="utf-8")
+    assert "no later file in this directory" in f087.read_text(encoding="utf-8")  # F158's later file is not F087's
+    summary = DeliverySummary("run-7", "live", list(results.values()), [], str(tmp_path))
+    overview = write_overview(summary, tmp_path).with_suffix(".md").read_text(encoding="utf-8")
+    assert "[dark F087 2026-02-01 00:00:00](WFI05_dark_FLAT_F087_20260201T000000.md)" in overview

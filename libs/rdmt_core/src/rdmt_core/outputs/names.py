@@ -37,8 +37,7 @@ def series_stem(result: FileResult) -> str:
     links run through.
     """
     identity = result.identity
-    parts = [identity.detector, result.monitor, identity.kind]
-    parts += [getattr(identity, name, "") for name in ("optical_element", "exposure_mode")]
+    parts = [identity.detector, result.monitor, identity.kind, identity.optical_element, identity.exposure_mode]
     return "_".join(_safe(part) for part in parts if part)
 
 

@@ -39,9 +39,19 @@ def _file_links(results: list[FileResult], directory: Path, report_directory: Pa
     monitors = [r.monitor for r in results]
     for result in sorted(results, key=lambda r: (r.monitor, r.identity.file_time)):
         identity = result.identity
-        label = result.monitor  # the monitor names the report; the time only when it has several files here
+        # the monitor names the report; the optical element, exposure mode and time only when it has several here
+        label = result.monitor
         if monitors.count(result.monitor) > 1:
-            label += f" {identity.file_time.isoformat(sep=' ', timespec='seconds')}"
+            label = " ".join(
+                p
+                for p in (
+                    label,
+                    identity.optical_element,
+                    identity.exposure_mode,
+                    identity.file_time.isoformat(sep=" ", timespec="seconds"),
+                )
+                if p
+            )
         report = report_directory / f"{file_stem(result)}.html"
         link = Path(os.path.relpath(report, directory)).as_posix() if report.exists() else None
         parts += [*([", "] if parts else []), Span(label, link=link, page_link=True)]

@@ -96,6 +96,10 @@ def _metadata(result: FileResult) -> Bullets:
         f"Run id: {result.run_id}",
         f"Release: {result.release}",
     ]
+    if identity.optical_element:
+        items.append(f"Optical element: {identity.optical_element}")
+    if identity.exposure_mode:
+        items.append(f"Exposure mode: {identity.exposure_mode}")
     if identity.exposure_type:
         items.append(f"Exposure type: {identity.exposure_type}")
     items += [f"Note, {key}: {value}" for key, value in result.notes.items()]
@@ -327,9 +331,15 @@ def write_report(
     directory.mkdir(parents=True, exist_ok=True)
     identity = result.identity
     grouped = blocks_by_metric_scale(result)
-    title = (
-        f"{result.monitor_title}: {identity.detector} {identity.kind} "
-        f"{identity.file_time.isoformat(sep=' ', timespec='seconds')}"
+    title = " ".join(
+        part
+        for part in (
+            f"{result.monitor_title}: {identity.detector} {identity.kind}",
+            identity.optical_element,
+            identity.exposure_mode,
+            identity.file_time.isoformat(sep=" ", timespec="seconds"),
+        )
+        if part
     )
     blocks: list[Block] = [
         *_navigation(result, overview),
