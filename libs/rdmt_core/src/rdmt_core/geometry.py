@@ -39,6 +39,13 @@ SCALES = ("detector", "amplifier", "superpixel")
 DETECTORS = tuple(f"WFI{i:02d}" for i in range(1, 19))  # the 18 WFI detectors
 
 
+def detector_number(detector: str) -> int:
+    """1..18 for ``WFI01``..``WFI18`` (seeds each detector's synthetic structure)."""
+    if detector not in DETECTORS:
+        raise ValueError(f"unknown detector {detector!r}; expected one of WFI01..WFI18")
+    return int(detector[3:])
+
+
 @dataclass(frozen=True)
 class Geometry:
     """Shape of a frame and of the science area inside it.

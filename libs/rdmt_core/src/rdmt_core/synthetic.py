@@ -25,7 +25,7 @@ from astropy.time import Time
 from roman_datamodels import datamodels as dm
 from roman_datamodels import dqflags
 
-from .geometry import DETECTORS, N_AMPLIFIERS
+from .geometry import DETECTORS, N_AMPLIFIERS, detector_number
 
 __all__ = ["DETECTORS", "Anomaly", "HotCluster", "dark_arrays", "dark_model", "write_dark_delivery"]
 
@@ -48,17 +48,13 @@ class Anomaly:
     dark_scale: float = 1.0  # multiplies the whole dark current
 
 
-def _detector_number(detector: str) -> int:
-    return int(detector[3:])
-
-
 def dark_arrays(
     detector: str, side: int = 4096, delivery_seed: int = 0, anomaly: Anomaly | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``dark_slope`` (DN/s), ``dark_slope_error`` and ``dq`` of one synthetic detector."""
     anomaly = anomaly or Anomaly()
-    fixed = np.random.default_rng(1000 + _detector_number(detector))  # defects: same in every delivery
-    noise = np.random.default_rng([delivery_seed, _detector_number(detector)])
+    fixed = np.random.default_rng(1000 + detector_number(detector))  # defects: same in every delivery
+    noise = np.random.default_rng([delivery_seed, detector_number(detector)])
     n = side * side
     scale = n / 4096**2
 

@@ -49,7 +49,7 @@ from gwcs import wcs as gwcs_wcs
 from roman_datamodels import datamodels as dm
 from roman_datamodels import dqflags
 
-from .geometry import DETECTORS, GRID, N_AMPLIFIERS
+from .geometry import DETECTORS, GRID, N_AMPLIFIERS, detector_number
 
 PIXEL_SCALE = 0.11  # arcsec per pixel
 BORDER = 4  # reference pixels removed from each side of a Level-2 array
@@ -98,13 +98,9 @@ class L2Scene:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def _detector_number(detector: str) -> int:
-    return int(detector[3:])
-
-
 def detector_centre(scene: L2Scene, detector: str, side: int) -> coord.SkyCoord:
     """Sky position of a detector's centre: the 18 detectors on a 6x3 grid around the field centre."""
-    n = _detector_number(detector) - 1
+    n = detector_number(detector) - 1
     column, row = n % 6, n // 6
     spacing = side * PIXEL_SCALE * 1.08 / 3600.0  # deg, a small gap between detectors
     centre = coord.SkyCoord(scene.ra * u.deg, scene.dec * u.deg)
@@ -335,7 +331,7 @@ def l2_arrays(
     """``data``, ``dq`` and ``err`` of one detector, the file's WCS, the true WCS and the truth."""
     injection = injection or L2Injection()
     n = side - 2 * BORDER
-    rng = np.random.default_rng([scene.seed, exposure_seed, _detector_number(detector)])
+    rng = np.random.default_rng([scene.seed, exposure_seed, detector_number(detector)])
     centre = detector_centre(scene, detector, side)
     true_wcs = make_wcs(centre, n, scene.position_angle_deg, scene.distortion)
     file_wcs = perturbed_wcs(centre, n, scene.position_angle_deg, injection, scene.distortion)
@@ -351,7 +347,7 @@ def l2_arrays(
         from .synthetic_psf import psf_truth, render_psf_stars
 
         shape_args = (injection.psf_fwhm_scale, injection.psf_ellipticity, injection.psf_angle_deg)
-        number = _detector_number(detector)
+        number = detector_number(detector)
         stars = render_psf_stars((n, n), x, y, flux, number, scene.optical_element, *shape_args)
         fwhm = float(psf_truth(number, scene.optical_element, *shape_args).fwhm)
     elif scene.psf_model == "moffat":
