@@ -1,0 +1,57 @@
+"""Gain metrics of a GAIN reference file: a pure function of ``data``.
+
+Reads ``data``, the gain of each pixel in e/DN. The super-pixels are sorted once; the percentiles
+of the amplifier strips and of the detector are read from those sorted rows, exactly
+(:mod:`rdmt_core.monitors.readnoise.scales`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...measure.blockstats import ScaleValues
+from ...records import Metric
+from ..base import MonitorResult
+from ..readnoise.scales import SortedCells, at_scales, count_sorted, percentiles_at_scales
+from .options import METRICS, GainOptions
+
+PERCENTILES = (1.0, 50.0, 99.0)
+
+
+def gain_metrics(data: np.ndarray, options: GainOptions) -> MonitorResult:
+    """All gain metrics at the three scales.
+
+    Parameters
+    ----------
+    data : ndarray
+        Gain in e/DN, a square frame (side divisible by 32). Non-finite pixels are left out of the
+        statistics and counted in ``n_bad_gain``.
+    options : GainOptions
+        The largest physical gain.
+    """
+    cells = SortedCells.of(data)
+    p = percentiles_at_scales(cells, PERCENTILES)
+    n_finite = int(cells.n_valid.sum())
+    # bad: not finite (the cell's pixels minus its finite ones), <= 0, or above max_gain; counted in the sorted rows
+    not_finite = cells.rows.shape[1] - cells.n_valid
+    not_positive = count_sorted(cells, 0.0, inclusive=True)
+    too_high = cells.n_valid - count_sorted(cells, options.max_gain, inclusive=True)
+    bad = at_scales(not_finite + not_positive + too_high)
+    del cells
+    median = p[50.0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        offset = ScaleValues(
+            np.nan, median.amplifier / median.detector - 1.0, median.superpixel / median.detector - 1.0
+        )
+    values = {
+        "gain_median": median,
+        "gain_p1": p[1.0],
+        "gain_p99": p[99.0],
+        "n_bad_gain": bad,
+        "gain_amp_offset": offset,
+    }
+    notes = {
+        "bad gain": f"NaN, infinite, <= 0 or > {options.max_gain:g} e/DN",
+        "finite pixels": f"{n_finite} of {data.size}",
+    }
+    return MonitorResult([Metric(spec, values[spec.name]) for spec in METRICS], notes)
