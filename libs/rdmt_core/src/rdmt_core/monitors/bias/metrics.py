@@ -1,0 +1,162 @@
+"""Bias metrics of a SUPERBIAS reference file: a pure function of ``data`` and ``dq``.
+
+Reads ``data`` (DN) and ``dq``; ``err`` is not used. Pixels with any of ``mask_dq_flags`` and
+non-finite pixels are left out of every metric.
+
+The frame is copied once into *column-parity rows*: one row per (column parity, super-pixel),
+2,048 rows, each sorted once. A super-pixel is the union of its two rows, an amplifier's even
+(odd) columns the union of its 32 even (odd) rows, an amplifier the union of 64 rows and the
+detector of all 2,048; medians and the clipped spread are exact order statistics of those unions
+(:mod:`.sorted_groups`). The row and column profiles are means over the used pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...geometry import GRID, N_AMPLIFIERS, N_SUPERPIXELS
+from ...measure.blockstats import ScaleValues
+from ...measure.clipped import sorted_rows
+from ...measure.dq import flagged_pixels
+from ...records import Metric
+from ..base import MonitorResult
+from .options import METRICS, BiasOptions
+from .sorted_groups import Grouping, clipped_std, percentiles, row_sums
+
+N_ROWS = 2 * N_SUPERPIXELS  # column-parity rows: parity * 1024 + super-pixel
+
+
+def parity_rows(frame: np.ndarray) -> np.ndarray:
+    """Copy of ``frame`` with one row per (column parity, super-pixel): shape (2048, cell*cell/2).
+
+    Row ``p * 1024 + s`` holds the pixels of super-pixel ``s`` in frame columns of parity ``p``.
+    """
+    side = frame.shape[0]
+    if frame.ndim != 2 or frame.shape[1] != side or side % (2 * GRID):
+        raise ValueError(f"expected a square frame with a side divisible by {2 * GRID}, got {frame.shape}")
+    cell = side // GRID
+    out = np.empty((2, GRID, GRID, cell, cell // 2), dtype=frame.dtype)
+    for parity in (0, 1):
+        np.copyto(out[parity], frame[:, parity::2].reshape(GRID, cell, GRID, cell // 2).swapaxes(1, 2))
+    return out.reshape(N_ROWS, -1)
+
+
+def groupings() -> dict[str, Grouping]:
+    """The unions of column-parity rows: super-pixels, amplifiers, amplifier parities, detector."""
+    rows = np.arange(N_ROWS)
+    column = rows % GRID  # amplifier (0-based) of the row's super-pixel
+    parity = rows // N_SUPERPIXELS
+    return {
+        "superpixel": Grouping(rows, rows % N_SUPERPIXELS, N_SUPERPIXELS),
+        "amplifier": Grouping(rows, column, N_AMPLIFIERS),
+        "detector": Grouping(rows, np.zeros(N_ROWS, dtype=np.int64), 1),
+        "parity": Grouping(rows, parity * N_AMPLIFIERS + column, 2 * N_AMPLIFIERS),  # even amps, then odd
+    }
+
+
+def _rms(profile: np.ndarray, axis: int) -> np.ndarray:
+    """Population standard deviation of the finite profile values along ``axis`` (NaN when none)."""
+    finite = np.isfinite(profile)
+    n = finite.sum(axis=axis)
+    filled = np.where(finite, profile, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = filled.sum(axis=axis) / n
+        deviation = np.where(finite, profile - np.expand_dims(mean, axis), 0.0)
+        return np.where(n > 0, np.sqrt((deviation**2).sum(axis=axis) / n), np.nan)
+
+
+def bad_pixels(data: np.ndarray, dq: np.ndarray, flags: tuple[str, ...]) -> np.ndarray:
+    """Flat indices of the pixels left out: DQ-flagged with any of ``flags``, or not finite. Sorted, unique."""
+    bad = flagged_pixels(dq, flags)
+    if not np.isfinite(np.add.reduce(data, axis=None)):  # one cheap pass finds whether any is non-finite
+        both = np.sort(np.concatenate([bad, np.flatnonzero(~np.isfinite(data))]))
+        bad = both[np.concatenate([[True], np.diff(both) != 0])] if both.size else both
+    return bad
+
+
+def profiles_rms(filled: np.ndarray, bad: np.ndarray) -> tuple[ScaleValues, ScaleValues]:
+    """Row- and column-profile RMS of the detector and of each amplifier (super-pixels: NaN).
+
+    ``filled`` is the frame with its left-out pixels (flat indices ``bad``) set to 0. A row profile
+    value is the mean of a row's used pixels over the cell's columns (a whole row for the detector,
+    the amplifier's columns for an amplifier); a column profile value the mean of a column's used
+    pixels over all rows. The RMS is taken about the profile's mean, over the rows (columns) with a
+    used pixel.
+    """
+    side = filled.shape[0]
+    strip = side // N_AMPLIFIERS
+    row_sum = filled.reshape(side * N_AMPLIFIERS, strip).sum(axis=1).astype(np.float64).reshape(side, N_AMPLIFIERS)
+    col_sum = filled.reshape(GRID, side // GRID, side).sum(axis=1).sum(axis=0, dtype=np.float64)
+    y, x = np.divmod(bad, side)
+    row_n = strip - np.bincount(y * N_AMPLIFIERS + x // strip, minlength=side * N_AMPLIFIERS).reshape(side, -1)
+    col_n = side - np.bincount(x, minlength=side)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        row_amp = np.where(row_n > 0, row_sum / row_n, np.nan)
+        row_det = row_sum.sum(axis=1) / row_n.sum(axis=1)
+        col = np.where(col_n > 0, col_sum / col_n, np.nan)
+    nan_sp = np.full(N_SUPERPIXELS, np.nan)
+    rows = ScaleValues(float(_rms(row_det, 0)), _rms(row_amp, 0), nan_sp)
+    cols = ScaleValues(float(_rms(col, 0)), _rms(col.reshape(N_AMPLIFIERS, strip), 1), nan_sp)
+    return rows, cols
+
+
+def _parity_positions(bad: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column in :func:`parity_rows` of the frame pixels with flat indices ``bad``."""
+    cell = side // GRID
+    y, x = np.divmod(bad, side)
+    row = (x % 2) * N_SUPERPIXELS + (y // cell) * GRID + x // cell
+    return row, (y % cell) * (cell // 2) + (x % cell) // 2
+
+
+def bias_metrics(data: np.ndarray, dq: np.ndarray, options: BiasOptions) -> MonitorResult:
+    """All bias metrics at their scales.
+
+    Parameters
+    ----------
+    data : ndarray
+        Superbias in DN, a square frame (side divisible by 64). Non-finite pixels are ignored.
+    dq : ndarray
+        Data-quality flags, same shape; pixels with any of ``options.mask_dq_flags`` are ignored.
+    options : BiasOptions
+        Masked flags and sigma clipping of the std.
+    """
+    side = data.shape[0]
+    bad = bad_pixels(data, dq, options.mask_dq_flags)
+    filled = np.array(data, dtype=np.float64 if data.dtype == np.float64 else np.float32)  # our own copy
+    filled.reshape(-1)[bad] = 0
+    row_rms, col_rms = profiles_rms(filled, bad)
+    rows = parity_rows(filled)
+    del filled
+    sums = row_sums(rows, np.full(N_ROWS, rows.shape[1]))  # the zeros of left-out pixels add nothing
+    rows[_parity_positions(bad, side)] = np.nan
+    rows, n_valid = sorted_rows(rows)
+    g = groupings()
+    everything, parts = Grouping.concat(g["superpixel"], g["amplifier"], g["detector"], g["parity"])
+    median = percentiles(rows, n_valid, everything, (50.0,))[50.0]
+    sp, amp, det, parity = (median[p] for p in parts)
+    scaled, _ = Grouping.concat(g["superpixel"], g["amplifier"], g["detector"])
+    clipped = clipped_std(
+        rows, n_valid, sums, scaled, np.concatenate([sp, amp, det]), options.clip_sigma, options.clip_maxiters
+    )
+    std = clipped.std
+    del rows
+
+    nan_sp = np.full(N_SUPERPIXELS, np.nan)
+    even, odd = parity[:N_AMPLIFIERS], parity[N_AMPLIFIERS:]
+    offset = even - odd
+    largest = float(np.max(np.abs(offset[np.isfinite(offset)]))) if np.isfinite(offset).any() else float("nan")
+    by_name = {
+        "bias_median": ScaleValues(float(det[0]), amp, sp),
+        "bias_std": ScaleValues(float(std[-1]), std[N_SUPERPIXELS:-1], std[:N_SUPERPIXELS]),
+        "bias_even_median": ScaleValues(float("nan"), even, nan_sp),
+        "bias_odd_median": ScaleValues(float("nan"), odd, nan_sp),
+        "bias_even_odd_offset": ScaleValues(largest, offset, nan_sp),
+        "bias_row_profile_rms": row_rms,
+        "bias_column_profile_rms": col_rms,
+    }
+    flags = ", ".join(options.mask_dq_flags) or "none"
+    notes = {
+        "pixels used": f"{int(n_valid.sum())} of {data.size} (left out: DQ {flags} or non-finite)",
+        "clipping": f"std clipped at {options.clip_sigma:g} sigma about the median, {clipped.iterations} iteration(s)",
+    }
+    return MonitorResult([Metric(spec, by_name[spec.name]) for spec in METRICS], notes)
