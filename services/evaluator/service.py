@@ -11,6 +11,13 @@ With the default ``exactly-once`` guarantee, the evaluation records, the dead le
 changelog and the consumer offsets of a checkpoint are committed in one Kafka transaction: a restart
 (SIGTERM or SIGKILL) neither loses nor doubles an evaluation, and the history comes back from the
 changelog topic even when the state directory is gone.
+
+The packed pixel masks a metric record carries (the dark's hot and dead pixels) are kept in the same
+state, one blob per delivery of the history window (``<release>|<monitor>[|<group>]|masks|<file_key>``):
+the previous file's masks give the pixel-change metrics (``n_new_<class>``, ``n_recovered_<class>``),
+added to the record's metrics before evaluating; a DARK's ``hot_mask_agreement`` reads the detector's
+latest MASK masks from the mask monitor's window in the same partition. The evaluation record carries
+the added metrics, not the masks (docs/pixel-changes.md).
 """
 
 from __future__ import annotations
@@ -25,7 +32,15 @@ from rdmt_core import avro
 from rdmt_core.cli.service import service_command
 from rdmt_core.config import RdmtConfig
 from rdmt_core.errors import RdmtError
-from rdmt_core.history import evaluate_record, load_window, save_window, window_capacity
+from rdmt_core.history import (
+    evaluate_record,
+    load_previous_masks,
+    load_reference_masks,
+    load_window,
+    save_masks,
+    save_window,
+    window_capacity,
+)
 from rdmt_core.kafka.deadletters import error_type
 from rdmt_core.kafka.schema_registry import Codec
 from rdmt_core.kafka.settings import StreamingSettings
@@ -52,12 +67,14 @@ def process(config: RdmtConfig, value: dict[str, Any] | Poison, key: bytes | Non
         return "dead_letter", dead_letter(key, value.value, value.error, value.error_type, f"rdmt-{SERVICE}")
     try:
         window = load_window(state, value, window_capacity(config, value["monitor"], value["detector"]))
-        evaluation, values = evaluate_record(value, config, window)
+        previous, reference = load_previous_masks(state, value, window), load_reference_masks(state, value)
+        evaluation, values = evaluate_record(value, config, window, None, previous, reference)
     except (RdmtError, ValueError, KeyError, TypeError) as exc:
         error = f"metric_record {value.get('file_key')} (monitor {value.get('monitor')}): {exc}"
         original = avro.encode("metric_record", value)
         return "dead_letter", dead_letter(key, original, error, error_type(exc), f"rdmt-{SERVICE}")
     save_window(state, value, window, values)
+    save_masks(state, value, window)  # the next file's previous masks; not forwarded in the evaluation
     log.info("%s %s %s: %s", value["detector"], value["monitor"], value["file_key"], evaluation["status"])
     return "evaluation", evaluation
 

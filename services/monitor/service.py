@@ -1,12 +1,13 @@
 """The monitor service: monitor requests in, one metric record per request out.
 
 One generic service, started with a monitor's name and scaled by adding members to its group
-(``<prefix>.monitor.<name>``). It is stateless: it only measures (:func:`rdmt_core.results.measure`);
-the evaluator judges the metrics against the history. Opening the file is the only I/O, and only
-under the configured input roots and URI prefixes (:class:`~rdmt_core.data_access.InputPolicy`; the
-service refuses to start when none are configured): an :class:`~rdmt_core.errors.InputError` (corrupt,
-not Roman, vanished, outside the roots, not a regular file, too slow to read) is permanent and the
-request goes to the dead-letter topic.
+(``<prefix>.monitor.<name>``). It is stateless: it only measures (:func:`rdmt_core.results.measurement`);
+the evaluator judges the metrics against the history. A monitor that tracks pixel classes (the dark's
+hot and dead pixels) sends their packed masks with its metrics, for the evaluator's pixel changes.
+Opening the file is the only I/O, and only under the configured input roots and URI prefixes
+(:class:`~rdmt_core.data_access.InputPolicy`; the service refuses to start when none are configured):
+an :class:`~rdmt_core.errors.InputError` (corrupt, not Roman, vanished, outside the roots, not a
+regular file, too slow to read) is permanent and the request goes to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from rdmt_core.kafka.runner import Inbound, Output, ServiceRunner
 from rdmt_core.kafka.settings import StreamingSettings
 from rdmt_core.kafka.topics import METRICS, requests_suffix
 from rdmt_core.monitors import Monitor, get_monitor
+from rdmt_core.pixel_masks import pack_masks
 from rdmt_core.records import FileResult
-from rdmt_core.results import measure
+from rdmt_core.results import Measurement, measurement
 from rdmt_core.wire import metric_record
 
 
@@ -36,26 +38,33 @@ def _for_release(config: RdmtConfig, release: str) -> RdmtConfig:
     return config if release == config.release else config.model_copy(update={"release": release})
 
 
-def compute(
-    monitor: type[Monitor], request: Mapping[str, Any], config: RdmtConfig, inputs: InputPolicy
-) -> FileResult:
+def compute(monitor: type[Monitor], request: Mapping[str, Any], config: RdmtConfig, inputs: InputPolicy) -> FileResult:
     """Open the requested file (if ``inputs`` allows it) and measure the monitor's metrics (no verdicts: the
     evaluator has the history)."""
+    return measure_request(monitor, request, config, inputs).result
+
+
+def measure_request(
+    monitor: type[Monitor], request: Mapping[str, Any], config: RdmtConfig, inputs: InputPolicy
+) -> Measurement:
+    """:func:`compute`'s measurement, with the masks of the monitor's tracked pixel classes (sent to the evaluator)."""
     if request["monitor"] != monitor.name:
-        raise ConfigError(f"request {request['request_id']} is for monitor {request['monitor']!r}, "
-                          f"this service runs {monitor.name!r}")
+        raise ConfigError(
+            f"request {request['request_id']} is for monitor {request['monitor']!r}, this service runs {monitor.name!r}"
+        )
     run_config = _for_release(config, request["release"])  # one copy per release: the config caches per instance
     with open_roman(request["uri"], inputs) as roman:
         arrays = roman.read_arrays(monitor.arrays)
         identity = roman.identity
         context = monitor.load_context(roman, run_config.options_for(monitor.name, identity.detector))
     # The request id is the run id: a redelivered request yields a record a sink recognises.
-    result, _ = measure(monitor, arrays, identity, run_config, request["request_id"], context)
-    return result
+    return measurement(monitor, arrays, identity, run_config, request["request_id"], context)
 
 
 def make_process(
-    monitor: type[Monitor], config: RdmtConfig, prefix: str,
+    monitor: type[Monitor],
+    config: RdmtConfig,
+    prefix: str,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Callable[[Inbound], list[Output]]:
     topic = f"{prefix}.{METRICS}"
@@ -63,8 +72,9 @@ def make_process(
 
     def process(inbound: Inbound) -> list[Output]:
         request = inbound.message.record
-        result = compute(monitor, request, config, inputs)
-        return [Output(topic, result.identity.detector, "metric_record", metric_record(result, request, now()))]
+        result, _, masks = measure_request(monitor, request, config, inputs)
+        record = metric_record(result, request, now(), pack_masks(masks))  # the evaluator's previous masks
+        return [Output(topic, result.identity.detector, "metric_record", record)]
 
     return process
 

@@ -11,6 +11,7 @@ from rdmt_core import avro
 from rdmt_core.config import load_config
 from rdmt_core.errors import InputError
 from rdmt_core.history import HistoryWindow, evaluate_record
+from rdmt_core.results import add_pixel_changes
 from rdmt_core.store import open_store
 from rdmt_core.synthetic import dark_arrays
 from rdmt_core.wire import metric_record, result_from_record
@@ -26,7 +27,8 @@ def _evaluation_bytes() -> tuple[bytes, object]:
     result = builders.dark_result(rate, "WFI09", "/data/wfi09.asdf", WHEN, run_id="req-1", dq=dq)
     record = avro.decode(avro.encode("metric_record", metric_record(result, REQUEST, WHEN))).record
     evaluation, _ = evaluate_record(record, load_config(), HistoryWindow(capacity=11))
-    return avro.encode("evaluation_record", evaluation), result
+    # the evaluator adds the dark's pixel-change metrics (NaN: no earlier file, and this record has no masks)
+    return avro.encode("evaluation_record", evaluation), add_pixel_changes(result, {}, None)
 
 
 def test_evaluation_record_round_trips_to_the_same_result():
@@ -56,7 +58,8 @@ def test_the_sink_writes_a_record_once(store_url):
         counts = store.sql(
             "SELECT (SELECT count() FROM rdmt.metrics) AS m, (SELECT count() FROM rdmt.evaluations) AS e"
         )
-        assert counts.m[0] == 9 * 1057 and counts.e[0] == sum(len(b.cells) for b in result.evaluations)
+        assert len(result.metrics) == 9 + 5  # the dark's 9, n_new_/n_recovered_ hot and dead, hot_mask_agreement
+        assert counts.m[0] == 14 * 1057 and counts.e[0] == sum(len(b.cells) for b in result.evaluations)
 
 
 def test_a_record_without_metrics_is_refused():
@@ -72,16 +75,19 @@ def test_a_report_from_the_services_equals_the_report_of_rdmt_run(tmp_path):
     from rdmt_core.geometry import FULL_SIDE, Geometry
     from rdmt_core.monitors import get_monitor
     from rdmt_core.outputs import write_report
+    from rdmt_core.pixel_masks import pack_masks
     from rdmt_core.records import FileIdentity
-    from rdmt_core.results import evaluate, measure
+    from rdmt_core.results import evaluate, measurement
 
     config, dark = load_config(), get_monitor("dark")
     rate, _, dq = dark_arrays("WFI09", side=256, delivery_seed=3)
     identity = FileIdentity("/data/wfi09.asdf", "DARK", "WFI09", WHEN)
-    measured, _ = measure(dark, {"dark_slope": rate, "dq": dq}, identity, config, "req-1")
-    # rdmt run evaluates with the pixel counts of the full-size frame as the evaluator does
-    embedded = evaluate(measured, config, History(), Geometry(FULL_SIDE, dark.border).pixels_per_cell())
-    record = avro.decode(avro.encode("metric_record", metric_record(measured, REQUEST, WHEN))).record
+    measured, _, masks = measurement(dark, {"dark_slope": rate, "dq": dq}, identity, config, "req-1")
+    # rdmt run adds the pixel changes (none earlier) and evaluates with the full-size pixel counts as the evaluator
+    with_changes = add_pixel_changes(measured, masks, None)
+    embedded = evaluate(with_changes, config, History(), Geometry(FULL_SIDE, dark.border).pixels_per_cell())
+    sent = metric_record(measured, REQUEST, WHEN, pack_masks(masks))
+    record = avro.decode(avro.encode("metric_record", sent)).record
     evaluation, _ = evaluate_record(record, config, HistoryWindow(capacity=11))
     streamed = result_from_record(avro.decode(avro.encode("evaluation_record", evaluation)).record)
 

@@ -10,6 +10,14 @@ A late or replayed delivery is inserted at its time, and a file delivered again 
 replaces its earlier values, so redelivery is idempotent. For a state store, the window splits into a
 small index (:meth:`HistoryWindow.index`) and one blob per delivery (:func:`pack_values`), so that no
 changelog message grows with the window (one dark delivery is about 90 kB of float64 values).
+
+Pixel masks (``metric_record.masks``, the packed masks of a monitor's tracked pixel classes) are kept
+beside the values, one blob per delivery of the window (:func:`save_masks`, ``<prefix>|masks|<file_key>``),
+and dropped with it: the previous file's masks (:func:`load_previous_masks`) are those of the latest
+earlier delivery of the window that has some, as the embedded store's ``pixel_masks`` table gives them.
+The masks of another monitor's files of the same detector (the MASK for a DARK's cross-file check,
+:func:`load_reference_masks`) are read from that monitor's window in the same partition: records are
+keyed by detector.
 """
 
 from __future__ import annotations
@@ -27,9 +35,10 @@ import numpy as np
 from .evaluators import History
 from .geometry import FULL_SIDE, SCALES, Geometry
 from .monitors import get_monitor
+from .pixel_masks import PixelMasks, cross_check_for, unpack_mask
 from .records import Metric
-from .results import evaluate
-from .wire import evaluation_record, result_from_record
+from .results import add_pixel_changes, evaluate
+from .wire import evaluation_record, masks_of_record, result_from_record
 
 if TYPE_CHECKING:
     from .config import RdmtConfig
@@ -171,9 +180,18 @@ def state_prefix(record: Mapping[str, Any]) -> str:
 
 
 def evaluate_record(
-    record: Mapping[str, Any], config: RdmtConfig, window: HistoryWindow, now: datetime | None = None
+    record: Mapping[str, Any],
+    config: RdmtConfig,
+    window: HistoryWindow,
+    now: datetime | None = None,
+    previous_masks: PixelMasks | None = None,
+    reference_masks: PixelMasks | None = None,
 ) -> tuple[dict[str, Any], Values]:
     """Evaluate one metric record against the earlier deliveries in ``window``.
+
+    A record of a monitor that tracks pixel classes gets its pixel-change metrics first (from the record's
+    ``masks`` and ``previous_masks``; NaN with a note without them) and its cross-file check against
+    ``reference_masks``; the evaluation record carries them with the other metrics, not the masks.
 
     Parameters
     ----------
@@ -185,6 +203,9 @@ def evaluate_record(
         The detector's history for the record's release and monitor; not modified.
     now : datetime, optional
         ``evaluated_at`` (default: the current time).
+    previous_masks, reference_masks : PixelMasks, optional
+        The packed masks of the previous file of the record's identity (:func:`load_previous_masks`) and of
+        the cross-file check's reference (:func:`load_reference_masks`).
 
     Returns
     -------
@@ -201,6 +222,9 @@ def evaluate_record(
     """
     monitor = get_monitor(record["monitor"])  # an unknown monitor has no evaluators: a dead letter
     measured = result_from_record(record, monitor.title)
+    if monitor.tracked_pixels:
+        masks = {c: unpack_mask(data) for c, data in masks_of_record(record).items()}
+        measured = add_pixel_changes(measured, masks, previous_masks, reference_masks)
     history = window.history_before(record["file_time"], record["file_key"])
     # Only ratios of pixel counts matter (to scale count limits), so the full-size geometry serves every size.
     pixels = Geometry(FULL_SIDE, monitor.border).pixels_per_cell()
@@ -227,5 +251,70 @@ def save_window(state: Any, record: Mapping[str, Any], window: HistoryWindow, va
     prefix = state_prefix(record)
     for dropped in window.add(record["file_key"], record["file_time"], values):
         state.delete(f"{prefix}|{dropped}")
+        if state.exists(f"{prefix}|masks|{dropped}"):
+            state.delete(f"{prefix}|masks|{dropped}")
     state.set_bytes(f"{prefix}|{record['file_key']}", pack_values(values))
     state.set(f"{prefix}|index", window.index())
+
+
+def pack_mask_set(packed: Mapping[str, bytes]) -> bytes:
+    """The packed masks of one file (class -> :func:`~rdmt_core.pixel_masks.pack_mask` bytes) as one blob."""
+    names = sorted(packed)
+    header = json.dumps([[name, len(packed[name])] for name in names]).encode()
+    return _HEADER.pack(len(header)) + header + b"".join(bytes(packed[name]) for name in names)
+
+
+def unpack_mask_set(data: bytes) -> dict[str, bytes]:
+    """The masks packed by :func:`pack_mask_set`."""
+    (size,) = _HEADER.unpack_from(data)
+    start = _HEADER.size + size
+    out = {}
+    for name, n in json.loads(data[_HEADER.size : start]):
+        out[name] = bytes(data[start : start + n])
+        start += n
+    return out
+
+
+def save_masks(state: Any, record: Mapping[str, Any], window: HistoryWindow) -> None:
+    """Keep ``record``'s masks (if any) with its delivery in the window; call after :func:`save_window`.
+
+    A record without masks of a file kept earlier with masks (a redelivery from an older writer) leaves
+    none: the masks kept always belong to the file's latest record.
+    """
+    key = f"{state_prefix(record)}|masks|{record['file_key']}"
+    masks = masks_of_record(record)
+    if masks and record["file_key"] in {d.file_key for d in window.deliveries}:
+        state.set_bytes(key, pack_mask_set(masks))
+    elif state.exists(key):  # no masks now, or the record is older than every kept delivery (not kept)
+        state.delete(key)
+
+
+def _latest_masks(state: Any, prefix: str, deliveries: Iterable[Delivery]) -> PixelMasks | None:
+    for delivery in sorted(deliveries, reverse=True):  # latest first
+        blob = state.get_bytes(f"{prefix}|masks|{delivery.file_key}")
+        if blob is not None:
+            return PixelMasks(delivery.file_key, unpack_mask_set(blob))
+    return None
+
+
+def load_previous_masks(state: Any, record: Mapping[str, Any], window: HistoryWindow) -> PixelMasks | None:
+    """The masks of the latest delivery of ``window`` before ``record`` (in time, other than itself) with masks."""
+    before = to_millis(record["file_time"])
+    earlier = [d for d in window.deliveries if d.file_time_ms < before and d.file_key != record["file_key"]]
+    return _latest_masks(state, state_prefix(record), earlier)
+
+
+def load_reference_masks(state: Any, record: Mapping[str, Any]) -> PixelMasks | None:
+    """The masks of the cross-file check's reference for ``record`` (the detector's MASK for a DARK), or None.
+
+    The latest delivery of the reference monitor (same release and detector, in this detector's state)
+    whose time is at or before the record's, as :meth:`rdmt_core.store.Store.reference_masks` gives it.
+    """
+    check = cross_check_for(record["monitor"])
+    if check is None:
+        return None
+    reference = {"release": record["release"], "monitor": check.reference_monitor}  # a MASK has no element or mode
+    prefix = state_prefix(reference)
+    until = to_millis(record["file_time"])
+    index = state.get(f"{prefix}|index", [])
+    return _latest_masks(state, prefix, [Delivery(int(t), k) for t, k in index if int(t) <= until])

@@ -18,13 +18,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from .config import RdmtConfig
 from .data_access import InputPolicy, RomanInput, open_roman
 from .errors import InputError, RdmtError, UnsupportedInput
 from .evaluators import History
 from .monitors import Monitor, monitors_for, registered_monitors
+from .pixel_masks import cross_check_for
 from .records import DeliverySummary, FileResult, InputProblem
-from .results import file_result
+from .results import add_pixel_changes, evaluate, measurement
 from .store import Store, open_store
 
 log = logging.getLogger("rdmt.pipeline")
@@ -81,9 +84,7 @@ class ResultFiles:
 
             if self._maps is None:
                 self._maps = SuperpixelMaps()  # building the canvases costs ~0.2 s: once per process
-            written.append(
-                write_report(result, self.output_dir / "reports", self._maps, overview=self.overview).html
-            )
+            written.append(write_report(result, self.output_dir / "reports", self._maps, overview=self.overview).html)
         return written
 
 
@@ -136,8 +137,10 @@ class EmbeddedPipeline:
                 results, failures = self._evaluate_each(roman, monitors)
             if failures:  # the other monitors' results are kept
                 outcome.problem = InputProblem(source, "; ".join(failures))
-            for result in results:
-                outcome.stored.append(self.store.write(result) if self.store and self.config.outputs.store else False)
+            for result, masks in results:  # the masks are stored with the result: the next file's previous masks
+                outcome.stored.append(
+                    self.store.write(result, masks) if self.store and self.config.outputs.store else False
+                )
                 outcome.results.append(result)  # stored: it belongs to the delivery even if a file output fails
                 outcome.outputs.extend(self.write_outputs(result))
         except UnsupportedInput as exc:
@@ -155,14 +158,18 @@ class EmbeddedPipeline:
             )
         return outcome
 
-    def _evaluate_each(self, roman: RomanInput, monitors: list[type[Monitor]]) -> tuple[list[FileResult], list[str]]:
+    def _evaluate_each(
+        self, roman: RomanInput, monitors: list[type[Monitor]]
+    ) -> tuple[list[tuple[FileResult, dict[str, np.ndarray]]], list[str]]:
         """Run each monitor on its own: one monitor's failure does not stop the others on the same file.
+
+        Each result comes with the monitor's masks of its tracked pixel classes (empty for most monitors).
 
         An error RDMT anticipates (an input or configuration problem) of a file's only monitor is
         raised, to be the file's problem; any other exception, a monitor's bug included, is that
         monitor's failure on this file: reported with the file, never the end of the run.
         """
-        results: list[FileResult] = []
+        results: list[tuple[FileResult, dict[str, np.ndarray]]] = []
         failures: dict[str, list[str]] = {}  # reason -> the monitors it stopped: a damaged file is named once
         frames: dict = {}  # the full-frame copies of Level-2 arrays, made once for all monitors of the file
         for monitor in monitors:
@@ -189,12 +196,16 @@ class EmbeddedPipeline:
         ]
         return results, joined
 
-    def evaluate(self, roman: RomanInput, monitor: type[Monitor], frames: dict | None = None) -> FileResult:
-        """Read the monitor's arrays, compute its metrics and evaluate them against the store's history."""
+    def evaluate(
+        self, roman: RomanInput, monitor: type[Monitor], frames: dict | None = None
+    ) -> tuple[FileResult, dict[str, np.ndarray]]:
+        """Read the monitor's arrays, compute its metrics, add its pixel changes since the previous file's masks
+        in the store, and evaluate them against the store's history; the result and the monitor's masks."""
         identity = roman.identity
         arrays = roman.read_arrays(monitor.arrays)
         context = monitor.load_context(roman, self.config.options_for(monitor.name, identity.detector))
-        history = History()
+        measured = measurement(monitor, arrays, identity, self.config, self.run_id, context, frames)
+        history, previous, reference = History(), None, None
         if self.store is not None and self.config.outputs.store:
             window = self.config.evaluators_for(monitor.name, identity.detector).trend.window
             kind, optical_element, exposure_mode = identity.history_group
@@ -202,7 +213,18 @@ class EmbeddedPipeline:
                 monitor.name, identity.detector, self.config.release, identity.file_time, identity.file_key, window,
                 kind=kind, optical_element=optical_element, exposure_mode=exposure_mode,
             )  # fmt: skip
-        return file_result(monitor, arrays, identity, self.config, history, self.run_id, context, frames)
+            if monitor.tracked_pixels:
+                previous = self.store.previous_masks(
+                    monitor.name, identity.detector, self.config.release, identity.file_time, identity.file_key,
+                    kind=kind, optical_element=optical_element, exposure_mode=exposure_mode,
+                )  # fmt: skip
+                check = cross_check_for(monitor.name)
+                if check is not None:
+                    reference = self.store.reference_masks(
+                        check.reference_monitor, identity.detector, self.config.release, identity.file_time
+                    )
+        result = add_pixel_changes(measured.result, measured.masks, previous, reference)
+        return evaluate(result, self.config, history, measured.geometry.pixels_per_cell()), measured.masks
 
     def write_outputs(self, result: FileResult) -> list[Path]:
         return self.outputs.write(result)

@@ -4,21 +4,34 @@ Pure: arrays, identity, configuration and history in; a result out. The two step
 the services run them in different processes: a monitor service only measures (:func:`measure`), the
 evaluator evaluates what it measured against the history (:func:`evaluate`); the embedded pipeline
 does both (:func:`file_result`).
+
+Between the two, a monitor that tracks pixel classes (``Monitor.tracked_pixels``) gets its pixel-change
+metrics (:func:`add_pixel_changes`): the caller brings the previous file's masks (the pipeline from the
+store, the evaluator from its state), this module only compares.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .config import RdmtConfig
-from .errors import InputError
+from .errors import InputError, RdmtError
 from .evaluators import History, evaluate_metrics
 from .geometry import Geometry, geometry_for, to_frame
-from .monitors import Monitor
+from .monitors import Monitor, get_monitor
+from .pixel_masks import PixelMasks, cross_check_for, is_absolute_only, mask_agreement, pixel_change_metrics, unpack_all
 from .records import FileIdentity, FileResult
+
+
+class Measurement(NamedTuple):
+    """What measuring one file gives: the result without verdicts, its geometry and the monitor's masks."""
+
+    result: FileResult
+    geometry: Geometry
+    masks: dict[str, np.ndarray]  # MonitorResult.masks: one boolean image per tracked pixel class
 
 
 def measure(
@@ -30,7 +43,22 @@ def measure(
     context: dict[str, Any] | None = None,
     frames: dict[tuple[str, int], np.ndarray] | None = None,
 ) -> tuple[FileResult, Geometry]:
-    """``monitor``'s metrics on ``arrays``: a result without evaluations, and the geometry it was measured on.
+    """``monitor``'s metrics on ``arrays``: a result without evaluations, and its geometry (see :func:`measurement`)."""
+    measured = measurement(monitor, arrays, identity, config, run_id, context, frames)
+    return measured.result, measured.geometry
+
+
+def measurement(
+    monitor: type[Monitor],
+    arrays: dict[str, np.ndarray],
+    identity: FileIdentity,
+    config: RdmtConfig,
+    run_id: str,
+    context: dict[str, Any] | None = None,
+    frames: dict[tuple[str, int], np.ndarray] | None = None,
+) -> Measurement:
+    """``monitor``'s metrics on ``arrays``: a result without evaluations, the geometry it was measured on, and
+    the monitor's masks of its tracked pixel classes.
 
     ``context`` is what the monitor's ``load_context`` read beside the arrays (WCS, catalogue).
     ``frames``, a dict the caller keeps for one file, shares the full-frame copies of Level-2 arrays
@@ -64,7 +92,35 @@ def measure(
         notes=computed.notes,
         extras=computed.extras,
     )
-    return result, geometry
+    return Measurement(result, geometry, dict(computed.masks))
+
+
+def add_pixel_changes(
+    result: FileResult,
+    masks: dict[str, np.ndarray],
+    previous: PixelMasks | None,
+    reference: PixelMasks | None = None,
+) -> FileResult:
+    """``result`` with the pixel-change metrics of its monitor's tracked classes (and its cross-file check).
+
+    ``masks`` are this file's (:attr:`Measurement.masks`); ``previous`` the packed masks of the previous file
+    of the same identity, None when there is none; ``reference`` the packed masks of the cross-file check's
+    reference (the detector's current MASK for a DARK), None when unknown. A monitor tracking no class is
+    returned unchanged. The metrics follow the measured ones, in the order of the monitor's ``metric_specs``.
+    """
+    monitor = get_monitor(result.monitor)
+    if not monitor.tracked_pixels:
+        return result
+    previous_key = previous.file_key if previous is not None else ""
+    metrics, notes = pixel_change_metrics(monitor.tracked_pixels, masks, unpack_all(previous), previous_key)
+    check = cross_check_for(monitor.name)
+    if check is not None:
+        agreement, agreement_notes = mask_agreement(
+            check, masks, unpack_all(reference), reference.file_key if reference is not None else ""
+        )
+        metrics.append(agreement)
+        notes |= agreement_notes
+    return dataclasses.replace(result, metrics=[*result.metrics, *metrics], notes={**result.notes, **notes})
 
 
 def evaluate(
@@ -73,10 +129,33 @@ def evaluate(
     """``result`` with the verdicts of its monitor's evaluators against ``history``.
 
     ``pixels_per_cell`` (per scale) scales the detector's count limits to the smaller cells.
+
+    The pixel-change metrics and cross-file checks (:mod:`rdmt_core.pixel_masks`) get the absolute
+    evaluators only: they already compare with the previous file, so a change or trend of them would
+    compare differences of differences. (The configuration has no per-metric switch for change and
+    trend; their settings for these metrics are ignored.)
     """
     evaluators = config.evaluators_for(result.monitor, result.identity.detector)
-    blocks = evaluate_metrics(result.metrics, evaluators, history, pixels_per_cell)
+    classes = _tracked(result.monitor)
+    own = [m for m in result.metrics if not is_absolute_only(m.spec.name, result.monitor, classes)]
+    derived = [m for m in result.metrics if is_absolute_only(m.spec.name, result.monitor, classes)]
+    blocks = evaluate_metrics(own, evaluators, history, pixels_per_cell)
+    if derived:
+        absolute = evaluators.model_copy(
+            update={
+                "change": evaluators.change.model_copy(update={"enabled": False}),
+                "trend": evaluators.trend.model_copy(update={"enabled": False}),
+            }
+        )
+        blocks += evaluate_metrics(derived, absolute, history, pixels_per_cell)
     return dataclasses.replace(result, evaluations=blocks)
+
+
+def _tracked(monitor: str) -> tuple[str, ...]:
+    try:
+        return get_monitor(monitor).tracked_pixels
+    except RdmtError:  # a record of a monitor this version does not know: nothing derived
+        return ()
 
 
 def file_result(
@@ -89,7 +168,11 @@ def file_result(
     context: dict[str, Any] | None = None,
     frames: dict[tuple[str, int], np.ndarray] | None = None,
 ) -> FileResult:
-    """Measure ``monitor``'s metrics on ``arrays`` and evaluate them against ``history`` (see :func:`measure`)."""
+    """Measure ``monitor``'s metrics on ``arrays`` and evaluate them against ``history`` (see :func:`measure`).
+
+    Without the pixel-change metrics: the embedded pipeline adds them between the two steps
+    (:func:`add_pixel_changes`), with the previous file's masks from its store.
+    """
     measured, geometry = measure(monitor, arrays, identity, config, run_id, context, frames)
     return evaluate(measured, config, history, geometry.pixels_per_cell())
 

@@ -25,6 +25,12 @@ from .monitors import get_monitor
 from .records import EvaluationBlock, FileIdentity, FileResult, Metric, MetricSpec
 
 DELIVERY_FIELDS = ("delivery_id", "n_files_in_delivery")  # what a request adds to a file's identity
+# Packed pixel masks a metric record may carry (metric_record 1.2 ``masks``): what is left of Kafka's default
+# message size (1,000,000 bytes, librdkafka's message.max.bytes) after the metrics (~80 kB for a dark) and a
+# margin. A full-size dark's hot and dead masks take ~13 kB; masks beyond the budget are left out, largest
+# first, and named in the notes (their pixel changes are then NaN).
+MASKS_BUDGET = 600_000
+MASKS_NOTE = "pixel masks"
 
 
 def as_datetime(value: datetime | int) -> datetime:
@@ -133,17 +139,38 @@ def blocks_from_record(entries: Iterable[Mapping[str, Any]]) -> list[EvaluationB
     ]
 
 
-def metric_record(result: FileResult, delivery: Mapping[str, Any], computed_at: datetime) -> dict[str, Any]:
-    """The ``metric_record`` of one monitor's result; ``delivery`` gives ``delivery_id`` and ``n_files_in_delivery``."""
+def metric_record(
+    result: FileResult,
+    delivery: Mapping[str, Any],
+    computed_at: datetime,
+    masks: Mapping[str, bytes] | None = None,
+) -> dict[str, Any]:
+    """The ``metric_record`` of one monitor's result; ``delivery`` gives ``delivery_id`` and ``n_files_in_delivery``.
+
+    ``masks`` are the packed masks of the monitor's tracked pixel classes (:func:`rdmt_core.pixel_masks.pack_masks`),
+    for the evaluator's pixel-change metrics; those beyond :data:`MASKS_BUDGET` are left out and noted.
+    """
+    kept, notes = dict(masks or {}), dict(result.notes)
+    left_out = []
+    while kept and sum(len(data) for data in kept.values()) > MASKS_BUDGET:
+        largest = max(kept, key=lambda name: len(kept[name]))
+        left_out.append(f"{largest} ({len(kept.pop(largest)) / 1000:.0f} kB)")
+        notes[MASKS_NOTE] = f"not sent, too large for one message: {', '.join(left_out)}"
     return (
         _identity_fields(result)
         | {field: delivery[field] for field in DELIVERY_FIELDS}
         | {
             "computed_at": computed_at,
-            "notes": dict(result.notes),
+            "notes": notes,
             "metrics": metric_entries(result.metrics),
+            "masks": kept,
         }
     )
+
+
+def masks_of_record(record: Mapping[str, Any]) -> dict[str, bytes]:
+    """The packed pixel masks of a decoded metric record, by class (none from writers older than 1.2)."""
+    return {str(name): bytes(data) for name, data in (record.get("masks") or {}).items()}
 
 
 def evaluation_record(result: FileResult, delivery: Mapping[str, Any], evaluated_at: datetime) -> dict[str, Any]:

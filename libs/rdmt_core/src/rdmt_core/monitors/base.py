@@ -44,6 +44,9 @@ class MonitorResult:
     metrics: list[Metric]
     notes: dict[str, str] = field(default_factory=dict)
     extras: dict[str, np.ndarray] = field(default_factory=dict)  # figure data (star offsets, spectra), not stored
+    # one boolean image per class of Monitor.tracked_pixels (full frame): the pixel-change metrics compare
+    # them with the previous file's (rdmt_core.pixel_masks); kept packed in the store and the evaluator's state
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,10 @@ class Monitor:
     # report figures beside the super-pixel maps, by name in rdmt_core.outputs.monitor_figures.FIGURES;
     # their data is in MonitorResult.extras or the metrics
     figures: ClassVar[tuple[str, ...]] = ()
+    # pixel classes whose masks the monitor returns (MonitorResult.masks), e.g. ("hot", "dead"): n_new_<class>
+    # and n_recovered_<class> are added after measuring; list them in metric_specs with
+    # rdmt_core.pixel_masks.derived_specs(name, tracked_pixels) (docs/pixel-changes.md)
+    tracked_pixels: ClassVar[tuple[str, ...]] = ()
 
     _registry: ClassVar[dict[str, type[Monitor]]] = {}
 

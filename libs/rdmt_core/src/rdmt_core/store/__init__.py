@@ -6,10 +6,17 @@ Only committed files count as history. If a write fails, the rows already
 written are deleted; rows left by a crash (no marker) are deleted before the
 same file is written again. Writing the same file and monitor again with the
 same run id and release changes nothing.
+
+The masks of a monitor's tracked pixel classes (the dark's hot and dead pixels) are written with the
+file's rows, to ``pixel_masks``, and read back as the previous file's masks of the next file of the same
+identity (:meth:`Store.previous_masks`) and as the reference of a cross-file check
+(:meth:`Store.reference_masks`).
 """
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import resources
 
@@ -19,6 +26,7 @@ import pandas as pd
 from ..errors import StoreError
 from ..evaluators import History
 from ..geometry import SCALES, cells
+from ..pixel_masks import PixelMasks, pack_mask
 from ..records import FileResult, Status, worst
 from .backends import Backend, StoreURL, connect, parse_store_url
 
@@ -74,8 +82,8 @@ class Store:
         frame = self.backend.query(f"SELECT count() AS n FROM {self.db}.files WHERE {self._where_file(result)}")
         return int(frame["n"].iloc[0]) > 0
 
-    def write(self, result: FileResult) -> bool:
-        """Store one file's metrics and evaluations atomically; False when already stored."""
+    def write(self, result: FileResult, masks: Mapping[str, np.ndarray] | None = None) -> bool:
+        """Store one file's metrics, evaluations and pixel ``masks`` (by class) atomically; False if already stored."""
         try:
             if self.is_committed(result):
                 return False
@@ -87,6 +95,8 @@ class Store:
                 self.backend.insert("metrics", metrics)
                 if len(evaluations):
                     self.backend.insert("evaluations", evaluations)
+                if masks:
+                    self.backend.insert("pixel_masks", masks_frame(result, masks, stored_at))
                 self.backend.insert("files", files_frame(result, len(metrics), evaluations, stored_at))
             except Exception as original:
                 try:
@@ -102,7 +112,7 @@ class Store:
 
     def _delete_uncommitted(self, result: FileResult) -> None:
         where = self._where_file(result)
-        for table in ("metrics", "evaluations"):
+        for table in ("metrics", "evaluations", "pixel_masks"):
             if int(self.backend.query(f"SELECT count() AS n FROM {self.db}.{table} WHERE {where}")["n"].iloc[0]):
                 self.backend.execute(f"DELETE FROM {self.db}.{table} WHERE {where}")
 
@@ -162,6 +172,57 @@ class Store:
             grid[row_index[group.index], cell_pos] = group.value.to_numpy(dtype=np.float64)
             values[(str(metric), str(scale))] = grid
         return History(values)
+
+    def previous_masks(
+        self,
+        monitor: str,
+        detector: str,
+        release: str,
+        before: datetime,
+        exclude_key: str,
+        *,
+        kind: str,
+        optical_element: str = "",
+        exposure_mode: str = "",
+    ) -> PixelMasks | None:
+        """The packed masks of the latest committed file strictly before ``before`` with masks, or None.
+
+        The same monitor, detector, release, kind, optical element and exposure mode as the file
+        being evaluated (its history group, as :meth:`history`); the latest run of each file.
+        """
+        group = (
+            f"AND kind = {quote(kind)} AND optical_element = {quote(optical_element)} "
+            f"AND exposure_mode = {quote(exposure_mode)}"
+        )
+        return self._latest_masks(
+            monitor, detector, release, f"file_time < {quote(before)} AND file_key != {quote(exclude_key)} {group}"
+        )
+
+    def reference_masks(self, monitor: str, detector: str, release: str, until: datetime) -> PixelMasks | None:
+        """The packed masks of ``monitor``'s latest committed file of ``detector`` with a time at or before ``until``.
+
+        The reference of a cross-file check: for a DARK, the MASK in effect at the dark's useafter.
+        """
+        return self._latest_masks(monitor, detector, release, f"file_time <= {quote(until)}")
+
+    def _latest_masks(self, monitor: str, detector: str, release: str, condition: str) -> PixelMasks | None:
+        where = f"monitor = {quote(monitor)} AND detector = {quote(detector)} AND release = {quote(release)}"
+        latest = (  # the latest committed run of each file
+            f"SELECT file_key, argMax(run_id, stored_at) FROM {self.db}.files WHERE {where} GROUP BY file_key"
+        )
+        found = self.backend.query(
+            f"SELECT file_key, run_id FROM {self.db}.pixel_masks WHERE {where} AND {condition} "
+            f"AND (file_key, run_id) IN ({latest}) ORDER BY file_time DESC, file_key DESC LIMIT 1"
+        )
+        if found.empty:
+            return None
+        file_key, run_id = str(found.file_key.iloc[0]), str(found.run_id.iloc[0])
+        rows = self.backend.query(
+            f"SELECT class, argMax(data, stored_at) AS data FROM {self.db}.pixel_masks WHERE {where} "
+            f"AND file_key = {quote(file_key)} AND run_id = {quote(run_id)} GROUP BY class"
+        )
+        packed = {str(c): base64.b64decode(d) for c, d in zip(rows["class"], rows.data, strict=True)}
+        return PixelMasks(file_key, packed)
 
     def optical_elements(self, monitor: str, detector: str) -> list[str]:
         """The optical elements of the files of ``monitor`` on ``detector`` (empty ones left out), sorted."""
@@ -278,6 +339,18 @@ def evaluations_frame(result: FileResult, stored_at: pd.Timestamp) -> pd.DataFra
     frame["reference"] = np.concatenate([b.reference for b in blocks]).astype(np.float64)
     frame["threshold"] = np.concatenate([np.full(len(b.cells), b.threshold) for b in blocks])
     frame["reason"] = np.concatenate([b.reason for b in blocks]).astype(object)
+    frame["stored_at"] = stored_at
+    return frame
+
+
+def masks_frame(result: FileResult, masks: Mapping[str, np.ndarray], stored_at: pd.Timestamp) -> pd.DataFrame:
+    """One row per pixel class, columns as in the ``pixel_masks`` table (the mask packed, then base64)."""
+    names = sorted(masks)
+    frame = pd.DataFrame(_identity_columns(result, len(names))).drop(columns="source")
+    frame["class"] = names
+    frame["shape"] = ["x".join(str(n) for n in masks[c].shape) for c in names]
+    frame["n_pixels"] = np.array([int(np.count_nonzero(masks[c])) for c in names], dtype=np.uint32)
+    frame["data"] = [base64.b64encode(pack_mask(masks[c])).decode("ascii") for c in names]
     frame["stored_at"] = stored_at
     return frame
 

@@ -82,3 +82,27 @@ ALTER TABLE {db}.evaluations ADD COLUMN IF NOT EXISTS optical_element LowCardina
 ALTER TABLE {db}.evaluations ADD COLUMN IF NOT EXISTS exposure_mode LowCardinality(String) DEFAULT '' AFTER optical_element;
 ALTER TABLE {db}.files ADD COLUMN IF NOT EXISTS optical_element LowCardinality(String) DEFAULT '' AFTER kind;
 ALTER TABLE {db}.files ADD COLUMN IF NOT EXISTS exposure_mode LowCardinality(String) DEFAULT '' AFTER optical_element;
+
+-- The pixel masks of the monitors that track pixel classes (Monitor.tracked_pixels: the dark's hot and
+-- dead pixels), one row per file, run and class: what the next file of the same identity is compared with
+-- (n_new_<class>, n_recovered_<class>; docs/pixel-changes.md). Written with the file's other rows, before
+-- its files row (the commit marker). About 13 kB per full-size dark (hot and dead).
+CREATE TABLE IF NOT EXISTS {db}.pixel_masks
+(
+    run_id          String,
+    release         LowCardinality(String),
+    monitor         LowCardinality(String),
+    detector        LowCardinality(String),
+    kind            LowCardinality(String),
+    optical_element LowCardinality(String) DEFAULT '',
+    exposure_mode   LowCardinality(String) DEFAULT '',
+    file_key        String,
+    file_time       DateTime64(3, 'UTC'),
+    class           LowCardinality(String) COMMENT 'Pixel class, e.g. hot, dead (lower-case DQ flag name)',
+    shape           String                 COMMENT 'rows x columns of the mask, e.g. 4096x4096',
+    n_pixels        UInt32                 COMMENT 'Pixels in the class',
+    data            String CODEC(ZSTD(1))  COMMENT 'base64 of the packed mask: 12-byte header, zlib(np.packbits(mask))',
+    stored_at       DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(stored_at)
+ORDER BY (monitor, detector, release, file_key, run_id, class);

@@ -23,7 +23,7 @@ from roman_datamodels import dqflags
 from ...measure.blockstats import count_at_scales, distribution_at_scales
 from ...records import Metric
 from ..base import MonitorResult
-from .options import METRICS, DarkOptions
+from .options import METRICS, TRACKED_PIXELS, DarkOptions
 
 DEAD = int(dqflags.pixel.DEAD)
 HOT = int(dqflags.pixel.HOT)
@@ -91,4 +91,5 @@ def dark_metrics(dark_slope: np.ndarray, dq: np.ndarray, options: DarkOptions) -
         ),
         "finite pixels": f"{int(distribution.count.detector)} of {dark_slope.size}",
     }
-    return MonitorResult([Metric(spec, values[spec.name]) for spec in METRICS], notes)
+    tracked = {c: masks[c] for c in TRACKED_PIXELS}  # their changes since the previous dark: rdmt_core.pixel_masks
+    return MonitorResult([Metric(spec, values[spec.name]) for spec in METRICS], notes, masks=tracked)

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ...records import MetricSpec
 
 RATE_UNIT = "DN/s"
+# the pixel classes whose masks the monitor returns: n_new_/n_recovered_ hot and dead since the previous dark
+TRACKED_PIXELS = ("hot", "dead")
 
 
 class DarkOptions(BaseModel):
