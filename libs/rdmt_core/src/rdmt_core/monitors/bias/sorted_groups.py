@@ -27,6 +27,8 @@ import numpy as np
 from ...measure.blockstats import from_sortable, sortable
 from ...measure.clipped import _search, _window_sums
 
+FINISH = 4096  # values left in a group's bracket when the search gathers them instead of narrowing further
+
 
 @dataclass(frozen=True)
 class Grouping:
@@ -87,9 +89,9 @@ def _select_pair(
     # a guess by interpolation (the values are dense and smooth near a quantile), alternating with
     # bisection so the worst case stays logarithmic. ``below``: values < float(k_lo); ``upto``: <= float(k_hi).
     active = k_lo < k_hi
-    everything = np.arange(len(g.row_ids))
-    upto = count_at_most(k_hi, everything)
-    below = count_at_most(np.maximum(k_lo - 1, 0), everything)
+    live = np.nonzero(active[g.group])[0]  # a group of one row is bracketed exactly: nothing to search
+    upto = count_at_most(k_hi, live)
+    below = count_at_most(np.maximum(k_lo - 1, 0), live)
     step = 0
     while active.any():
         sub = np.nonzero(active[g.group])[0]
@@ -108,6 +110,10 @@ def _select_pair(
         below = np.where(active & ~enough, count, below)
         active = k_lo < k_hi
         step += 1
+        few = active & (upto - below <= FINISH)
+        if few.any() and np.array_equal(few, active):  # every bracket holds few values: gather and pick
+            k_lo, k_hi = _finish(rows, g, lo, hi, few, k_lo, k_hi, target, key_type)
+            active &= ~few
     k_lo = k_lo.astype(key_type)
     first = from_sortable(k_lo, rows.dtype)
     # the next order statistic: the same value if it repeats, else the smallest value above it
@@ -120,6 +126,48 @@ def _select_pair(
     second = np.where(np.isfinite(second), second, first.astype(np.float64))
     nan = np.full(g.n_groups, np.nan)
     return np.where(valid, first.astype(np.float64), nan), np.where(valid, second, nan)
+
+
+def _finish(
+    rows: np.ndarray,
+    g: Grouping,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    few: np.ndarray,
+    k_lo: np.ndarray,
+    k_hi: np.ndarray,
+    target: np.ndarray,
+    key_type: np.dtype,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Close the brackets of groups ``few``: their ``target``-th smallest value (1-based), from the bracket.
+
+    The values below the bracket are counted here, exactly (-0.0 and +0.0 have two keys but compare equal,
+    so a count at the key below the bracket can include the bracket's zeros).
+    """
+    sub = np.nonzero(few[g.group])[0]
+    grp = g.group[sub]
+    ids = g.row_ids[sub]
+    low = from_sortable(k_lo.astype(key_type), rows.dtype)[grp]
+    high = from_sortable(k_hi.astype(key_type), rows.dtype)[grp]
+    start = _search(rows, ids, lo[sub], hi[sub], low, right=False)
+    stop = _search(rows, ids, start, hi[sub], high, right=True)
+    lengths = stop - start
+    segment = np.repeat(np.arange(sub.size), lengths)
+    offsets = np.cumsum(lengths) - lengths
+    flat = ids[segment] * rows.shape[1] + start[segment] + (np.arange(int(lengths.sum())) - offsets[segment])
+    values = rows.reshape(-1)[flat]
+    owner = grp[segment]
+    ordered = values[np.lexsort((values, owner))]
+    per_group = np.bincount(owner, minlength=len(few))
+    first = np.cumsum(per_group) - per_group
+    closing = np.nonzero(few)[0]
+    below = np.bincount(grp, weights=start - lo[sub], minlength=len(few)).astype(np.int64)
+    answer = ordered[first[closing] + target[closing] - below[closing] - 1]
+    key = sortable(answer).astype(np.int64)
+    k_lo, k_hi = k_lo.copy(), k_hi.copy()
+    k_lo[closing] = key
+    k_hi[closing] = key
+    return k_lo, k_hi
 
 
 def windows_of(n_valid: np.ndarray, g: Grouping) -> tuple[np.ndarray, np.ndarray]:
