@@ -14,6 +14,7 @@ already bracketed. Exact: the same numbers as ``np.percentile`` and astropy's ``
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,7 +34,10 @@ from ...measure.clipped import (
 )
 
 AMP_OF_CELL = np.arange(N_SUPERPIXELS) % GRID  # 0-based amplifier of each super-pixel row
-DETECTOR_OF_CELL = np.zeros(N_SUPERPIXELS, dtype=np.int64)
+# Amplifiers and the detector in one pass: every super-pixel row twice, once in its amplifier (groups
+# 0..31) and once in the detector (group 32).
+SCALE_ROWS = np.concatenate([np.arange(N_SUPERPIXELS), np.arange(N_SUPERPIXELS)])
+SCALE_GROUPS = np.concatenate([AMP_OF_CELL, np.full(N_SUPERPIXELS, N_AMPLIFIERS)])
 GATHER = 512  # a union selection stops narrowing once its bracket holds this few values, then reads them
 
 
@@ -51,6 +55,11 @@ class SortedCells:
         rows, n_valid = sorted_rows(superpixel_rows(values))
         return cls(rows, n_valid)
 
+    @functools.cached_property
+    def searcher(self) -> _Searcher:
+        """Binary searches in these rows (with a cached sample of them)."""
+        return _Searcher(self.rows)
+
 
 def at_scales(per_cell: np.ndarray) -> ScaleValues:
     """A count per super-pixel summed into amplifier and detector values."""
@@ -65,33 +74,44 @@ def count_sorted(cells: SortedCells, value: float, inclusive: bool) -> np.ndarra
     ids = np.arange(n_rows)
     zero = np.zeros(n_rows, dtype=np.int64)
     bound = np.full(n_rows, value, dtype=np.float64)
-    return _search(cells.rows, ids, zero, cells.n_valid.astype(np.int64), bound, right=inclusive)
+    return cells.searcher(ids, zero, cells.n_valid.astype(np.int64), bound, right=inclusive)
 
 
 def select_in_groups(
-    rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, group: np.ndarray, query_group: np.ndarray, rank: np.ndarray
+    rows: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    group: np.ndarray,
+    query_group: np.ndarray,
+    rank: np.ndarray,
+    row_ids: np.ndarray | None = None,
+    searcher: _Searcher | None = None,
 ) -> np.ndarray:
     """Order statistics of unions of sorted-row windows, one per query.
 
     Query ``q`` asks for the ``rank[q]``-th smallest (0-based) value of the union of the windows
     ``rows[r, lo[r]:hi[r]]`` of the rows ``r`` whose ``group[r]`` is ``query_group[q]``. Every rank
     must be below its group's number of values. Returns float64, one value per query. Exact.
+    With ``row_ids``, entry ``i`` of ``lo``, ``hi`` and ``group`` is a window of row ``row_ids[i]``,
+    so one row can belong to several groups (an amplifier and the detector) in one call.
 
     A bisection over the ordered integer image of the floats, alternating with interpolation on the
     counts, vectorised over every (query, row) pair; each row's count is a binary search confined to
     the positions already bracketed. Once a query's bracket holds at most :data:`GATHER` values they
     are read and the rank picked among them.
     """
+    search = searcher or _Searcher(rows)
     order = np.argsort(group, kind="stable")
     sizes = np.bincount(group, minlength=int(max(group.max(), query_group.max())) + 1)
     starts = np.cumsum(sizes) - sizes
     n_pairs = sizes[query_group]
     pair_query = np.repeat(np.arange(len(query_group)), n_pairs)
     within = np.arange(int(n_pairs.sum())) - np.repeat(np.cumsum(n_pairs) - n_pairs, n_pairs)
-    pair_row = order[starts[query_group][pair_query] + within]
+    pair_entry = order[starts[query_group][pair_query] + within]
+    pair_row = pair_entry if row_ids is None else row_ids[pair_entry]
     starts_q = _segment_starts(n_pairs)
     rank = np.asarray(rank, dtype=np.int64)
-    a, b = lo[pair_row].copy(), hi[pair_row].copy()  # bracket positions: count < value(low), count <= value(high)
+    a, b = lo[pair_entry].copy(), hi[pair_entry].copy()  # bracket positions: count < value(low), count <= value(high)
     filled = b > a
     last_index = rows.shape[1] - 1
     first = np.where(filled, rows[pair_row, np.minimum(a, last_index)], np.inf)
@@ -109,8 +129,8 @@ def select_in_groups(
     guess_low = np.minimum.reduceat(np.where(filled, rows[pair_row, np.minimum(g_lo, last_index)], np.inf), starts_q)
     guess_high = np.maximum.reduceat(np.where(filled, rows[pair_row, np.minimum(g_hi, last_index)], -np.inf), starts_q)
     guess_low, guess_high = guess_low.astype(rows.dtype), guess_high.astype(rows.dtype)
-    a_guess = _search(rows, pair_row, a, b, guess_low[pair_query], right=False)
-    b_guess = _search(rows, pair_row, a_guess, b, guess_high[pair_query], right=True)
+    a_guess = search(pair_row, a, b, guess_low[pair_query], right=False)
+    b_guess = search(pair_row, a_guess, b, guess_high[pair_query], right=True)
     below = np.bincount(pair_query, weights=a_guess - a, minlength=len(query_group))
     upto = np.bincount(pair_query, weights=b_guess - a, minlength=len(query_group))
     good = (below <= rank) & (upto >= rank + 1)
@@ -118,7 +138,7 @@ def select_in_groups(
     a, b = np.where(good[pair_query], a_guess, a), np.where(good[pair_query], b_guess, b)
     n_q = len(query_group)
     target = rank + 1
-    lo_pair = lo[pair_row]
+    lo_pair = lo[pair_entry]
     step = 0
     while True:
         below = np.bincount(pair_query, weights=a - lo_pair, minlength=n_q).astype(np.int64)
@@ -137,7 +157,7 @@ def select_in_groups(
         live = open_[pair_query]
         p = np.nonzero(live)[0]
         position = a.copy()
-        position[p] = _search(rows, pair_row[p], a[p], b[p], value[pair_query[p]], right=True)
+        position[p] = search(pair_row[p], a[p], b[p], value[pair_query[p]], right=True)
         count = np.bincount(pair_query, weights=position - lo_pair, minlength=n_q)
         enough = count >= target
         high = np.where(open_ & enough, middle, high)
@@ -167,9 +187,40 @@ def _segment_starts(n_pairs: np.ndarray) -> np.ndarray:
     return (np.cumsum(n_pairs) - n_pairs).astype(np.intp)
 
 
-def _group_percentiles(cells: SortedCells, group: np.ndarray, n_groups: int, qs: Sequence[float]) -> np.ndarray:
-    """Linear-interpolated percentiles ``qs`` of each group's finite values: shape (len(qs), n_groups)."""
-    n = np.bincount(group, weights=cells.n_valid, minlength=n_groups).astype(np.int64)
+class _Searcher:
+    """``clipped._search`` on sorted rows, in two stages: first in every STEP-th value of each row (a copy
+    small enough to stay in cache), then in the full row between the two sample points that bracket the
+    answer. The same answers, with far fewer reads scattered over the full rows (reading them is what
+    costs: each probe of a 64 MB array is a cache miss)."""
+
+    STEP = 64
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = rows
+        self.sample = np.ascontiguousarray(rows[:, :: self.STEP])
+
+    def __call__(
+        self, row_ids: np.ndarray, lo: np.ndarray, hi: np.ndarray, value: np.ndarray, right: bool
+    ) -> np.ndarray:
+        step = self.STEP
+        if row_ids.size == 0 or int((hi - lo).max(initial=0)) <= 2 * step:
+            return _search(self.rows, row_ids, lo, hi, value, right)
+        j0 = -(-lo // step)  # first sample index at or after lo
+        j1 = -(-hi // step)  # first sample index at or after hi: samples j0..j1-1 lie in [lo, hi)
+        j = _search(self.sample, row_ids, j0, np.maximum(j1, j0), value, right)  # first sample past the answer
+        narrow_lo = np.maximum(lo, (j - 1) * step + 1)
+        narrow_hi = np.minimum(hi, j * step)
+        narrow_lo = np.minimum(narrow_lo, narrow_hi)
+        return _search(self.rows, row_ids, narrow_lo, narrow_hi, value, right)
+
+
+def _group_percentiles(cells: SortedCells, qs: Sequence[float]) -> np.ndarray:
+    """Linear-interpolated percentiles ``qs`` of the 32 amplifiers' and the detector's finite values.
+
+    Shape (len(qs), 33): amplifiers 1..32, then the detector.
+    """
+    row_ids, group, n_groups = SCALE_ROWS, SCALE_GROUPS, N_AMPLIFIERS + 1
+    n = np.bincount(group, weights=cells.n_valid[row_ids], minlength=n_groups).astype(np.int64)
     out = np.full((len(qs), n_groups), np.nan)
     has = np.nonzero(n > 0)[0]
     if has.size == 0:
@@ -184,8 +235,8 @@ def _group_percentiles(cells: SortedCells, group: np.ndarray, n_groups: int, qs:
         query_group.append(has)
     ranks = np.concatenate(lo_rank + hi_rank)
     groups = np.concatenate(query_group + query_group)
-    zero = np.zeros(cells.rows.shape[0], dtype=np.int64)
-    values = select_in_groups(cells.rows, zero, cells.n_valid, group, groups, ranks)
+    zero = np.zeros(len(row_ids), dtype=np.int64)
+    values = select_in_groups(cells.rows, zero, cells.n_valid[row_ids], group, groups, ranks, row_ids, cells.searcher)
     half = len(values) // 2
     below_v, above_v = values[:half].reshape(len(qs), -1), values[half:].reshape(len(qs), -1)
     frac = np.stack(fracs)
@@ -197,24 +248,26 @@ def _group_percentiles(cells: SortedCells, group: np.ndarray, n_groups: int, qs:
 def percentiles_at_scales(cells: SortedCells, qs: Sequence[float]) -> dict[float, ScaleValues]:
     """Exact percentiles ``qs`` (linear interpolation, as ``np.percentile``) of each cell's finite values."""
     sp = _percentiles_of_sorted(cells.rows, cells.n_valid, qs)
-    amp = _group_percentiles(cells, AMP_OF_CELL, N_AMPLIFIERS, qs)
-    det = _group_percentiles(cells, DETECTOR_OF_CELL, 1, qs)
-    return {q: ScaleValues(float(det[i, 0]), amp[i], sp[i]) for i, q in enumerate(qs)}
+    both = _group_percentiles(cells, qs)
+    return {q: ScaleValues(float(both[i, N_AMPLIFIERS]), both[i, :N_AMPLIFIERS], sp[i]) for i, q in enumerate(qs)}
 
 
-def _group_medians(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+def _group_medians(
+    search: _Searcher, row_ids: np.ndarray, lo: np.ndarray, hi: np.ndarray, group: np.ndarray, n_groups: int
+) -> np.ndarray:
     n = np.bincount(group, weights=hi - lo, minlength=n_groups).astype(np.int64)
     out = np.full(n_groups, np.nan)
     has = np.nonzero(n > 0)[0]
     if has.size:
         ranks = np.concatenate([(n[has] - 1) // 2, n[has] // 2])
-        values = select_in_groups(rows, lo, hi, group, np.concatenate([has, has]), ranks)
+        values = select_in_groups(search.rows, lo, hi, group, np.concatenate([has, has]), ranks, row_ids, search)
         out[has] = (values[: has.size] + values[has.size :]) / 2.0
     return out
 
 
 def _clip_groups(
-    rows: np.ndarray,
+    search: _Searcher,
+    row_ids: np.ndarray,
     n_valid: np.ndarray,
     group: np.ndarray,
     n_groups: int,
@@ -222,30 +275,35 @@ def _clip_groups(
     sigma: float,
     maxiters: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Sigma-clipped count, mean, median and std of each group of sorted rows (the rules of ``clip_sorted``)."""
-    lo = np.zeros(rows.shape[0], dtype=np.int64)
+    """Sigma-clipped count, mean, median and std of each group of sorted-row windows (the rules of ``clip_sorted``).
+
+    Entry ``i`` of ``n_valid``, ``group`` and ``moments`` is row ``row_ids[i]``; each entry keeps its own window,
+    so a row can be clipped in several groups at once. Groups are clipped independently.
+    """
+    rows = search.rows
+    lo = np.zeros(len(row_ids), dtype=np.int64)
     hi = np.asarray(n_valid, dtype=np.int64).copy()
-    centre = np.nan_to_num(_group_medians(rows, lo, hi, group, n_groups))
+    median = _group_medians(search, row_ids, lo, hi, group, n_groups)
+    centre = np.nan_to_num(median)
     shift = centre[group]
     n0, mean0, m20 = (np.asarray(m, dtype=np.float64) for m in moments)
     offset = np.where(n0 > 0, mean0 - shift, 0.0)
     s1, s2 = n0 * offset, np.where(n0 > 0, m20, 0.0) + n0 * offset**2
-    median = _group_medians(rows, lo, hi, group, n_groups)
     for _ in range(maxiters):
         count, mean, std = _group_moments(hi - lo, s1, s2, group, n_groups, centre)
         with np.errstate(invalid="ignore"):
             low_bound, high_bound = (median - sigma * std)[group], (median + sigma * std)[group]
         r = np.nonzero(hi > lo)[0]
         new_lo, new_hi = lo.copy(), hi.copy()
-        new_lo[r] = _search(rows, r, lo[r], hi[r], low_bound[r], right=False)
-        new_hi[r] = _search(rows, r, new_lo[r], hi[r], high_bound[r], right=True)
+        new_lo[r] = search(row_ids[r], lo[r], hi[r], low_bound[r], right=False)
+        new_hi[r] = search(row_ids[r], new_lo[r], hi[r], high_bound[r], right=True)
         changed = np.nonzero((new_lo != lo) | (new_hi != hi))[0]
         if changed.size == 0:
             break
         ids = np.concatenate([changed, changed])
         t1, t2 = _window_sums(
-            rows, ids, np.concatenate([lo[changed], new_hi[changed]]), np.concatenate([new_lo[changed], hi[changed]]),
-            shift[ids],
+            rows, row_ids[ids], np.concatenate([lo[changed], new_hi[changed]]),
+            np.concatenate([new_lo[changed], hi[changed]]), shift[ids],
         )  # fmt: skip
         k = changed.size
         before = s2[changed].copy()
@@ -254,8 +312,8 @@ def _clip_groups(
         lo, hi = new_lo, new_hi
         refresh = changed[(s2[changed] < 1e-8 * before) | (s2[changed] < 0)]
         if refresh.size:
-            s1[refresh], s2[refresh] = _window_sums(rows, refresh, lo[refresh], hi[refresh], shift[refresh])
-        median = _group_medians(rows, lo, hi, group, n_groups)
+            s1[refresh], s2[refresh] = _window_sums(rows, row_ids[refresh], lo[refresh], hi[refresh], shift[refresh])
+        median = _group_medians(search, row_ids, lo, hi, group, n_groups)
     count, mean, std = _group_moments(hi - lo, s1, s2, group, n_groups, centre)
     return count, mean, np.where(count > 0, median, np.nan), std
 
@@ -276,12 +334,14 @@ def clipped_from_cells(cells: SortedCells, sigma: float = SIGMA, maxiters: int =
     """
     n_cell, mean_cell, m2_cell = row_moments(cells.rows, cells.n_valid)
     sp = clip_sorted(cells.rows, cells.n_valid, sigma, maxiters, moments=(n_cell, mean_cell, m2_cell))
-    moments = (n_cell, mean_cell, m2_cell)
-    amp = _clip_groups(cells.rows, cells.n_valid, AMP_OF_CELL, N_AMPLIFIERS, moments, sigma, maxiters)
-    det = _clip_groups(cells.rows, cells.n_valid, DETECTOR_OF_CELL, 1, moments, sigma, maxiters)
+    moments = (n_cell[SCALE_ROWS], mean_cell[SCALE_ROWS], m2_cell[SCALE_ROWS])
+    both = _clip_groups(
+        cells.searcher, SCALE_ROWS, cells.n_valid[SCALE_ROWS], SCALE_GROUPS, N_AMPLIFIERS + 1, moments, sigma, maxiters
+    )
 
     def scale(i: int, cell_values: np.ndarray) -> ScaleValues:
-        return ScaleValues(float(det[i][0]), amp[i].astype(np.float64), cell_values.astype(np.float64))
+        values = both[i].astype(np.float64)
+        return ScaleValues(float(values[N_AMPLIFIERS]), values[:N_AMPLIFIERS], cell_values.astype(np.float64))
 
     return Clipped(mean=scale(1, sp.mean), median=scale(2, sp.median), std=scale(3, sp.std))
 
