@@ -74,19 +74,22 @@ def bad_pixels(data: np.ndarray, dq: np.ndarray, flags: tuple[str, ...]) -> np.n
     return bad
 
 
-def profiles_rms(filled: np.ndarray, bad: np.ndarray) -> tuple[ScaleValues, ScaleValues]:
+def profiles_rms(rows: np.ndarray, bad: np.ndarray, side: int) -> tuple[ScaleValues, ScaleValues]:
     """Row- and column-profile RMS of the detector and of each amplifier (super-pixels: NaN).
 
-    ``filled`` is the frame with its left-out pixels (flat indices ``bad``) set to 0. A row profile
-    value is the mean of a row's used pixels over the cell's columns (a whole row for the detector,
-    the amplifier's columns for an amplifier); a column profile value the mean of a column's used
-    pixels over all rows. The RMS is taken about the profile's mean, over the rows (columns) with a
-    used pixel.
+    ``rows`` are the frame's :func:`parity_rows` (unsorted) with its left-out pixels (flat frame
+    indices ``bad``) set to 0. A row profile value is the mean of a row's used pixels over the cell's
+    columns (a whole row for the detector, the amplifier's columns for an amplifier); a column profile
+    value the mean of a column's used pixels over all rows. The RMS is taken about the profile's mean,
+    over the rows (columns) with a used pixel.
     """
-    side = filled.shape[0]
+    cell = side // GRID
+    blocks = rows.reshape(2, GRID, GRID, cell, cell // 2)  # parity, block row, block column, row, column
+    row_sum = blocks.sum(axis=4).sum(axis=0, dtype=np.float64)  # (block row, amplifier, row)
+    row_sum = row_sum.transpose(0, 2, 1).reshape(side, N_AMPLIFIERS)
+    col_sum = blocks.sum(axis=1, dtype=np.float64).sum(axis=2)  # (parity, amplifier, column pair)
+    col_sum = col_sum.transpose(1, 2, 0).reshape(side)
     strip = side // N_AMPLIFIERS
-    row_sum = filled.reshape(side * N_AMPLIFIERS, strip).sum(axis=1).astype(np.float64).reshape(side, N_AMPLIFIERS)
-    col_sum = filled.reshape(GRID, side // GRID, side).sum(axis=1).sum(axis=0, dtype=np.float64)
     y, x = np.divmod(bad, side)
     row_n = strip - np.bincount(y * N_AMPLIFIERS + x // strip, minlength=side * N_AMPLIFIERS).reshape(side, -1)
     col_n = side - np.bincount(x, minlength=side)
@@ -95,9 +98,9 @@ def profiles_rms(filled: np.ndarray, bad: np.ndarray) -> tuple[ScaleValues, Scal
         row_det = row_sum.sum(axis=1) / row_n.sum(axis=1)
         col = np.where(col_n > 0, col_sum / col_n, np.nan)
     nan_sp = np.full(N_SUPERPIXELS, np.nan)
-    rows = ScaleValues(float(_rms(row_det, 0)), _rms(row_amp, 0), nan_sp)
-    cols = ScaleValues(float(_rms(col, 0)), _rms(col.reshape(N_AMPLIFIERS, strip), 1), nan_sp)
-    return rows, cols
+    rows_rms = ScaleValues(float(_rms(row_det, 0)), _rms(row_amp, 0), nan_sp)
+    cols_rms = ScaleValues(float(_rms(col, 0)), _rms(col.reshape(N_AMPLIFIERS, strip), 1), nan_sp)
+    return rows_rms, cols_rms
 
 
 def _parity_positions(bad: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,13 +125,12 @@ def bias_metrics(data: np.ndarray, dq: np.ndarray, options: BiasOptions) -> Moni
     """
     side = data.shape[0]
     bad = bad_pixels(data, dq, options.mask_dq_flags)
-    filled = np.array(data, dtype=np.float64 if data.dtype == np.float64 else np.float32)  # our own copy
-    filled.reshape(-1)[bad] = 0
-    row_rms, col_rms = profiles_rms(filled, bad)
-    rows = parity_rows(filled)
-    del filled
-    sums = row_sums(rows, np.full(N_ROWS, rows.shape[1]))  # the zeros of left-out pixels add nothing
-    rows[_parity_positions(bad, side)] = np.nan
+    rows = parity_rows(np.asarray(data, dtype=np.float64 if data.dtype == np.float64 else np.float32))
+    where = _parity_positions(bad, side)
+    rows[where] = 0  # the zeros of left-out pixels add nothing to the sums
+    row_rms, col_rms = profiles_rms(rows, bad, side)
+    sums = row_sums(rows, np.full(N_ROWS, rows.shape[1]))
+    rows[where] = np.nan
     rows, n_valid = sorted_rows(rows)
     g = groupings()
     everything, parts = Grouping.concat(g["superpixel"], g["amplifier"], g["detector"], g["parity"])
