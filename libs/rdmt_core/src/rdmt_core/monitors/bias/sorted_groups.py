@@ -12,10 +12,11 @@ A *grouping* is three arrays: ``row_ids`` (the physical row of each virtual row)
 and ``n_groups``. A physical row may appear in several groups (a super-pixel, its amplifier and the
 detector), each appearance with its own window ``[lo, hi)`` of kept values.
 
-Order statistics: the ``k``-th smallest value of the union of a group's windows is found by bisection
-over the ordered integer image of the floats, counting with a vectorised binary search in every row;
-the bracket starts at the rows' own ``k/n`` quantiles, which bound the union's (for a group of one row
-it is exact at once). Exact, no copy of the union.
+Order statistics: the ``k``-th smallest value of the union of a group's windows is searched for over
+the ordered integer image of the floats (interpolation steps alternating with bisection), counting with
+a vectorised binary search in every row; the bracket starts at the rows' own ``k/n`` quantiles, which
+bound the union's (for a group of one row it is exact at once). When every bracket holds at most
+``FINISH`` values they are gathered and ranked. Exact, no copy of the union.
 """
 
 from __future__ import annotations
