@@ -282,7 +282,7 @@ def failure_mosaic(
             if failing_amps.size:
                 axes.add_artist(_amplifier_bands(failing_amps.astype(float)))
             colour = STATUS_LINE[Status.FAIL] if found.failing else "#212121"
-            axes.set_title(f"{detector}: {found.describe()}", fontsize=9, color=colour)
+            axes.set_title(f"{detector}\n{found.describe()}", fontsize=8.5, color=colour, linespacing=1.1)
             for spine in axes.spines.values():
                 spine.set_edgecolor(colour)
                 spine.set_linewidth(3.0 if found.detector else 1.6 if found.failing else 0.6)
