@@ -191,6 +191,8 @@ def test_clean_delivery_says_all_passed(clean: DeliverySummary) -> None:
     assert note.title == "RDMT dark: all 16 detectors passed (run run-42)"
     assert "All 16 results passed" in note.text
     assert note.failed_detectors == []
+    # a first delivery: passed, and the history evaluators say they wait
+    assert "(no failing values; in 16, change and trend wait for earlier files)." in note.text
 
 
 def test_several_monitors_and_many_problems(results: list[FileResult]) -> None:

@@ -99,7 +99,9 @@ def format_notification(summary: DeliverySummary, config: NotifyConfig) -> Notif
                 "not be judged (no value: see the reports).",
             ]
         else:
-            lines += ["", f"All {_plural(len(summary.results), 'result')} passed (no failing values)."]
+            waiting = sum(1 for r in summary.results if r.waiting_for_history)
+            history = f"; in {waiting}, change and trend wait for earlier files" if waiting else ""
+            lines += ["", f"All {_plural(len(summary.results), 'result')} passed (no failing values{history})."]
     if summary.problems:
         lines += ["", _problems_line(summary)]
     lines += ["", f"Report: {_report_link(summary, config)}"]
