@@ -13,7 +13,7 @@ $(STAMP): libs/rdmt_core/pyproject.toml services/pyproject.toml
 	$(BIN)/python -m pip install --quiet -e 'libs/rdmt_core[dev]' -e services
 	touch $(STAMP)
 
-## demo: set up, then monitor two synthetic full-size dark deliveries (WFI01..WFI18) on the embedded store
+## demo: set up, then monitor synthetic full-size deliveries of every monitored type (WFI01..WFI18) on the embedded store
 demo: $(STAMP)
 	$(BIN)/rdmt demo --output demo-output
 
@@ -30,9 +30,10 @@ test-containers: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e 'libs/rdmt_core[containers]'
 	RDMT_CONTAINERS=1 $(BIN)/python -m pytest tests/containers -rs $(PYTEST_ARGS)
 
-## bench: speed and memory of the dark and Level-2 monitors on full-size files, a burst through all services, start-up and recovery times
+## bench: speed and memory of the reference-file and Level-2 monitors on full-size files, a burst through all services, start-up and recovery times
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_dark.py
+	$(BIN)/python benchmarks/bench_reference.py
 	$(BIN)/python benchmarks/bench_l2.py
 	$(BIN)/python benchmarks/bench_burst.py
 	$(BIN)/python benchmarks/bench_startup.py

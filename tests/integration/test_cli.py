@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -245,13 +246,15 @@ def test_sql_names_the_tables_without_their_database(tmp_path, store_url, two_de
 
 @pytest.mark.slow
 def test_the_demo_runs_end_to_end_at_a_reduced_size(tmp_path):
-    """`rdmt demo` (what `make demo` runs) at 256 pixels: both deliveries and the exposure are monitored and stored.
+    """`rdmt demo` (what `make demo` runs) at 256 pixels: every delivery and the exposure are monitored and stored.
 
     At this size the change evaluator flags clean detectors too (issue 11): only completion is checked here.
     """
-    output = tmp_path / "demo"
+    output, scratch = tmp_path / "demo", tmp_path / "tmp"
+    scratch.mkdir()
     proc = subprocess.run([str(Path(sys.executable).with_name("rdmt")), "demo", "--size", "256", "--output",
-                           str(output)], capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
+                           str(output)], capture_output=True, text=True, timeout=900, check=False,
+                          env=os.environ | {"TMPDIR": str(scratch)})  # fmt: skip
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     # it says up front how long it takes, labels a small run as a smoke run, and shows progress at each step
     first = proc.stdout.splitlines()[0]
@@ -260,9 +263,21 @@ def test_the_demo_runs_end_to_end_at_a_reduced_size(tmp_path):
     assert proc.stdout.count("18 of 18 dark files written") == 2
     assert "18 of 18 Level-2 images (galsim.roman PSFs) written" in proc.stdout
     assert proc.stdout.index("monitoring the 18 files of demo-delivery-1") < proc.stdout.index("run demo-delivery-1:")
-    for run_id in ("demo-delivery-1", "demo-delivery-2", "demo-exposure-1"):
+    from rdmt_core.cli.demo import REFERENCE_DELIVERIES
+
+    references = [f"demo-{monitor}-1" for monitor in REFERENCE_DELIVERIES]
+    for run_id in ("demo-delivery-1", "demo-delivery-2", *references, "demo-exposure-1"):
         assert (output / "reports" / f"overview_{run_id}.html").is_file(), run_id
+    assert "18 of 18 FLAT files (F158) written" in proc.stdout
+    assert not any(scratch.iterdir())  # the synthetic inputs are gone
     code, out, _ = _run("sql", "SELECT monitor, count() AS n FROM files GROUP BY monitor ORDER BY monitor",
                         "--store", f"chdb://{output / 'store'}", "--format", "csv")  # fmt: skip
     assert code == 0
-    assert out.splitlines()[1:] == ["astrometry,18", "background,18", "dark,36", "one_over_f,18", "psf_shape,18"]
+    counts = dict(line.split(",") for line in out.splitlines()[1:])
+    expected = {"astrometry": 18, "background": 18, "dark": 36, "one_over_f": 18, "psf_shape": 18}
+    assert counts == {name: str(n) for name, n in (expected | dict.fromkeys(REFERENCE_DELIVERIES, 18)).items()}
+    failed = _run("sql", "SELECT monitor, detector FROM files WHERE status = 'fail' AND monitor IN "
+                  f"({', '.join(repr(m) for m in REFERENCE_DELIVERIES)})", "--store", f"chdb://{output / 'store'}",
+                  "--format", "csv")[1]  # fmt: skip
+    for monitor, (detector, _) in REFERENCE_DELIVERIES.items():  # found even in a smoke run
+        assert f"{monitor},{detector}" in failed.splitlines(), (monitor, failed)

@@ -175,3 +175,24 @@ def test_a_monitors_figures_never_share_a_file_name_with_its_maps(name, tmp_path
     names = [path.name for path in report.figures]
     assert len(names) == len(set(names)), f"{name}: figure files written twice: {sorted(names)}"
     assert all(path.is_file() for path in report.figures)
+
+
+@pytest.mark.parametrize("name", MONITORS)
+def test_metric_names_are_identifiers(name):
+    """Figure names rely on it: ``<stem>_<metric>-vs-previous.png`` can never be a metric's own map."""
+    monitor = registered_monitors()[name]
+    assert all(spec.name.isidentifier() for spec in monitor.metric_specs), name
+
+
+@pytest.mark.parametrize("name", MONITORS)
+def test_a_reference_monitor_with_example_files_is_in_the_demo(name):
+    """The demo delivers every reference type a monitor can write example files of, with its anomaly."""
+    import importlib
+
+    from rdmt_core.cli.demo import REFERENCE_DELIVERIES
+
+    monitor = registered_monitors()[name]
+    examples = importlib.import_module(f"{monitor.__module__.rpartition('.')[0]}.examples")
+    if monitor.reftypes and hasattr(examples, "reference_arrays"):
+        assert name in REFERENCE_DELIVERIES, f"{name}: add its delivery to rdmt_core.cli.demo.REFERENCE_DELIVERIES"
+    assert set(REFERENCE_DELIVERIES) <= set(registered_monitors())
