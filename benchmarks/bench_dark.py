@@ -19,7 +19,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
     os.environ[_var] = "1"
 
 import json  # noqa: E402
-import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -111,17 +110,18 @@ def child_peak_memory(path: str, store: str) -> None:
         store_url=f"chdb://{store}", outputs={"ecsv": False, "report": False, "notify": False}
     )
     with EmbeddedPipeline(config, run_id="mem") as pipeline:
-        baseline = _rss_now_mb()
+        baseline = _status_mb("VmRSS")
         outcome = pipeline.process(path)
         assert outcome.problem is None, outcome.problem
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mb("VmHWM")  # not ru_maxrss: that one keeps the parent's peak across fork and exec
     print(json.dumps({"baseline_mb": baseline, "peak_mb": peak}))
 
 
-def _rss_now_mb() -> float:
+def _status_mb(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process, from /proc (Linux), in MiB."""
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
