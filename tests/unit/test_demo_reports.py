@@ -27,6 +27,7 @@ from rdmt_core.config import load_config
 from rdmt_core.outputs.figures import DetectorFailures, failure_mosaic
 from rdmt_core.outputs.html import STATUS_LINE
 from rdmt_core.outputs.overview import FOCAL_PLANE_COLUMNS
+from rdmt_core.outputs.report import change_map
 from rdmt_core.pipeline import EmbeddedPipeline
 from rdmt_core.records import Status
 from rdmt_core.synthetic import write_dark_delivery
@@ -91,6 +92,23 @@ def test_the_demo_s_hot_cluster_is_in_a_smaller_frame_too(dark_runs: Path) -> No
     markdown, _ = _report(dark_runs, "WFI07", "11")
     assert "Overall status: **FAIL**" in markdown
     assert re.search(r"\| n_hot_pixels \|.*\*\*fail", markdown)
+
+
+def test_a_new_hot_cluster_is_drawn_as_the_difference_from_the_previous_file(dark_runs: Path) -> None:
+    """Counts rise from 0 in the cluster's super-pixels: no ratio there, so the map is the difference."""
+    markdown, _ = _report(dark_runs, "WFI07", "11")
+    stem = "WFI07_dark_DARK_20261101T000000"
+    difference = dark_runs / f"{stem}_n_hot_pixels-vs-previous.png"
+    assert difference.is_file() and has_colour(difference, RED)
+    section = markdown.split("## n_hot_pixels")[1].split("\n## ")[0]
+    assert "The difference from the previous file of this identity in each super-pixel" in section
+
+
+def test_the_comparison_map_reads_a_rise_from_zero_and_a_steady_zero() -> None:
+    values, previous = np.array([0.0, 5.0, 2.0, np.nan, -6.0]), np.array([0.0, 0.0, 4.0, 1.0, -3.0])
+    ratio = change_map(values, previous, difference=False)
+    assert ratio[0] == 1.0 and ratio[1] == np.inf and ratio[2] == 0.5 and np.isnan(ratio[3])
+    assert list(change_map(values, previous, difference=True))[:3] == [0.0, 5.0, -2.0]
 
 
 def test_figure_names_never_repeat_within_a_report(dark_runs: Path) -> None:

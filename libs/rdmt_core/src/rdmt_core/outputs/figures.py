@@ -34,7 +34,7 @@ _MISSING = "#d9d9d9"
 # colours of the super-pixel maps, here and in the Level-2 background map
 MAP_COLOURS = mpl.colormaps["viridis"].with_extremes(under="#000000", over="#ff4fd8", bad=_MISSING)
 _FAILURE_COLOURS = mpl.colormaps["Reds"].with_extremes(bad=_MISSING)
-# ratio to the previous file: white at 1, blue below, red above
+# comparison with the previous file: white when unchanged, blue below, red above
 RATIO_COLOURS = mpl.colormaps["RdBu_r"].with_extremes(under="#08306b", over="#67000d", bad=_MISSING)
 _INSET_SQUARE = 0.42 * np.array([[-1, -1], [1, -1], [1, 1], [-1, 1], [-1, -1]])
 _SQUARE_CODES = [MplPath.MOVETO, MplPath.LINETO, MplPath.LINETO, MplPath.LINETO, MplPath.CLOSEPOLY]
@@ -57,14 +57,19 @@ def colour_range(values: np.ndarray, count: bool) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def ratio_range(ratio: np.ndarray) -> tuple[float, float]:
-    """Colour limits of a ratio map: symmetric about 1, out to the 1st/99th percentile (at least +-1 %)."""
-    finite = ratio[np.isfinite(ratio)]
+def diverging_range(values: np.ndarray, centre: float) -> tuple[float, float]:
+    """Colour limits of a comparison map: symmetric about ``centre``, out to the 1st/99th percentile.
+
+    At least 1 % of ``centre`` either side (or 1 for a centre of 0); infinities are left to the
+    map's extension colours.
+    """
+    finite = values[np.isfinite(values)]
+    least = 0.01 * abs(centre) or 1.0
     if finite.size == 0:
-        return 0.99, 1.01
+        return centre - least, centre + least
     low, high = np.percentile(finite, [1.0, 99.0])
-    half = max(abs(1.0 - low), abs(high - 1.0), 0.01)
-    return 1.0 - half, 1.0 + half
+    half = max(abs(centre - low), abs(high - centre), least)
+    return centre - half, centre + half
 
 
 def _outline(cells: np.ndarray, colour: str, width: float) -> PathPatch:
@@ -89,8 +94,8 @@ def _outline(cells: np.ndarray, colour: str, width: float) -> PathPatch:
 class _MapCanvas:
     """One figure with a map and its colour bar, redrawn for each metric of one flavour.
 
-    Flavours: ``"value"`` (robust range), ``"count"`` (full range, integer ticks) and ``"ratio"``
-    (a value over the previous file's, on a diverging scale centred on 1).
+    Flavours: ``"value"`` (robust range), ``"count"`` (full range, integer ticks) and ``"compare"``
+    (a ratio to, or difference from, the previous file's values, on a diverging scale).
     """
 
     def __init__(self, flavour: str) -> None:
@@ -102,7 +107,7 @@ class _MapCanvas:
             np.zeros((GRID, GRID)),
             origin="lower",
             interpolation="nearest",
-            cmap=RATIO_COLOURS if flavour == "ratio" else MAP_COLOURS,
+            cmap=RATIO_COLOURS if flavour == "compare" else MAP_COLOURS,
             norm=Normalize(0, 1),
         )
         # Rates and ratios use a robust (percentile) range, so values beyond it exist: show them as extensions.
@@ -119,9 +124,14 @@ class _MapCanvas:
         self.legend = self.figure.text(0.11, 0.025, "", fontsize=8)
         self.outlines: list[PathPatch] = []
 
-    def draw(self, values: np.ndarray, severity: np.ndarray, path: Path, title: str, unit: str) -> None:
+    def draw(
+        self, values: np.ndarray, severity: np.ndarray, path: Path, title: str, unit: str, centre: float | None
+    ) -> None:
         self.image.set_data(values.reshape(GRID, GRID))
-        limits = ratio_range(values) if self.flavour == "ratio" else colour_range(values, self.flavour == "count")
+        if centre is not None:
+            limits = diverging_range(values, centre)
+        else:
+            limits = colour_range(values, self.flavour == "count")
         self.image.set_clim(*limits)
         self.bar.set_label(unit)
         self.axes.set_title(title, fontsize=11)
@@ -143,7 +153,7 @@ class SuperpixelMaps:
     """Draws super-pixel maps, reusing one figure per flavour across metrics.
 
     Reusing the figure saves building axes and ticks for every map (one figure per flavour:
-    value, count, ratio). An instance is not
+    value, count, compare). An instance is not
     thread-safe; use one per thread (each report makes its own).
     """
 
@@ -159,7 +169,7 @@ class SuperpixelMaps:
         title: str,
         unit: str,
         count: bool,
-        ratio: bool = False,
+        centre: float | None = None,
     ) -> None:
         """Draw a metric's 32x32 super-pixel map to ``path`` (PNG).
 
@@ -180,16 +190,16 @@ class SuperpixelMaps:
             True for pixel counts: full linear range and integer ticks. Otherwise the colour
             range is the 1st to 99th percentile and values beyond it take the extension colours
             (black below, pink above).
-        ratio : bool
-            The values are ratios to the previous file: a diverging scale centred on 1, symmetric
-            out to the 1st/99th percentile (``count`` is then ignored).
+        centre : float, optional
+            The values compare with the previous file (a ratio: 1, a difference: 0): a diverging
+            scale centred there, symmetric out to the 1st/99th percentile (``count`` is then ignored).
         """
         if values.shape != (N_SUPERPIXELS,) or severity.shape != (N_SUPERPIXELS,):
             raise ValueError(f"expected {N_SUPERPIXELS} super-pixel values and severities, got {values.shape}")
-        flavour = "ratio" if ratio else "count" if count else "value"
+        flavour = "compare" if centre is not None else "count" if count else "value"
         if flavour not in self._canvases:
             self._canvases[flavour] = _MapCanvas(flavour)
-        self._canvases[flavour].draw(values, severity, path, title, unit)
+        self._canvases[flavour].draw(values, severity, path, title, unit, centre)
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,8 @@ def _evaluator_cell(evaluator: str, status: str, reason: str, value: float, refe
     if state == Status.INCOMPLETE:
         return Span("no history yet" if waits_for_history(reason) else f"incomplete: {reason}", status=state)
     if evaluator == "change" and np.isfinite(reference) and reference != 0 and np.isfinite(value):
-        return Span(f"{state.value}: {value / reference - 1:+.1%}", status=state)
+        # as the change evaluator computes it: relative to the magnitude of the previous value
+        return Span(f"{state.value}: {(value - reference) / abs(reference):+.1%}", status=state)
     if state in _FLAGGED and np.isfinite(reference):
         what = "median" if evaluator == "trend" else "limit"
         return Span(f"{state.value} ({what} {format_number(reference, count)})", status=state)
@@ -233,56 +234,81 @@ def _amplifier_blocks(metric: Metric, blocks: list[EvaluationBlock]) -> list[Blo
     ]
 
 
+def change_map(values: np.ndarray, previous: np.ndarray, difference: bool) -> np.ndarray:
+    """What the comparison map draws: ``values - previous``, or ``values / previous``.
+
+    The ratio reads 1 where both are 0 and +inf (the map's "over" colour) where a value rose from 0;
+    NaN (grey) only where either is missing. Counts and signed metrics use the difference: a count
+    that rises from 0 (a new hot cluster) or a signed value that crosses 0 has no meaningful ratio.
+    """
+    if difference:
+        return values - previous
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = values / previous
+    ratio[(previous == 0) & (values == 0)] = 1.0
+    ratio[(previous == 0) & (values != 0)] = np.inf * np.sign(values[(previous == 0) & (values != 0)])
+    return ratio
+
+
 def _superpixel_maps(
     result: FileResult, metric: Metric, blocks: list[EvaluationBlock], directory: Path, maps: SuperpixelMaps
 ) -> tuple[list[Block], list[Path]]:
-    """The metric's super-pixel map, and its ratio to the previous file when the change evaluator flags cells.
+    """The metric's super-pixel map, and its change from the previous file when the change evaluator flags cells.
 
-    A change failure outlined over the values would hide them (a 40 % rise fails every cell):
-    the change verdicts go on the ratio map and the value map keeps the other evaluators'.
+    A change failure outlined over the values would hide them (a 40 % rise fails every cell): the
+    change verdicts go on the comparison map (the ratio to the previous file; the difference for
+    counts and signed metrics) and the value map keeps the other evaluators'.
     """
-    identity, name = result.identity, metric.spec.name
+    identity, spec = result.identity, metric.spec
+    name = spec.name
     values = metric.values.at("superpixel")
     change = [b for b in blocks if b.evaluator == "change"]
     change_severity = worst_severity(change, "superpixel")
-    by_ratio = bool((change_severity >= Status.CAUTION.severity).any())
-    others = [b for b in blocks if b.evaluator != "change"] if by_ratio else blocks
+    compared = bool((change_severity >= Status.CAUTION.severity).any())
+    others = [b for b in blocks if b.evaluator != "change"] if compared else blocks
     severity = worst_severity(others, "superpixel")
+    difference = spec.extensive or spec.two_sided
     drawn: list[tuple[Path, str, str]] = []
-    maps_to_draw = [(directory / figure_name(result, name), values, severity, False)]
-    if by_ratio:
+    maps_to_draw = [(directory / figure_name(result, name), values, severity, None)]
+    if compared:
         previous = np.full(values.shape, np.nan)
         for block in change:
             previous[cell_positions(block)] = block.reference
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(previous != 0, values / previous, np.nan)
-        maps_to_draw.append((directory / ratio_figure_name(result, name), ratio, change_severity, True))
+        shown = change_map(values, previous, difference)
+        maps_to_draw.append((directory / ratio_figure_name(result, name), shown, change_severity, difference))
     out: list[Block] = [Heading("Super-pixels", level=3)]
-    for path, shown, outlined, is_ratio in maps_to_draw:
+    what = "difference from" if difference else "ratio to"
+    for path, shown, outlined, is_difference in maps_to_draw:
+        comparison = is_difference is not None
         try:
             maps.draw(
                 shown,
                 outlined,
                 path,
-                title=f"{name}{' / previous file' if is_ratio else ''}, {identity.detector}",
-                unit="ratio to the previous file" if is_ratio else metric.spec.unit,
-                count=metric.spec.extensive,
-                ratio=is_ratio,
+                title=f"{name}{(' - previous file' if is_difference else ' / previous file') if comparison else ''}, "
+                f"{identity.detector}",
+                unit=(f"{spec.unit} since the previous file" if is_difference else "ratio to the previous file")
+                if comparison
+                else spec.unit,
+                count=spec.extensive,
+                centre=(0.0 if is_difference else 1.0) if comparison else None,
             )
         except Exception as exc:  # a figure is never worth losing the report (or the run) for
             log.warning("super-pixel map %s not drawn: %s: %s", path.name, type(exc).__name__, exc, exc_info=True)
             out.append(Paragraph(f"Map not drawn: could not be drawn ({type(exc).__name__}: {exc})."))
             continue
         n_fail = int(np.count_nonzero(outlined == Status.FAIL.severity))
-        if is_ratio:
+        if comparison:
             caption = (
-                f"Ratio of each super-pixel to the previous file of this identity (white: unchanged); {n_fail} "
-                "super-pixels failing the change test outlined in red."
+                f"The {what} the previous file of this identity in each super-pixel (white: unchanged; "
+                f"{'a rise from 0 takes the top colour; ' if not is_difference else ''}grey: no value); "
+                f"{n_fail} super-pixels failing the change test outlined in red."
             )
         else:
             caption = f"32x32 super-pixels, row 0 at the bottom; {n_fail} failing super-pixels outlined in red"
-            caption += " (change failures are on the ratio map below)." if by_ratio else "."
-        drawn.append((path, f"{name} {'ratio ' if is_ratio else ''}super-pixel map of {identity.detector}", caption))
+            caption += f" (change failures are on the map of the {what} the previous file below)." if compared else "."
+        label = f"{what} previous " if comparison else ""
+        drawn.append((path, f"{name} {label}super-pixel map of {identity.detector}", caption))
     out += [Image(path.name, alt, caption) for path, alt, caption in drawn]
     return out, [path for path, _, _ in drawn]
 
