@@ -54,7 +54,9 @@ def deliveries(size: int = 4096) -> tuple:
             "demo-delivery-2",
             datetime(2026, 11, 1),
             {
-                "WFI07": Anomaly(hot_cluster=HotCluster(row=1300 * size // 4096, col=2600 * size // 4096, side=96)),
+                "WFI07": Anomaly(
+                    hot_cluster=HotCluster(row=1300 * size // 4096, col=min(2600 * size // 4096, size - 96), side=96)
+                ),
                 "WFI12": Anomaly(dark_scale=1.4),
             },
         ),

@@ -9,6 +9,7 @@ and set in bold in Markdown. No file other than the two documents is written her
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -205,10 +206,17 @@ def to_html(title: str, blocks: Sequence[Block]) -> str:
     return page(title, body)
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename: a reader never sees half a page."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
 def write_document(title: str, blocks: Sequence[Block], markdown: Path, html: Path) -> None:
-    """Write the document to ``markdown`` and ``html`` (UTF-8)."""
-    markdown.write_text(to_markdown(title, blocks), encoding="utf-8")
-    html.write_text(to_html(title, blocks), encoding="utf-8")
+    """Write the document to ``markdown`` and ``html`` (UTF-8, each replaced atomically)."""
+    write_atomically(markdown, to_markdown(title, blocks))
+    write_atomically(html, to_html(title, blocks))
 
 
 def replace_navigation(markdown: Path, html: Path, block: Navigation) -> bool:
@@ -224,6 +232,6 @@ def replace_navigation(markdown: Path, html: Path, block: Navigation) -> bool:
         return False
     if not (md_line.search(md_text) and html_line.search(html_text)):
         return False
-    markdown.write_text(md_line.sub(lambda _: _md_navigation(block), md_text, count=1), encoding="utf-8")
-    html.write_text(html_line.sub(lambda _: _html_navigation(block), html_text, count=1), encoding="utf-8")
+    write_atomically(markdown, md_line.sub(lambda _: _md_navigation(block), md_text, count=1))
+    write_atomically(html, html_line.sub(lambda _: _html_navigation(block), html_text, count=1))
     return True

@@ -5,13 +5,18 @@ and exposure mode, where the file has them) whose report sits in the same direct
 stems differ only in the file time at the end (:func:`.names.series_stem`). A report is
 written with its series line, and writing it rewrites the line of its neighbours too, so a
 delivery that arrives later (or a reprocessed one, earlier) is linked both ways. Only the
-marked line is rewritten, never the rest of a report.
+marked line is rewritten, never the rest of a report. Pages are replaced atomically (a temporary file and a
+rename) under a lock file in the directory (``.rdmt-series.lock``), so an ``rdmt run`` and a sink writing to
+one directory never read a half-written neighbour.
 """
 
 from __future__ import annotations
 
+import fcntl
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -21,6 +26,18 @@ from .names import STEM_TIME, file_stem, series_stem
 
 SERIES_MARK = "series"
 _LOCK = threading.Lock()  # reports of one series written from several threads rewrite each other's lines
+LOCK_FILE = ".rdmt-series.lock"  # and from several processes (an rdmt run and a sink sharing a directory)
+
+
+@contextmanager
+def _series_lock(directory: Path) -> Iterator[None]:
+    """Held while a series' lines are read and rewritten: one thread of this process, one process at a time."""
+    with _LOCK, open(directory / LOCK_FILE, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def series_reports(directory: Path, series: str) -> list[str]:
@@ -59,7 +76,7 @@ def series_navigation(series: str, stems: list[str], index: int) -> Navigation:
 def link_series(directory: Path, result: FileResult) -> None:
     """Rewrite the series lines of ``result``'s report and of its neighbours in ``directory``."""
     series = series_stem(result)
-    with _LOCK:
+    with _series_lock(directory):
         stems = series_reports(directory, series)
         try:
             index = stems.index(file_stem(result))
