@@ -373,3 +373,34 @@ def test_masks_over_the_message_budget_are_left_out_and_named() -> None:
     assert set(record["masks"]) == {"hot"} and record["notes"]["pixel masks"].startswith(
         "not sent, too large for one message: dead"
     )
+
+
+def test_a_dark_agrees_with_the_mask_of_its_detector(tmp_path) -> None:
+    """A MASK through the mask monitor, then a DARK: hot_mask_agreement against the MASK's HOT flags."""
+    from astropy.time import Time
+    from roman_datamodels import datamodels as dm
+    from roman_datamodels import dqflags
+
+    from rdmt_core.synthetic import dark_arrays
+
+    _, _, dark_dq = dark_arrays("WFI07", SIDE, 1)
+    hot = (dark_dq & dqflags.pixel.HOT) != 0
+    flags = np.zeros((SIDE, SIDE), np.uint32)
+    flags[: SIDE // 2][hot[: SIDE // 2]] = dqflags.pixel.HOT  # the mask flags the top half's hot pixels only
+    model = dm.MaskRefModel.create_fake_data(shape=(SIDE, SIDE))
+    model.meta.instrument.detector = "WFI07"
+    model.meta.useafter = Time(datetime(2025, 12, 1))
+    model.dq = flags
+    model.save(tmp_path / "mask_wfi07.asdf")
+    dark = write_dark_delivery(tmp_path / "d1", datetime(2026, 1, 1), SIDE, 1, detectors=("WFI07",))
+    with EmbeddedPipeline(_config(tmp_path), run_id="one") as pipeline:
+        summary, outcomes = pipeline.run([str(tmp_path / "mask_wfi07.asdf"), *map(str, dark)])
+    assert [o.problem for o in outcomes] == [None, None]
+    result = _dark(summary.results)
+    agreement = _by_name(result.metrics)["hot_mask_agreement"]
+    assert result.notes["hot mask agreement"] == "against MASK/WFI07/2025-12-01T00:00:00.000"
+    assert agreement.detector == pytest.approx(hot[: SIDE // 2].sum() / hot.sum())
+    top, bottom = agreement.superpixel[: 32 * 16], agreement.superpixel[32 * 16 :]
+    assert set(top[np.isfinite(top)]) == {1.0} and set(bottom[np.isfinite(bottom)]) == {0.0}
+    mask_result = next(r for r in summary.results if r.monitor == "mask")
+    assert "n_new_hot" in {m.spec.name for m in mask_result.metrics}

@@ -96,4 +96,16 @@ def mask_metrics(dq: np.ndarray, options: MaskOptions) -> MonitorResult:
         f"reference pixels ({', '.join(options.reference_flags) or 'none'}) left out: {int(n_reference.sum())}",
         "flagged super-pixels": f"{flagged} of {N_SUPERPIXELS} have a flagged pixel",
     }
-    return MonitorResult([Metric(spec, values[spec.name]) for spec in METRICS], notes)
+    return MonitorResult([Metric(spec, values[spec.name]) for spec in METRICS], notes, masks=flag_masks(dq))
+
+
+def flag_masks(dq: np.ndarray) -> dict[str, np.ndarray]:
+    """One boolean image per flag of ``MASK_FLAGS``, by lower-case name (from the non-zero DQ pixels only)."""
+    nonzero = np.flatnonzero(dq.astype(bool))
+    values = dq.reshape(-1)[nonzero].astype(np.int64)
+    masks = {}
+    for flag, bit in zip(MASK_FLAGS, BITS, strict=True):
+        mask = np.zeros(dq.size, dtype=bool)
+        mask[nonzero[(values & bit) != 0]] = True
+        masks[flag.lower()] = mask.reshape(dq.shape)
+    return masks

@@ -11,9 +11,10 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel
 
+from ...pixel_masks import derived_specs
 from ...records import ArraySpec
 from ..base import Context, ExpectedFailure, Monitor, MonitorResult
-from .options import METRICS, MaskOptions
+from .options import METRICS, TRACKED_PIXELS, MaskOptions
 
 
 class MaskMonitor(Monitor):
@@ -25,7 +26,8 @@ class MaskMonitor(Monitor):
     reftypes = frozenset({"MASK"})
     arrays = {"dq": ArraySpec("ui")}  # noqa: RUF012
     options_model = MaskOptions
-    metric_specs = METRICS
+    tracked_pixels = TRACKED_PIXELS  # every flag: n_new_/n_recovered_<flag> since the previous MASK
+    metric_specs = METRICS + derived_specs(name, TRACKED_PIXELS)
     anomaly: ClassVar[ExpectedFailure] = ExpectedFailure("n_dead", "new 96x96 cluster of DEAD pixels")
 
     @classmethod

@@ -36,6 +36,9 @@ MASK_FLAGS = (
     "REFERENCE_PIXEL",
 )
 
+# the pixel classes whose masks the monitor returns (rdmt_core.pixel_masks): every flag, by its lower-case name
+TRACKED_PIXELS = tuple(flag.lower() for flag in MASK_FLAGS)
+
 
 def count_metric(flag: str) -> str:
     """The metric counting the pixels with ``flag``: ``n_dead`` for DEAD."""
