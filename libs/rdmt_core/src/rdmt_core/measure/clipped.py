@@ -15,7 +15,9 @@ sorted once and summed once, whatever the number of iterations.
 
 A union of rows (the detector as the union of its 32 amplifier strips) has its
 median found by bisection over the ordered integer image of the floats, counting
-with one ``searchsorted`` per row, so the union is never merged or copied.
+with one ``searchsorted`` per row, so the union is never merged or copied. For arbitrary unions of
+rows, several scales in one pass (an amplifier as the union of its super-pixel rows), see
+:mod:`rdmt_core.measure.grouped`, which clips by the same rule and uses this module's searches and sums.
 Non-finite values (NaN, +-inf) are ignored everywhere.
 """
 
@@ -33,7 +35,7 @@ MAXITERS = 5  # astropy's default number of clipping iterations
 # Remove the trimmed values' sums from the window's sums only while the remainder keeps at least
 # this fraction of the squared deviations; below it (a window of a few values under huge outliers)
 # the window is summed again, so float64 cancellation never decides a bound.
-_REFRESH_FRACTION = 1e-8
+REFRESH_FRACTION = 1e-8
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def _first_nan(rows: np.ndarray) -> np.ndarray:
     return lo
 
 
-def _search(
+def search_windows(
     rows: np.ndarray, row_ids: np.ndarray, lo: np.ndarray, hi: np.ndarray, value: np.ndarray, right: bool
 ) -> np.ndarray:
     """For rows ``row_ids``, the first index in ``[lo, hi)`` whose value is >= ``value`` (> with ``right``)."""
@@ -111,7 +113,7 @@ def _search(
     return lo
 
 
-def _window_sums(rows: np.ndarray, row_ids: np.ndarray, starts: np.ndarray, stops: np.ndarray, shift: np.ndarray):
+def window_sums(rows: np.ndarray, row_ids: np.ndarray, starts: np.ndarray, stops: np.ndarray, shift: np.ndarray):
     """Sums of ``x - shift`` and ``(x - shift)**2`` over ``rows[r, start:stop]`` for each (r, start, stop), float64."""
     lengths = np.maximum(stops - starts, 0)
     total = int(lengths.sum())
@@ -209,7 +211,7 @@ def clip_sorted(
     iterations = 0
     active = np.ones(n_groups, dtype=bool)
     for _ in range(maxiters):
-        count, mean, std = _group_moments(hi - lo, s1, s2, group, n_groups, centre)
+        count, mean, std = group_moments(hi - lo, s1, s2, group, n_groups, centre)
         median = _medians(rows, lo, hi, union)
         with np.errstate(invalid="ignore"):
             low_bound = (median - sigma * std)[group]
@@ -218,8 +220,8 @@ def clip_sorted(
         new_lo, new_hi = lo.copy(), hi.copy()
         if live.any():
             r = np.nonzero(live)[0]
-            new_lo[r] = _search(rows, r, lo[r], hi[r], low_bound[r], right=False)
-            new_hi[r] = _search(rows, r, new_lo[r], hi[r], high_bound[r], right=True)
+            new_lo[r] = search_windows(rows, r, lo[r], hi[r], low_bound[r], right=False)
+            new_hi[r] = search_windows(rows, r, new_lo[r], hi[r], high_bound[r], right=True)
         changed = (new_lo != lo) | (new_hi != hi)
         iterations += 1
         if not changed.any():
@@ -228,16 +230,16 @@ def clip_sorted(
         ids = np.concatenate([r, r])
         starts = np.concatenate([lo[r], new_hi[r]])
         stops = np.concatenate([new_lo[r], hi[r]])
-        t1, t2 = _window_sums(rows, ids, starts, stops, shift[ids])
+        t1, t2 = window_sums(rows, ids, starts, stops, shift[ids])
         s1[r] -= t1[: len(r)] + t1[len(r) :]
         before = s2[r].copy()
         s2[r] -= t2[: len(r)] + t2[len(r) :]
         lo, hi = new_lo, new_hi
-        refresh = r[(s2[r] < _REFRESH_FRACTION * before) | (s2[r] < 0)]
+        refresh = r[(s2[r] < REFRESH_FRACTION * before) | (s2[r] < 0)]
         if refresh.size:
-            s1[refresh], s2[refresh] = _window_sums(rows, refresh, lo[refresh], hi[refresh], shift[refresh])
+            s1[refresh], s2[refresh] = window_sums(rows, refresh, lo[refresh], hi[refresh], shift[refresh])
         active = np.bincount(group[r], minlength=n_groups) > 0
-    count, mean, std = _group_moments(hi - lo, s1, s2, group, n_groups, centre)
+    count, mean, std = group_moments(hi - lo, s1, s2, group, n_groups, centre)
     median = _medians(rows, lo, hi, union)
     n_group_valid = np.bincount(group, weights=np.asarray(n_valid, dtype=np.float64), minlength=n_groups)
     return ClippedStats(
@@ -269,7 +271,7 @@ def row_moments(rows: np.ndarray, n_valid: np.ndarray) -> tuple[np.ndarray, np.n
     return n, shift.astype(np.float64) + offset, np.maximum(s2 - s1 * offset, 0.0)
 
 
-def _group_moments(
+def group_moments(
     n: np.ndarray, s1: np.ndarray, s2: np.ndarray, group: np.ndarray, n_groups: int, centre: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Count, mean and std (ddof=0) of each group from its rows' shifted sums."""

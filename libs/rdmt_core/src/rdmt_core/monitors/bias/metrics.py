@@ -6,8 +6,9 @@ non-finite pixels are left out of every metric.
 The frame is copied once into *column-parity rows*: one row per (column parity, super-pixel),
 2,048 rows, each sorted once. A super-pixel is the union of its two rows, an amplifier's even
 (odd) columns the union of its 32 even (odd) rows, an amplifier the union of 64 rows and the
-detector of all 2,048; medians and the clipped spread are exact order statistics of those unions
-(:mod:`.sorted_groups`). The row and column profiles are means over the used pixels.
+detector of all 2,048; medians and the sigma-clipped std (astropy's rules: median and std of the
+kept values recomputed each iteration) are exact statistics of those unions
+(:mod:`rdmt_core.measure.grouped`). The row and column profiles are means over the used pixels.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ import numpy as np
 
 from ...geometry import GRID, N_AMPLIFIERS, N_SUPERPIXELS
 from ...measure.blockstats import ScaleValues
-from ...measure.clipped import sorted_rows
 from ...measure.dq import flagged_pixels
+from ...measure.grouped import Grouping, SortedRows, clip, moments_of_sums, percentiles, row_sums
 from ...records import Metric
 from ..base import MonitorResult
 from .options import METRICS, BiasOptions
-from .sorted_groups import Grouping, clipped_std, percentiles, row_sums
 
 N_ROWS = 2 * N_SUPERPIXELS  # column-parity rows: parity * 1024 + super-pixel
 
@@ -47,10 +47,10 @@ def groupings() -> dict[str, Grouping]:
     column = rows % GRID  # amplifier (0-based) of the row's super-pixel
     parity = rows // N_SUPERPIXELS
     return {
-        "superpixel": Grouping(rows, rows % N_SUPERPIXELS, N_SUPERPIXELS),
-        "amplifier": Grouping(rows, column, N_AMPLIFIERS),
-        "detector": Grouping(rows, np.zeros(N_ROWS, dtype=np.int64), 1),
-        "parity": Grouping(rows, parity * N_AMPLIFIERS + column, 2 * N_AMPLIFIERS),  # even amps, then odd
+        "superpixel": Grouping.by_label(rows % N_SUPERPIXELS, N_SUPERPIXELS),
+        "amplifier": Grouping.by_label(column, N_AMPLIFIERS),
+        "detector": Grouping.by_label(np.zeros(N_ROWS, dtype=np.int64), 1),
+        "parity": Grouping.by_label(parity * N_AMPLIFIERS + column, 2 * N_AMPLIFIERS),  # even amps, then odd
     }
 
 
@@ -129,19 +129,26 @@ def bias_metrics(data: np.ndarray, dq: np.ndarray, options: BiasOptions) -> Moni
     where = _parity_positions(bad, side)
     rows[where] = 0  # the zeros of left-out pixels add nothing to the sums
     row_rms, col_rms = profiles_rms(rows, bad, side)
-    sums = row_sums(rows, np.full(N_ROWS, rows.shape[1]))
+    sums = row_sums(rows)  # of the used pixels: the zeros add nothing
     rows[where] = np.nan
-    rows, n_valid = sorted_rows(rows)
+    sorted_ = SortedRows.sort(rows)
+    n_valid = sorted_.n_valid
     g = groupings()
     everything, parts = Grouping.concat(g["superpixel"], g["amplifier"], g["detector"], g["parity"])
-    median = percentiles(rows, n_valid, everything, (50.0,))[50.0]
+    median = percentiles(sorted_, everything, (50.0,))[50.0]
     sp, amp, det, parity = (median[p] for p in parts)
     scaled, _ = Grouping.concat(g["superpixel"], g["amplifier"], g["detector"])
-    clipped = clipped_std(
-        rows, n_valid, sums, scaled, np.concatenate([sp, amp, det]), options.clip_sigma, options.clip_maxiters
+    clipped = clip(
+        sorted_,
+        scaled,
+        options.clip_sigma,
+        options.clip_maxiters,
+        moments=moments_of_sums(n_valid, *sums),
+        median=np.concatenate([sp, amp, det]),
+        with_median=False,  # the std is the metric
     )
     std = clipped.std
-    del rows
+    del rows, sorted_
 
     nan_sp = np.full(N_SUPERPIXELS, np.nan)
     even, odd = parity[:N_AMPLIFIERS], parity[N_AMPLIFIERS:]
@@ -159,6 +166,7 @@ def bias_metrics(data: np.ndarray, dq: np.ndarray, options: BiasOptions) -> Moni
     flags = ", ".join(options.mask_dq_flags) or "none"
     notes = {
         "pixels used": f"{int(n_valid.sum())} of {data.size} (left out: DQ {flags} or non-finite)",
-        "clipping": f"std clipped at {options.clip_sigma:g} sigma about the median, {clipped.iterations} iteration(s)",
+        "clipping": f"std sigma-clipped at {options.clip_sigma:g} sigma (astropy's rules: median and std recomputed "
+        f"each iteration), {clipped.iterations} iteration(s)",
     }
     return MonitorResult([Metric(spec, by_name[spec.name]) for spec in METRICS], notes)

@@ -5,40 +5,25 @@ Reads ``data`` (dimensionless, normalised near 1) and ``dq``; ``err`` is not use
 of every pixel).
 
 The frame is copied once into super-pixel rows (1,024 rows), each sorted once; an amplifier is the
-union of its 32 rows and the detector of all 1,024. Percentiles and the clipped spread are exact
-order statistics of those unions (:mod:`rdmt_core.monitors.bias.sorted_groups`).
+union of its 32 rows and the detector of all 1,024. Percentiles and the sigma-clipped std (astropy's
+rules: median and std of the kept values recomputed each iteration) are exact statistics of those
+unions (:mod:`rdmt_core.measure.grouped`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ...geometry import GRID, N_AMPLIFIERS, N_SUPERPIXELS
+from ...geometry import GRID, N_SUPERPIXELS
 from ...measure.blockstats import ScaleValues, superpixel_rows
-from ...measure.clipped import sorted_rows
 from ...measure.dq import flagged_pixels
+from ...measure.grouped import SortedRows, clip, moments_of_sums, percentiles, row_sums, superpixel_scales, to_scales
 from ...records import Metric
 from ..base import MonitorResult
 from ..bias.metrics import bad_pixels
-from ..bias.sorted_groups import Grouping, clipped_std, percentiles, row_sums
 from .options import METRICS, FlatOptions
 
 PERCENTILES = (1.0, 50.0, 99.0)
-
-
-def groupings() -> tuple[Grouping, list[slice]]:
-    """Super-pixels (one row each), amplifiers (32 rows), the detector (all rows), as one grouping."""
-    rows = np.arange(N_SUPERPIXELS)
-    return Grouping.concat(
-        Grouping(rows, rows, N_SUPERPIXELS),
-        Grouping(rows, rows % GRID, N_AMPLIFIERS),
-        Grouping(rows, np.zeros(N_SUPERPIXELS, dtype=np.int64), 1),
-    )
-
-
-def _scales(values: np.ndarray, parts: list[slice]) -> ScaleValues:
-    sp, amp, det = (values[p] for p in parts)
-    return ScaleValues(float(det[0]), amp, sp)
 
 
 def cell_counts(index: np.ndarray, side: int) -> ScaleValues:
@@ -70,23 +55,28 @@ def flat_metrics(data: np.ndarray, dq: np.ndarray, options: FlatOptions) -> Moni
     y, x = np.divmod(bad, side)
     where = ((y // cell) * GRID + x // cell, (y % cell) * cell + x % cell)
     rows[where] = 0
-    sums = row_sums(rows, np.full(N_SUPERPIXELS, rows.shape[1]))  # the zeros of left-out pixels add nothing
+    sums = row_sums(rows)  # the zeros of left-out pixels add nothing
     rows[where] = np.nan
-    rows, n_valid = sorted_rows(rows)
-    g, parts = groupings()
-    p = percentiles(rows, n_valid, g, PERCENTILES)
-    clipped = clipped_std(rows, n_valid, sums, g, p[50.0], options.clip_sigma, options.clip_maxiters)
-    del rows
+    cells = SortedRows.sort(rows)
+    n_valid = cells.n_valid
+    g, parts = superpixel_scales()
+    p = percentiles(cells, g, PERCENTILES)
+    moments = moments_of_sums(n_valid, *sums)
+    clipped = clip(
+        cells, g, options.clip_sigma, options.clip_maxiters, moments=moments, median=p[50.0], with_median=False
+    )  # the std is the metric
+    del rows, cells
     values = {
-        "flat_median": _scales(p[50.0], parts),
-        "flat_std": _scales(clipped.std, parts),
-        "flat_p1": _scales(p[1.0], parts),
-        "flat_p99": _scales(p[99.0], parts),
+        "flat_median": to_scales(p[50.0], parts),
+        "flat_std": to_scales(clipped.std, parts),
+        "flat_p1": to_scales(p[1.0], parts),
+        "flat_p99": to_scales(p[99.0], parts),
         "n_low_qe": cell_counts(flagged_pixels(dq, ("LOW_QE",)), side),
     }
     flags = ", ".join(options.mask_dq_flags) or "none"
     notes = {
         "pixels used": f"{int(n_valid.sum())} of {data.size} (left out: DQ {flags} or non-finite)",
-        "clipping": f"std clipped at {options.clip_sigma:g} sigma about the median, {clipped.iterations} iteration(s)",
+        "clipping": f"std sigma-clipped at {options.clip_sigma:g} sigma (astropy's rules: median and std recomputed "
+        f"each iteration), {clipped.iterations} iteration(s)",
     }
     return MonitorResult([Metric(spec, values[spec.name]) for spec in METRICS], notes)

@@ -1,8 +1,8 @@
 """Gain metrics of a GAIN reference file: a pure function of ``data``.
 
 Reads ``data``, the gain of each pixel in e/DN. The super-pixels are sorted once; the percentiles
-of the amplifier strips and of the detector are read from those sorted rows, exactly
-(:mod:`rdmt_core.monitors.readnoise.scales`).
+of the amplifier strips and of the detector (unions of super-pixel rows) are read from those sorted
+rows, exactly (:mod:`rdmt_core.measure.grouped`).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from ...measure.blockstats import ScaleValues
+from ...measure.grouped import SortedRows, percentiles_at_scales, sum_at_scales
 from ...records import Metric
 from ..base import MonitorResult
-from ..readnoise.scales import SortedCells, at_scales, count_sorted, percentiles_at_scales
 from .options import METRICS, GainOptions
 
 PERCENTILES = (1.0, 50.0, 99.0)
@@ -29,14 +29,14 @@ def gain_metrics(data: np.ndarray, options: GainOptions) -> MonitorResult:
     options : GainOptions
         The largest physical gain.
     """
-    cells = SortedCells.of(data)
+    cells = SortedRows.of_superpixels(data)
     p = percentiles_at_scales(cells, PERCENTILES)
     n_finite = int(cells.n_valid.sum())
     # bad: not finite (the cell's pixels minus its finite ones), <= 0, or above max_gain; counted in the sorted rows
     not_finite = cells.rows.shape[1] - cells.n_valid
-    not_positive = count_sorted(cells, 0.0, inclusive=True)
-    too_high = cells.n_valid - count_sorted(cells, options.max_gain, inclusive=True)
-    bad = at_scales(not_finite + not_positive + too_high)
+    not_positive = cells.count_below(0.0, inclusive=True)
+    too_high = cells.n_valid - cells.count_below(options.max_gain, inclusive=True)
+    bad = sum_at_scales(not_finite + not_positive + too_high)
     del cells
     median = p[50.0]
     with np.errstate(invalid="ignore", divide="ignore"):

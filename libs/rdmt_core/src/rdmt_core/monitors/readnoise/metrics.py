@@ -1,8 +1,9 @@
 """Read-noise metrics of a READNOISE reference file: a pure function of ``data``.
 
-Reads ``data``, the read noise of each pixel in DN. The super-pixels are sorted once
-(:mod:`.scales`); percentiles and sigma-clipped statistics of the amplifier strips and of the
-detector are read from those sorted rows, exactly.
+Reads ``data``, the read noise of each pixel in DN. The super-pixels are sorted once; an amplifier
+strip is the union of its 32 super-pixel rows and the detector the union of all 1,024, and the
+percentiles and sigma-clipped statistics (astropy's rules) of every cell of the three scales are
+read from those sorted rows, exactly (:mod:`rdmt_core.measure.grouped`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import numpy as np
 
 from ...geometry import N_SUPERPIXELS
 from ...measure.blockstats import ScaleValues
+from ...measure.grouped import SortedRows, clip, percentiles, sum_at_scales, superpixel_scales, to_scales
 from ...records import Metric
 from ..base import MonitorResult
 from .options import METRICS, ReadnoiseOptions
-from .scales import SortedCells, at_scales, clipped_from_cells, count_sorted, percentiles_at_scales
 
 PERCENTILES = (50.0, 99.0)
 
@@ -29,13 +30,14 @@ def readnoise_metrics(data: np.ndarray, options: ReadnoiseOptions) -> MonitorRes
     options : ReadnoiseOptions
         Noisy-pixel factor and sigma-clipping settings.
     """
-    cells = SortedCells.of(data)
-    p = percentiles_at_scales(cells, PERCENTILES)
-    clipped = clipped_from_cells(cells, options.clip_sigma, options.clip_maxiters)
+    cells = SortedRows.of_superpixels(data)
+    scales, parts = superpixel_scales()
+    p = {q: to_scales(v, parts) for q, v in percentiles(cells, scales, PERCENTILES).items()}
+    clipped = clip(cells, scales, options.clip_sigma, options.clip_maxiters)
     n_finite = int(cells.n_valid.sum())
     threshold = options.noisy_factor * p[50.0].detector
     if np.isfinite(threshold):  # finite pixels above the threshold, counted in the sorted super-pixels
-        noisy = at_scales(cells.n_valid - count_sorted(cells, threshold, inclusive=True))
+        noisy = sum_at_scales(cells.n_valid - cells.count_below(threshold, inclusive=True))
     else:
         noisy = _nan_counts()
     del cells
@@ -43,8 +45,8 @@ def readnoise_metrics(data: np.ndarray, options: ReadnoiseOptions) -> MonitorRes
     spread = float(np.nanmax(amp_medians) - np.nanmin(amp_medians)) if np.isfinite(amp_medians).any() else np.nan
     values = {
         "readnoise_median": p[50.0],
-        "readnoise_mean": clipped.mean,
-        "readnoise_std": clipped.std,
+        "readnoise_mean": to_scales(clipped.mean, parts),
+        "readnoise_std": to_scales(clipped.std, parts),
         "readnoise_p99": p[99.0],
         "n_noisy_pixels": noisy,
         "readnoise_amp_spread": ScaleValues(spread, np.full(32, np.nan), np.full(N_SUPERPIXELS, np.nan)),

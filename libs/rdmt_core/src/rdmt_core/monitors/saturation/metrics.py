@@ -3,8 +3,8 @@
 Reads ``data``, the saturation level of each pixel in DN, and ``dq``. Pixels flagged with any of
 ``mask_dq_flags`` (default DO_NOT_USE and NO_SAT_CHECK: their level is not a measurement) and
 non-finite pixels are left out of the statistics and of the low-saturation count. The super-pixels
-are sorted once; the percentiles of the amplifier strips and of the detector are read from those
-sorted rows, exactly (:mod:`rdmt_core.monitors.readnoise.scales`).
+are sorted once; the percentiles of the amplifier strips and of the detector (unions of super-pixel
+rows) are read from those sorted rows, exactly (:mod:`rdmt_core.measure.grouped`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import numpy as np
 
 from ...geometry import GRID, N_SUPERPIXELS
 from ...measure.dq import flagged_pixels, masked_data
+from ...measure.grouped import SortedRows, percentiles_at_scales, sum_at_scales
 from ...records import Metric
 from ..base import MonitorResult
-from ..readnoise.scales import SortedCells, at_scales, count_sorted, percentiles_at_scales
 from .options import METRICS, SaturationOptions
 
 PERCENTILES = (1.0, 50.0)
@@ -34,20 +34,20 @@ def saturation_metrics(data: np.ndarray, dq: np.ndarray, options: SaturationOpti
         Low-saturation fraction and the DQ flags of pixels to leave out.
     """
     used, n_masked = masked_data(data, dq, options.mask_dq_flags)
-    cells = SortedCells.of(used)
+    cells = SortedRows.of_superpixels(used)
     p = percentiles_at_scales(cells, PERCENTILES)
     n_used = int(cells.n_valid.sum())
     threshold = options.low_fraction * p[50.0].detector
     if np.isfinite(threshold):  # used pixels below the threshold, counted in the sorted super-pixels
-        low = at_scales(count_sorted(cells, threshold, inclusive=False))
+        low = sum_at_scales(cells.count_below(threshold, inclusive=False))
     else:
-        low = at_scales(np.full(N_SUPERPIXELS, np.nan))
+        low = sum_at_scales(np.full(N_SUPERPIXELS, np.nan))
     del cells
     side = data.shape[0]
     unchecked = flagged_pixels(dq, ("NO_SAT_CHECK",))
     cell = side // GRID
     cell_of = (unchecked // side // cell) * GRID + (unchecked % side) // cell
-    no_check = at_scales(np.bincount(cell_of, minlength=N_SUPERPIXELS))
+    no_check = sum_at_scales(np.bincount(cell_of, minlength=N_SUPERPIXELS))
     values = {
         "saturation_median": p[50.0],
         "saturation_p1": p[1.0],
