@@ -189,6 +189,8 @@ def test_embedded_two_deliveries_then_a_restart(tmp_path) -> None:
     assert np.isnan(got["n_new_hot"].detector) and np.isnan(got["n_recovered_dead"].superpixel).all()
     assert "no earlier file" in one.notes["pixel changes"]
     assert "no mask file known" in one.notes["hot mask agreement"]
+    # a first file: its new and recovered pixels wait for an earlier file, they are not "could not be judged"
+    assert one.verdict == "pass" and one.waiting_for_history and one.count_unjudged() == 0
 
     got = _by_name(two.metrics)
     # the synthetic hot pixels sit at fixed positions: only the cluster's pixels are new (some were hot already)
@@ -404,3 +406,25 @@ def test_a_dark_agrees_with_the_mask_of_its_detector(tmp_path) -> None:
     assert set(top[np.isfinite(top)]) == {1.0} and set(bottom[np.isfinite(bottom)]) == {0.0}
     mask_result = next(r for r in summary.results if r.monitor == "mask")
     assert "n_new_hot" in {m.spec.name for m in mask_result.metrics}
+
+
+def test_a_damaged_stored_mask_is_treated_as_missing_not_as_a_failure() -> None:
+    """One unreadable mask in the store must not fail every later file of its identity."""
+    from rdmt_core.config import load_config
+    from rdmt_core.evaluators import History
+    from rdmt_core.monitors import get_monitor
+    from rdmt_core.pixel_masks import PixelMasks
+    from rdmt_core.records import FileIdentity
+    from rdmt_core.results import add_pixel_changes, file_result
+    from rdmt_core.synthetic import dark_arrays
+
+    dark = get_monitor("dark")
+    rate, _, dq = dark_arrays("WFI07", SIDE, 1)
+    identity = FileIdentity("/x.asdf", "DARK", "WFI07", datetime(2026, 2, 1))
+    base = file_result(dark, {"dark_slope": rate, "dq": dq}, identity, load_config(), History(), "r")
+    masks = {"hot": np.zeros((SIDE, SIDE), bool), "dead": np.zeros((SIDE, SIDE), bool)}
+    damaged = PixelMasks("DARK/WFI07/2026-01-01T00:00:00.000", {"hot": b"not a mask", "dead": b"RPM9....."})
+    result = add_pixel_changes(base, masks, damaged, damaged)
+    got = _by_name(result.metrics)
+    assert np.isnan(got["n_new_hot"].detector) and np.isnan(got["hot_mask_agreement"].detector)
+    assert "unreadable masks of DARK/WFI07/2026-01-01T00:00:00.000" in result.notes

@@ -37,6 +37,12 @@ _HEADER = struct.Struct("<4sII")  # magic, rows, columns
 ZLIB_LEVEL = 6  # 23 ms and 8.8 kB for a full-size hot mask (level 9: 86 ms, 7.3 kB; level 1: 5 ms, 17.9 kB)
 NOTE = "pixel changes"  # the note key of the pixel-change metrics
 AGREEMENT_NOTE = "hot mask agreement"  # the note key of the cross-file check
+NO_EARLIER_FILE = "no earlier file of this identity with pixel masks"  # starts the NOTE of a first file
+
+
+def waits_for_earlier_file(notes: Mapping[str, str]) -> bool:
+    """The pixel-change metrics are NaN only because no earlier file of the identity has masks (a first file)."""
+    return notes.get(NOTE, "").startswith(NO_EARLIER_FILE)
 
 
 class MaskFormatError(ValueError):
@@ -208,7 +214,7 @@ def pixel_change_metrics(
             Metric(recovered_spec, count_at_scales(before & ~now)),
         ]
     if previous is None:
-        note = "no earlier file of this identity with pixel masks: new and recovered pixels are NaN"
+        note = f"{NO_EARLIER_FILE}: new and recovered pixels are NaN"
     else:
         note = f"since {previous_key}" if previous_key else "since the previous file"
         if missing:
@@ -251,5 +257,11 @@ def mask_agreement(
 
 
 def unpack_all(packed: PixelMasks | None) -> dict[str, np.ndarray] | None:
-    """The unpacked masks of ``packed`` (None for None)."""
+    """The unpacked masks of ``packed`` (None for None).
+
+    Raises
+    ------
+    MaskFormatError
+        When a stored mask cannot be read (damaged, or written by a format this version does not know).
+    """
     return None if packed is None else {c: unpack_mask(data) for c, data in packed.packed.items()}

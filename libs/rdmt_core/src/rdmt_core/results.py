@@ -22,8 +22,18 @@ from .errors import InputError, RdmtError
 from .evaluators import History, evaluate_metrics
 from .geometry import Geometry, geometry_for, to_frame
 from .monitors import Monitor, get_monitor
-from .pixel_masks import PixelMasks, cross_check_for, is_absolute_only, mask_agreement, pixel_change_metrics, unpack_all
-from .records import FileIdentity, FileResult
+from .pixel_masks import (
+    MaskFormatError,
+    PixelMasks,
+    cross_check_for,
+    is_absolute_only,
+    mask_agreement,
+    pixel_change_metrics,
+    pixel_change_specs,
+    unpack_all,
+    waits_for_earlier_file,
+)
+from .records import NO_PREVIOUS_DELIVERY, EvaluationBlock, FileIdentity, FileResult, Status
 
 
 class Measurement(NamedTuple):
@@ -112,15 +122,40 @@ def add_pixel_changes(
     if not monitor.tracked_pixels:
         return result
     previous_key = previous.file_key if previous is not None else ""
-    metrics, notes = pixel_change_metrics(monitor.tracked_pixels, masks, unpack_all(previous), previous_key)
+    unreadable: dict[str, str] = {}
+    previous_masks, reference_masks = _unpacked(previous, unreadable), _unpacked(reference, unreadable)
+    if previous is not None and previous_masks is None:  # judged as a file without an earlier one, and said why
+        previous_key = ""
+    metrics, notes = pixel_change_metrics(monitor.tracked_pixels, masks, previous_masks, previous_key)
     check = cross_check_for(monitor.name)
     if check is not None:
         agreement, agreement_notes = mask_agreement(
-            check, masks, unpack_all(reference), reference.file_key if reference is not None else ""
+            check, masks, reference_masks, reference.file_key if reference_masks is not None else ""
         )
         metrics.append(agreement)
         notes |= agreement_notes
+    notes |= unreadable
     return dataclasses.replace(result, metrics=[*result.metrics, *metrics], notes={**result.notes, **notes})
+
+
+def _unpacked(packed: PixelMasks | None, unreadable: dict[str, str]) -> dict[str, np.ndarray] | None:
+    """The masks of ``packed``; None, with a note in ``unreadable``, when they cannot be read.
+
+    A damaged stored mask must not fail every later file of its identity: it is treated as missing.
+    """
+    try:
+        return unpack_all(packed)
+    except MaskFormatError as exc:
+        assert packed is not None
+        unreadable[f"unreadable masks of {packed.file_key}"] = f"{exc}; treated as missing"
+        return None
+
+
+def _as_waiting(block: EvaluationBlock) -> EvaluationBlock:
+    """``block`` with its unjudged values waiting for an earlier file (a first file's pixel changes)."""
+    waiting = np.asarray(block.status, dtype=str) == Status.INCOMPLETE.value
+    reason = np.where(waiting, NO_PREVIOUS_DELIVERY, np.asarray(block.reason, dtype=object))
+    return dataclasses.replace(block, reason=reason)
 
 
 def evaluate(
@@ -147,7 +182,11 @@ def evaluate(
                 "trend": evaluators.trend.model_copy(update={"enabled": False}),
             }
         )
-        blocks += evaluate_metrics(derived, absolute, history, pixels_per_cell)
+        judged = evaluate_metrics(derived, absolute, history, pixels_per_cell)
+        if waits_for_earlier_file(result.notes):  # a first file: its new and recovered pixels wait, not fail to judge
+            changes = {spec.name for spec in pixel_change_specs(classes)}
+            judged = [_as_waiting(b) if b.metric in changes else b for b in judged]
+        blocks += judged
     return dataclasses.replace(result, evaluations=blocks)
 
 
