@@ -16,9 +16,12 @@ from click.testing import CliRunner
 from roman_datamodels import datamodels as dm
 
 from rdmt_core.cli import main
+from rdmt_core.monitors import get_monitor
 from rdmt_core.synthetic import dark_model
 
 from ..conftest import USEAFTER_1
+
+N_DARK = len(get_monitor("dark").metric_specs)  # the dark monitor's metrics, its pixel changes included
 
 
 def _run(*args: str) -> tuple[int, str, str]:
@@ -51,7 +54,7 @@ def test_run_stores_reports_and_queries(tmp_path, store_url, two_deliveries):
         "SELECT detector, count() AS n FROM rdmt.metrics GROUP BY detector ORDER BY detector",
     )
     rows = [json.loads(line) for line in out.splitlines()]
-    assert rows == [{"detector": d, "n": 2 * 9 * 1057} for d in ("WFI01", "WFI07", "WFI12")]
+    assert rows == [{"detector": d, "n": 2 * N_DARK * 1057} for d in ("WFI01", "WFI07", "WFI12")]
 
     code, out, _ = _run(
         "history",
@@ -89,7 +92,7 @@ def test_rerun_with_same_run_id_is_idempotent(tmp_path, store_url, two_deliverie
     code, out, _ = _run(*args)
     assert code == 0 and "already stored" in out
     _, out, _ = _run("sql", "--store", store_url, "--format", "csv", "SELECT count() FROM rdmt.metrics")
-    assert out.strip().splitlines()[-1] == str(9 * 1057)
+    assert out.strip().splitlines()[-1] == str(N_DARK * 1057)
 
 
 @pytest.fixture
@@ -239,7 +242,7 @@ def test_sql_names_the_tables_without_their_database(tmp_path, store_url, two_de
     code, _, _ = _run("run", *_quiet(tmp_path, store_url), "--no-report", "--no-ecsv", *map(str, two_deliveries[0]))
     assert code == 0
     code, out, _ = _run("sql", "SELECT count() AS n FROM metrics", "--store", store_url, "--format", "csv")
-    assert code == 0 and out.splitlines() == ["n", str(3 * 9 * 1057)]
+    assert code == 0 and out.splitlines() == ["n", str(3 * N_DARK * 1057)]
     code, out, _ = _run("sql", "SELECT count() AS n FROM rdmt.files", "--store", store_url, "--format", "csv")
     assert code == 0 and out.splitlines() == ["n", "3"]
 

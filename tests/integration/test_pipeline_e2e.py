@@ -31,6 +31,7 @@ import pandas as pd
 import pytest
 
 from rdmt_core.geometry import DETECTORS
+from rdmt_core.monitors import get_monitor
 from rdmt_core.store import open_store
 from rdmt_core.synthetic import Anomaly, write_dark_delivery
 
@@ -40,7 +41,7 @@ from .services import RDMT, TIMEOUT_S, Pipeline, Reader, Webhook, wait_until
 
 USEAFTER = datetime(2026, 3, 1)
 ANOMALOUS = "WFI07"
-N_METRICS = 9
+N_METRICS = len(get_monitor("dark").metric_specs)  # its own metrics and the pixel changes
 N_VALUES = 1 + 32 + 1024  # detector, amplifiers, super-pixels
 METRIC_COLUMNS = ["release", "detector", "metric", "scale", "cell", "value"]
 EVALUATION_COLUMNS = ["release", "detector", "metric", "scale", "cell", "evaluator", "status"]
