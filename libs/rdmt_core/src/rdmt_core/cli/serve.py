@@ -30,7 +30,11 @@ def _cadences(values: tuple[str, ...]):
 
 
 @click.command()
-@click.option("--store", help="Store URL (default from the config: chdb://rdmt-output/store).")
+@click.option(
+    "--store",
+    envvar="RDMT_STORE_URL",
+    help="Store URL (else RDMT_STORE_URL, else the config's: chdb://rdmt-output/store).",
+)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file overriding the defaults.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 in a container).")
 @click.option("--port", default=8050, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
