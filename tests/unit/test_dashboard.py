@@ -3,6 +3,7 @@ the report colours and file names it repeats, and `rdmt serve`'s refusals (the b
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -77,10 +78,13 @@ def test_bearer_token(empty_store):
 
 
 def test_trusted_proxy_user_header(empty_store):
-    client = TestClient(create_app(empty_store, Settings(user_header="X-Forwarded-User")))
-    assert client.get("/").status_code == 401
-    assert client.get("/", headers={"X-Forwarded-User": "alice"}).status_code == 200
-    assert client.get("/readyz").status_code == 200
+    with TestClient(create_app(empty_store, Settings(user_header="X-Forwarded-User"))) as client:
+        assert client.get("/").status_code == 401
+        assert client.get("/", headers={"X-Forwarded-User": "alice"}).status_code == 200
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").status_code != 200:  # ready once the Now page is warm
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
 
 
 def test_an_empty_store_and_bad_requests(empty_store):

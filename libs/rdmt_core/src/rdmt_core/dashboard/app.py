@@ -8,10 +8,12 @@ report and ECSV files of ``--reports`` (``/reports/...``, ``/ecsv/...``), Bokeh'
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import io
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,6 +108,17 @@ class Views:
     def __init__(self, store: DashboardStore, settings: Settings) -> None:
         self.store = store
         self.settings = settings
+        self.warm = threading.Event()
+
+    def warm_up(self) -> None:
+        """Read the Now grid of every release once, so that its verdicts are kept before the first user asks."""
+        try:
+            for release in self.store.releases():
+                self.store.now(release, self.settings.cadence)
+        except Exception as exc:  # the store may not answer yet: the first request reads it instead
+            log.warning("warming up the Now page failed: %s", exc)
+        finally:
+            self.warm.set()
 
     # -- Now ---------------------------------------------------------------------------------------------
 
@@ -452,7 +465,8 @@ class Views:
             p["monitor"], p["detector"], p["metric"], str(prev.file_key), str(prev.run_id), p["release"]
         )
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(before != 0, values / before, np.nan)
+            # 0 -> 0 is no change (1); x -> 0 or 0 -> x is infinitely far from it (a count that appears or vanishes)
+            ratio = np.where((before == 0) & (values == 0), 1.0, values / before)
         return values, status, before, (ratio, prev)
 
     def map(self, request: Request) -> Response:
@@ -514,6 +528,8 @@ class Views:
         return PlainTextResponse("ok")
 
     def readyz(self, request: Request) -> Response:
+        if not self.warm.is_set():
+            return PlainTextResponse("warming up", status_code=503)
         try:
             self.store.query("SELECT 1 AS one")
         except Exception as exc:  # the store cannot answer: not ready
@@ -607,6 +623,12 @@ def create_app(store: DashboardStore, settings: Settings | None = None) -> Starl
         Mount("/static/bokeh", StaticFiles(directory=bokeh_static()), name="bokeh"),
     ]
     middleware = [Middleware(Protection, settings=settings)] if settings.token or settings.user_header else []
-    app = Starlette(routes=routes, middleware=middleware)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        threading.Thread(target=views.warm_up, name="rdmt-dashboard-warm-up", daemon=True).start()
+        yield
+
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.started = datetime.now(UTC)
     return app

@@ -156,6 +156,7 @@ def superpixel_figures(values: np.ndarray, status: np.ndarray, ratio: np.ndarray
     for data, name, palette in ((values, title, Viridis256), (ratio, ratio_title, "RdBu11")):
         if data is None:
             continue
+        data = np.asarray(data, dtype=float)
         finite = data[np.isfinite(data)]
         if finite.size:
             low, high = float(finite.min()), float(finite.max())  # the full range: an anomaly keeps its colour
@@ -167,7 +168,11 @@ def superpixel_figures(values: np.ndarray, status: np.ndarray, ratio: np.ndarray
                 low, high = low - 0.5, high + 0.5
         else:
             low, high = 0.0, 1.0
-        mapper = LinearColorMapper(palette=palette, low=float(low), high=float(high), nan_color="#bdbdbd")
+        mapper = LinearColorMapper(
+            palette=palette, low=float(low), high=float(high), nan_color="#bdbdbd", low_color=None, high_color=None
+        )
+        if name == ratio_title:  # beyond the range (and a value from or to 0): the ends of the palette
+            data = np.where(np.isposinf(data), high * 10, np.where(np.isneginf(data), low - 10, data))
         source = ColumnDataSource(
             {
                 "x": cols + 0.5,

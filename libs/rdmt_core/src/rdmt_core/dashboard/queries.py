@@ -137,6 +137,7 @@ class DashboardStore:
         self.db = backend.database
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, object]] = {}
+        self._verdicts: dict[str, dict[tuple, dict[str, str]]] = {}  # release -> committed file -> failing verdicts
 
     def close(self) -> None:
         self.backend.close()
@@ -229,8 +230,15 @@ class DashboardStore:
             """
         )
 
-    def verdicts_by_evaluator(self, files: pd.DataFrame, release: str, scale: str | None = None) -> pd.DataFrame:
-        """Per file of ``files`` (monitor, detector, file_key, run_id) and evaluator: worst status and counts."""
+    def verdicts_by_evaluator(
+        self, files: pd.DataFrame, release: str, scale: str | None = None, failing_only: bool = False
+    ) -> pd.DataFrame:
+        """Per file of ``files`` (monitor, detector, file_key, run_id) and evaluator: worst status and counts.
+
+        ``failing_only`` reads the caution and fail verdicts only. The files' ``file_key`` is not a leading
+        column of the table's sorting key: the cheap columns (status, file_time) are read first (PREWHERE),
+        so the file keys are compared on the few rows left.
+        """
         if files.empty:
             return pd.DataFrame(columns=["monitor", "detector", "file_key", "run_id", "evaluator", "status", "n_fail"])
         tuples = ", ".join(
@@ -240,29 +248,56 @@ class DashboardStore:
         pairs = ", ".join(
             sorted({f"({quote(m)}, {quote(d)})" for m, d in zip(files.monitor, files.detector, strict=True)})
         )
+        times = ", ".join(sorted({quote(pd.Timestamp(t).to_pydatetime()) for t in files.file_time}))
+        prewhere = f"file_time IN ({times})" + (" AND status >= 'caution'" if failing_only else "")
         scale_filter = f"AND scale = {quote(scale)}" if scale else ""
         return self.query(
             f"""
             SELECT monitor, detector, file_key, run_id, evaluator, toString(max(status)) AS status,
                    countIf(status = 'fail') AS n_fail, countIf(status = 'caution') AS n_caution
             FROM {self.db}.evaluations
+            PREWHERE {prewhere}
             WHERE (monitor, detector) IN ({pairs}) AND release = {quote(release)} {scale_filter}
               AND (monitor, detector, file_key, run_id) IN ({tuples})
             GROUP BY monitor, detector, file_key, run_id, evaluator
             """
         )
 
+    def _failing_evaluators(self, files: pd.DataFrame, release: str) -> dict[tuple, dict[str, str]]:
+        """The evaluators at caution or fail of each file with any (by monitor, detector, file key, run id).
+
+        A committed file's verdicts never change (another run has another run id), so they are kept
+        (up to 50,000 files) and only the files not seen before are read: the Now page reads the
+        evaluations table when new files have arrived.
+        """
+        with_any = files[files.n_fail + files.n_caution > 0]
+        keys = [(m, d, k, r) for m, d, k, r in zip(with_any.monitor, with_any.detector, with_any.file_key,
+                                                    with_any.run_id, strict=True)]  # fmt: skip
+        known = self._verdicts.setdefault(release, {})
+        missing = [i for i, key in enumerate(keys) if key not in known]
+        if missing:
+            rows = self.verdicts_by_evaluator(with_any.iloc[missing], release, failing_only=True)
+            fresh: dict[tuple, dict[str, str]] = {keys[i]: {} for i in missing}
+            for row in rows.itertuples():
+                if row.status in ("fail", "caution"):
+                    fresh.setdefault((row.monitor, row.detector, row.file_key, row.run_id), {})[row.evaluator] = (
+                        row.status
+                    )
+            if len(known) + len(fresh) > 50_000:
+                known.clear()
+            known.update(fresh)
+        return {key: known[key] for key in keys}
+
     def now(self, release: str, cadence: Cadence, at: datetime | None = None) -> dict:
         """The Now grid: per monitor and detector, the worst status of its latest files and who fails."""
         at = at or datetime.now(UTC)
         files = self.latest_files(release)
-        failing = self.verdicts_by_evaluator(files[files.n_fail + files.n_caution > 0], release)
-        failing = failing[failing.status.isin(["fail", "caution"])]
         bad: dict[tuple[str, str], dict[str, str]] = {}
-        for row in failing.itertuples():
-            per = bad.setdefault((row.monitor, row.detector), {})
-            if SEVERITY[row.status] > SEVERITY.get(per.get(row.evaluator, "pass"), 0):
-                per[row.evaluator] = row.status
+        for (monitor, detector, _key, _run), verdicts in self._failing_evaluators(files, release).items():
+            per = bad.setdefault((monitor, detector), {})
+            for evaluator, status in verdicts.items():
+                if SEVERITY[status] > SEVERITY.get(per.get(evaluator, "pass"), 0):
+                    per[evaluator] = status
         cells: dict[tuple[str, str], dict] = {}
         monitors = sorted(set(files.monitor))
         for (monitor, detector), group in files.groupby(["monitor", "detector"], sort=True, observed=True):
