@@ -167,7 +167,8 @@ def test_a_scientist_clicks_through(page, server):
     # 2. the failing cell: the detector page with the monitor's verdicts and small trends
     cell.locator("a").click()
     page.wait_for_url("**/detector/WFI07**")
-    _plots_drawn(page)
+    assert page.locator("figure.spark svg polyline").count() == 6  # small trends, failing metrics first
+    assert "n_new_hot 576" in " ".join(page.locator("figure.spark figcaption").all_inner_texts())
     assert page.locator("h1").inner_text() == "Detector WFI07"
     row = page.locator('table.verdicts tr[data-metric="n_new_hot"]')
     assert "above the soc limit" in row.inner_text()

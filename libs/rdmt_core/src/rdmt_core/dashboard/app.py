@@ -269,7 +269,7 @@ class Views:
             return HTMLResponse(page(detector, head + "<p>No file of this detector in this release.</p>"))
         verdicts = self.store.detector_verdicts(files, release)
         history = self.store.detector_history(detector, release, sorted(set(files.monitor)))
-        sections, plots = [], {}
+        sections = []
         for monitor, mine in files.groupby("monitor", sort=True, observed=True):
             parts = [f'<h2 id="{escape(monitor)}">{escape(monitor)}</h2>']
             for f in mine.itertuples():
@@ -315,20 +315,20 @@ class Views:
             order = sorted(worst_by_metric, key=lambda m: (-q.SEVERITY.get(worst_by_metric[m], 0), m))[:6]
             series = [(m, worst_by_metric[m], h[h.metric == m]) for m in order if (h.metric == m).any()]
             if series:
-                plots[monitor] = series
-                parts.append(f'<div class="small-trends">{{{{plot:{escape(monitor)}}}}}</div>')
-            sections.append("".join(parts))
-        body = head + "".join(sections)
-        if plots:
-            from .plots import small_trends
+                from .sparkline import sparkline
 
-            scripts = []
-            for monitor, series in plots.items():
-                script, div = small_trends(series, ncols=3)
-                body = body.replace(f"{{{{plot:{escape(monitor)}}}}}", div)
-                scripts.append(script)
-            return HTMLResponse(page(detector, body, bokeh_js(), head="".join(scripts)))
-        return HTMLResponse(page(detector, body))
+                parts.append(
+                    '<div class="small-trends">'
+                    + "".join(
+                        sparkline(
+                            m, st, d, f"/trend?{_qs(monitor=monitor, metric=m, detector=detector, release=release)}"
+                        )
+                        for m, st, d in series
+                    )
+                    + "</div>"
+                )
+            sections.append("".join(parts))
+        return HTMLResponse(page(detector, head + "".join(sections)))
 
     # -- trend -------------------------------------------------------------------------------------------
 

@@ -9,12 +9,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from bokeh.embed import components
-from bokeh.layouts import gridplot, row
+from bokeh.layouts import row
 from bokeh.models import ColorBar, ColumnDataSource, HoverTool, LinearColorMapper, Span
 from bokeh.palettes import Category10_10, Viridis256
 from bokeh.plotting import figure
+from bokeh.settings import settings
 
 from .style import STATUS_LINE
+
+# The figures are built by this code, the same every time: Bokeh's validation of each document (about a third of
+# the time of a trend page) finds nothing to say.
+settings.perform_document_validation.set_value(False)
+
 
 TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
 
@@ -123,29 +129,6 @@ def trend_figure(frame: pd.DataFrame, title: str, unit: str, releases: list[str]
             fig.legend.click_policy = "hide"
         panels.append(fig)
     return components(row(*panels) if len(panels) > 1 else panels[0])
-
-
-def small_trends(series: list[tuple[str, str, pd.DataFrame]], ncols: int = 3):
-    """Small trend plots (title, status of the latest value, frame with file_time and value) in a grid."""
-    figures = []
-    for title, status, d in series:
-        fig = figure(
-            title=title,
-            x_axis_type="datetime",
-            width=300,
-            height=170,
-            tools="pan,wheel_zoom,reset",
-            toolbar_location=None,
-        )
-        t = pd.to_datetime(d.file_time).dt.tz_localize(None).to_numpy()
-        fig.line(t, d.value.to_numpy(dtype=float), color="#455a64")
-        fig.scatter(t, d.value.to_numpy(dtype=float), size=5, color="#455a64")
-        fig.scatter(t[-1:], d.value.to_numpy(dtype=float)[-1:], size=9, color=_status_colour(status))
-        fig.title.text_font_size = "9pt"
-        fig.xaxis.major_label_text_font_size = "7pt"
-        fig.yaxis.major_label_text_font_size = "7pt"
-        figures.append(fig)
-    return components(gridplot(figures, ncols=ncols, toolbar_location=None))
 
 
 def superpixel_figures(values: np.ndarray, status: np.ndarray, ratio: np.ndarray | None, title: str, ratio_title: str):

@@ -299,29 +299,33 @@ class DashboardStore:
                 if SEVERITY[status] > SEVERITY.get(per.get(evaluator, "pass"), 0):
                     per[evaluator] = status
         cells: dict[tuple[str, str], dict] = {}
-        monitors = sorted(set(files.monitor))
-        for (monitor, detector), group in files.groupby(["monitor", "detector"], sort=True, observed=True):
-            status = max(group.status, key=lambda s: SEVERITY.get(s, 0))
-            arrival = pd.Timestamp(group.last_arrival.max()).tz_localize(None).replace(tzinfo=UTC)
-            cells[(monitor, detector)] = {
-                "status": status,
-                "file_time": pd.Timestamp(group.file_time.max()),
-                "arrival": arrival,
-                "overdue": at - arrival > cadence.of(monitor),
-                "evaluators": bad.get((monitor, detector), {}),
-                "n_files": len(group),
-                "run_id": str(group.sort_values("file_time").run_id.iloc[-1]),
-            }
-        latest_run = {}
-        for monitor in monitors:
-            mine = files[files.monitor == monitor].sort_values(["file_time", "last_arrival"])
-            latest_run[monitor] = (str(mine.run_id.iloc[-1]), pd.Timestamp(mine.file_time.iloc[-1]))
-        overdue_monitors = {
-            m
-            for m in monitors
-            if at - pd.Timestamp(files[files.monitor == m].last_arrival.max()).tz_localize(None).replace(tzinfo=UTC)
-            > cadence.of(m)
-        }
+        latest_run: dict[str, tuple[str, pd.Timestamp, pd.Timestamp]] = {}
+        last_arrival: dict[str, pd.Timestamp] = {}
+        for row in files.itertuples(index=False):  # one pass: a few hundred rows, no per-group pandas calls
+            file_time = pd.Timestamp(row.file_time)
+            arrival = pd.Timestamp(row.last_arrival)
+            arrival = arrival.tz_localize(UTC) if arrival.tzinfo is None else arrival.tz_convert(UTC)
+            cell = cells.get((row.monitor, row.detector))
+            if cell is None:
+                cell = cells[(row.monitor, row.detector)] = {
+                    "status": row.status, "file_time": file_time, "arrival": arrival, "n_files": 0,
+                    "run_id": str(row.run_id), "evaluators": bad.get((row.monitor, row.detector), {}),
+                }  # fmt: skip
+            elif SEVERITY.get(row.status, 0) > SEVERITY.get(cell["status"], 0):
+                cell["status"] = row.status
+            if file_time > cell["file_time"]:
+                cell["file_time"], cell["run_id"] = file_time, str(row.run_id)
+            cell["arrival"] = max(cell["arrival"], arrival)
+            cell["n_files"] += 1
+            known = latest_run.get(row.monitor)
+            if known is None or (file_time, arrival) > (known[1], known[2]):
+                latest_run[row.monitor] = (str(row.run_id), file_time, arrival)
+            last_arrival[row.monitor] = max(last_arrival.get(row.monitor, arrival), arrival)
+        for (monitor, _detector), cell in cells.items():
+            cell["overdue"] = at - cell["arrival"] > cadence.of(monitor)
+        monitors = sorted(latest_run)
+        overdue_monitors = {m for m in monitors if at - last_arrival[m] > cadence.of(m)}
+        latest_run = {m: (run, t) for m, (run, t, _) in latest_run.items()}
         return {"monitors": monitors, "cells": cells, "latest_run": latest_run, "overdue": overdue_monitors, "at": at}
 
     # -- a run ---------------------------------------------------------------------------------------

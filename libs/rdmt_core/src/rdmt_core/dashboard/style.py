@@ -39,6 +39,9 @@ form.controls { background: #f5f7f8; border: 1px solid #cfd8dc; padding: 0.5em 0
                 display: flex; flex-wrap: wrap; gap: 0.4em 1.2em; align-items: center; }
 form.controls fieldset { border: none; padding: 0; margin: 0; }
 .note { color: #546e7a; font-size: 0.88em; }
+.small-trends { display: flex; flex-wrap: wrap; gap: 0.6em; }
+figure.spark { margin: 0; } figure.spark a { color: inherit; text-decoration: none; }
+figure.spark figcaption { font-size: 0.8em; color: #455a64; max-width: 260px; }
 .error { background: #f7c6c7; color: #8e0000; padding: 0.6em; }
 """ + "\n".join(
     f".st-{s} {{ background: {STATUS_BACKGROUND[s]}; color: {STATUS_TEXT[s]}; }}" for s in STATUS_BACKGROUND
