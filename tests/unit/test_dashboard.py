@@ -142,3 +142,44 @@ def test_serve_refuses_a_store_that_does_not_exist(tmp_path):
     assert not (tmp_path / "nope").exists()
     bad = CliRunner().invoke(main, ["serve", "--store", f"chdb://{tmp_path}", "--cadence", "dark=soon"])
     assert bad.exit_code == 2 and "--cadence" in bad.output
+
+
+def _file_row(monitor: str, detector: str, t: str, status: str, stored: str) -> dict:
+    key = f"{monitor.upper()}/{detector}/{t}T00:00:00.000"
+    return {
+        "run_id": f"run-{t}", "release": "live", "monitor": monitor, "detector": detector, "kind": monitor.upper(),
+        "optical_element": "", "exposure_mode": "", "file_key": key, "file_time": pd.Timestamp(t, tz="UTC"),
+        "source": f"/data/{key}", "exposure_type": "", "n_metrics": 1, "n_evaluations": 0, "n_fail": 0,
+        "n_caution": 0, "status": status, "stored_at": pd.Timestamp(stored, tz="UTC"),
+    }  # fmt: skip
+
+
+def test_now_grid_marks_what_is_overdue(empty_store):
+    """A detector whose last file arrived longer ago than its monitor's cadence is overdue; so is a silent monitor.
+
+    (The module's store, one chDB directory per process: the rows are deleted at the end.)
+    """
+    import numpy as np
+
+    store = empty_store
+    try:
+        rows = [
+            _file_row("dark", "WFI01", "2026-03-01", "pass", "2026-03-02"),
+            _file_row("dark", "WFI07", "2026-01-01", "pass", "2026-01-02"),  # no dark of WFI07 since January
+            _file_row("psf_shape", "WFI01", "2026-03-01", "caution", "2026-03-01 12:00"),
+        ]
+        frame = pd.DataFrame(rows)
+        for column in ("n_metrics", "n_evaluations", "n_fail", "n_caution"):
+            frame[column] = frame[column].astype(np.uint32)
+        store.backend.insert("files", frame)
+        dashboard = DashboardStore(store.backend, store.url)
+        at = datetime.fromisoformat("2026-03-10T00:00:00+00:00")
+        grid = dashboard.now("live", q.Cadence({"dark": q.parse_duration("35d")}), at=at)
+        assert grid["cells"][("dark", "WFI01")]["overdue"] is False
+        assert grid["cells"][("dark", "WFI07")]["overdue"] is True
+        assert grid["cells"][("psf_shape", "WFI01")]["overdue"] is True  # default cadence of an image monitor: 2 days
+        assert grid["overdue"] == {"psf_shape"} and grid["monitors"] == ["dark", "psf_shape"]
+        html = TestClient(create_app(dashboard, Settings())).get("/").text
+        assert html.count("overdue (last") == 3  # every cell: now is long after March 2026's files
+    finally:
+        store.backend.execute("DELETE FROM rdmt.files WHERE 1")
