@@ -416,9 +416,9 @@ class DashboardStore:
         """One metric at one scale and cell over time: value, mission and SOC limits, worst status, failing evaluators.
 
         One row per file (latest run) and release, oldest first; at most ``limit`` rows between ``start``
-        and ``end`` (by default the last ten years up to now).
+        and ``end`` (by default ten years up to 400 days ahead: a reference file's useafter can be in the future).
         """
-        end = end or datetime.now(UTC) + timedelta(days=1)
+        end = end or datetime.now(UTC) + timedelta(days=400)  # a reference file's useafter may be ahead
         start = start or end - timedelta(days=DEFAULT_TREND_DAYS)
         dets = ", ".join(quote(d) for d in detectors)
         rels = ", ".join(quote(r) for r in releases)
