@@ -200,6 +200,17 @@ def test_a_scientist_clicks_through(page, server):
     assert not page.console_errors, page.console_errors
     _shot(page, "trend", docs=True)
 
+    # zoom: the mouse wheel over the plot narrows its time axis (the wheel-zoom tool is active)
+    x_range = "(() => { const f = [...Bokeh.documents[0].all_models].find(m => m.type === 'Figure'); " \
+              "return [f.x_range.start, f.x_range.end]; })()"  # fmt: skip
+    before = page.evaluate(x_range)
+    box = page.locator("#trend-plot canvas").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -400)
+    page.wait_for_function(f"JSON.stringify({x_range}) !== JSON.stringify({before})", timeout=10_000)
+    after = page.evaluate(x_range)
+    assert after[1] - after[0] < before[1] - before[0]
+
     # the CSV of what the plot shows, with the limits and statuses
     with page.expect_download() as download:
         page.click("#csv")
