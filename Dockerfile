@@ -4,7 +4,7 @@
 # Build from the repository root:  docker build -t rdmt:latest .   (docs/deployment.md)
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# ---- build: install rdmt_core (with the `server` extra: clickhouse-connect) and the services into a virtualenv ----
+# ---- build: install rdmt_core (with the `server` extra: clickhouse-connect, and `dashboard`: rdmt serve) and the services into a virtualenv ----
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -17,7 +17,7 @@ COPY libs/rdmt_core/ libs/rdmt_core/
 COPY services/ services/
 RUN python -m venv /opt/rdmt \
  && /opt/rdmt/bin/pip install --upgrade pip \
- && /opt/rdmt/bin/pip install "./libs/rdmt_core[server]" ./services \
+ && /opt/rdmt/bin/pip install "./libs/rdmt_core[server,dashboard]" ./services \
  && /opt/rdmt/bin/python -c "import rdmt_core.avro as a; a.schema_dir()" \
  && /opt/rdmt/bin/rdmt --version \
  && /opt/rdmt/bin/rdmt service --help

@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_burst.py
 	$(BIN)/python benchmarks/bench_startup.py
 	$(BIN)/python benchmarks/bench_recovery.py
+	$(BIN)/python benchmarks/bench_dashboard.py
 
 ## calibrate: false-alarm rates and sensitivities of the Level-2 monitors on realistic images (galsim.roman PSFs; ~15 minutes)
 calibrate: $(STAMP)

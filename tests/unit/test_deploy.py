@@ -32,6 +32,9 @@ DOCS = REPO / "docs" / "deployment.md"
 CHART = REPO / "deploy" / "helm" / "rdmt"
 
 INFRA_SERVICES = {"kafka", "clickhouse"}
+# The dashboard (rdmt serve) is no streaming service: no Kafka, no metrics port, no config or data volume. Its own
+# checks are test_compose_dashboard and test_helm_dashboard; the streaming checks leave it out.
+DASHBOARD = "dashboard"
 CONFIG_PATH = "/etc/rdmt/rdmt.yaml"
 METRICS_PORT = 9100
 ENV_VARS = {
@@ -124,7 +127,7 @@ def compose_schema() -> dict[str, Any]:
 
 
 def _rdmt_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: svc for name, svc in compose["services"].items() if name not in INFRA_SERVICES}
+    return {name: svc for name, svc in compose["services"].items() if name not in INFRA_SERVICES | {DASHBOARD}}
 
 
 def _schema_errors(schema: dict[str, Any], document: Any) -> list[str]:
@@ -240,7 +243,7 @@ def test_dockerfile_builds_one_non_root_image_with_rdmt_entrypoint_and_healthche
     final = text[[m.start() for m in re.finditer(r"^FROM\s", text, re.M)][-1] :]
     users = re.findall(r"^USER\s+(\S+)", final, re.M)
     assert users and users[-1].split(":")[0] not in {"root", "0"}, users
-    assert '"./libs/rdmt_core[server]"' in text
+    assert '"./libs/rdmt_core[server,dashboard]"' in text  # clickhouse-connect, and rdmt serve
     assert re.search(r'^ENTRYPOINT \["rdmt"\]$', final, re.M)
     healthcheck = re.search(r"^HEALTHCHECK .*?(?<!\\)$", final, re.M | re.S)
     assert healthcheck and "/healthz" in healthcheck.group(0)
@@ -377,8 +380,8 @@ def _values() -> dict[str, Any]:
     return _load_yaml(CHART / "values.yaml")
 
 
-def _render(values: dict[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
-    """`helm template` through Helm's Go SDK: manifests grouped by kind."""
+def _render(values: dict[str, Any] | None, dashboard: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """`helm template` through Helm's Go SDK: manifests grouped by kind (the dashboard's only when ``dashboard``)."""
     import helm_python as helm
 
     with helm.Chart.load(str(CHART)) as chart:
@@ -388,7 +391,7 @@ def _render(values: dict[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
         if not path.endswith(".yaml"):
             continue
         for doc in yaml.safe_load_all(text):
-            if doc:
+            if doc and (dashboard or doc["metadata"].get("labels", {}).get("app.kubernetes.io/component") != DASHBOARD):
                 by_kind.setdefault(doc["kind"], []).append(doc)
     return by_kind
 
@@ -750,3 +753,89 @@ def test_network_policy(helm_default: dict[str, list[dict]], helm_full: dict[str
     closed = _render({"networkPolicy": {"enabled": True, "metricsFrom": [], "kafka": network["kafka"]}})
     (only,) = closed["NetworkPolicy"]
     assert only["spec"]["ingress"] == [], "no metricsFrom: no ingress"
+
+
+# ---------------------------------------------------------------------------------------------------- dashboard
+
+
+def test_compose_dashboard(compose: dict[str, Any]) -> None:
+    """`rdmt serve` on the ClickHouse store, on the loopback of the host only, with a health check on /readyz."""
+    from click.testing import CliRunner
+
+    from rdmt_core.cli import main
+
+    svc = compose["services"][DASHBOARD]
+    assert svc["image"] == compose["services"]["ingest"]["image"] and svc["build"]["dockerfile"] == "Dockerfile"
+    assert svc["command"][0] == "serve" and _option_value(svc["command"], "--host") == "0.0.0.0"
+    assert svc["ports"] == ["127.0.0.1:8050:8050"]
+    assert svc["environment"]["RDMT_STORE_URL"].startswith("${RDMT_DASHBOARD_STORE_URL:-clickhouse://")
+    assert "RDMT_DASHBOARD_TOKEN" in svc["environment"]
+    assert svc["depends_on"] == {"clickhouse": {"condition": "service_healthy"}}
+    assert "/readyz" in " ".join(svc["healthcheck"]["test"])
+    assert _mib(svc["deploy"]["resources"]["limits"]["memory"]) == 768
+    result = CliRunner().invoke(main, [*svc["command"], "--help"])
+    assert result.exit_code == 0, result.output
+
+
+def test_helm_dashboard() -> None:
+    """A Deployment with probes on its HTTP port, a Service, an optional Ingress, a PDB and a NetworkPolicy."""
+    from click.testing import CliRunner
+
+    from rdmt_core.cli import main
+
+    default = _render(None, dashboard=True)
+    (deployment,) = [d for d in default["Deployment"] if _component(d) == DASHBOARD]
+    (container,) = _containers(deployment)
+    assert container["args"] == ["serve", "--host", "0.0.0.0", "--port", "8050"]
+    assert CliRunner().invoke(main, [*container["args"], "--help"]).exit_code == 0
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["ports"] == [{"name": "http", "containerPort": 8050, "protocol": "TCP"}]
+    assert _env(container) == {"RDMT_STORE_URL": {"name": "RDMT_STORE_URL", "value": _values()["store"]["url"]}}
+    resources = container["resources"]
+    assert "cpu" in resources["requests"] and _mib(resources["limits"]["memory"]) >= _mib(
+        resources["requests"]["memory"]
+    )
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is False and spec["securityContext"]["runAsNonRoot"] is True
+    (service,) = [s for s in default["Service"] if _component(s) == DASHBOARD]
+    assert service["spec"]["ports"] == [{"name": "http", "port": 8050, "targetPort": "http", "protocol": "TCP"}]
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert "Ingress" not in default
+    assert [_component(b) for b in default["PodDisruptionBudget"]].count(DASHBOARD) == 1
+
+    full = _render(
+        {
+            **FULL_VALUES,
+            "dashboard": {
+                "storeUrlSecret": {"name": "rdmt-dashboard-store", "key": "url"},
+                "tokenSecret": {"name": "rdmt-dashboard", "key": "token"},
+                "userHeader": "X-Forwarded-User",
+                "extraArgs": ["--cadence", "dark=35d"],
+                "ingress": {"enabled": True, "className": "nginx", "host": "rdmt.example.org", "tlsSecret": "rdmt-tls"},
+                "networkPolicy": {"from": [{"namespaceSelector": {"matchLabels": {"name": "ingress"}}}]},
+            },
+        },
+        dashboard=True,
+    )
+    (deployment,) = [d for d in full["Deployment"] if _component(d) == DASHBOARD]
+    (container,) = _containers(deployment)
+    assert container["args"][-2:] == ["--cadence", "dark=35d"]
+    assert CliRunner().invoke(main, [*container["args"], "--help"]).exit_code == 0
+    env = _env(container)
+    assert env["RDMT_STORE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "rdmt-dashboard-store", "key": "url"}
+    assert env["RDMT_DASHBOARD_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "rdmt-dashboard", "key": "token"}
+    assert env["RDMT_DASHBOARD_USER_HEADER"]["value"] == "X-Forwarded-User"
+    (ingress,) = full["Ingress"]
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["tls"] == [{"hosts": ["rdmt.example.org"], "secretName": "rdmt-tls"}]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "rdmt-dashboard", "port": {"name": "http"}}
+    policies = {p["metadata"]["name"]: p["spec"] for p in full["NetworkPolicy"]}
+    policy = policies["rdmt-dashboard"]
+    assert policy["ingress"] == [{"from": [{"namespaceSelector": {"matchLabels": {"name": "ingress"}}}],
+                                  "ports": [{"port": "http", "protocol": "TCP"}]}]  # fmt: skip
+    assert policy["egress"][1]["to"] == FULL_VALUES["networkPolicy"]["clickhouse"]["to"]
+    assert DASHBOARD not in {
+        _component(d) for d in _render({"dashboard": {"enabled": False}}, dashboard=True)["Deployment"]
+    }

@@ -3,7 +3,8 @@
 One group and its commands, each in the module of what it does: the embedded pipeline and the store
 (:mod:`.embedded`: ``run``, ``sql``, ``history``; :mod:`.demo`), synthetic files (:mod:`.make_fake`), the
 Kafka tools (:mod:`.topics`, :mod:`.publish`, :mod:`.subscribe`, :mod:`.replay`) and the services
-(:mod:`.service`). Command modules import only click and the standard library when they load, so
+(:mod:`.service`), and the
+dashboard (:mod:`.serve`). Command modules import only click and the standard library when they load, so
 ``rdmt --help`` costs no numpy, pydantic or Kafka client: each command imports what it needs when it runs.
 """
 
@@ -14,7 +15,7 @@ import sys
 
 import click
 
-from . import demo, embedded, kafka_tools, make_fake, service
+from . import demo, embedded, kafka_tools, make_fake, serve, service
 
 
 @click.group()
@@ -31,6 +32,6 @@ def main(verbose: bool) -> None:
 
 for _command in (
     embedded.run, embedded.sql, embedded.history, demo.demo, make_fake.make_fake,
-    kafka_tools.topics, service.service, kafka_tools.publish, kafka_tools.subscribe, kafka_tools.replay,
+    kafka_tools.topics, service.service, serve.serve, kafka_tools.publish, kafka_tools.subscribe, kafka_tools.replay,
 ):  # fmt: skip
     main.add_command(_command)

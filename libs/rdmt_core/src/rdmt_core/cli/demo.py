@@ -231,6 +231,9 @@ def run_demo(output: Path, size: int, keep_inputs: bool) -> int:
         f'     rdmt sql --store chdb://{output / "store"} "SELECT detector, monitor, status, n_fail FROM files '
         f"WHERE run_id = '{EXPOSURE[0]}' ORDER BY detector, monitor\""
     )
+    click.echo(
+        f"Dashboard: rdmt serve --store chdb://{output / 'store'} --reports {output / 'reports'}  (http://127.0.0.1:8050/)"
+    )
     return worst
 
 
