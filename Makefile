@@ -17,8 +17,9 @@ $(STAMP): libs/rdmt_core/pyproject.toml services/pyproject.toml
 demo: $(STAMP)
 	$(BIN)/rdmt demo --output demo-output
 
-## test: set up, then run the test suite
+## test: set up (with Debian's Chromium for the dashboard's browser tests), then run the test suite
 test: $(STAMP)
+	bash scripts/install-browser.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## test-fast: unit tests only, no full-size data and no broker (about 3 minutes on 2 cores)
