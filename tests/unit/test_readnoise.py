@@ -1,21 +1,22 @@
-"""The readnoise monitor: metrics against plain numpy loops, the noisy amplifier, NaN pixels, full size."""
+"""The readnoise monitor: metrics against plain numpy loops, the noisy amplifier, NaN pixels, the reference
+border, full size."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
-from rdmt_core.config import load_config
-from rdmt_core.evaluators import History
-from rdmt_core.geometry import DETECTORS
 from rdmt_core.monitors import get_monitor
 from rdmt_core.monitors.readnoise import ReadnoiseOptions
-from rdmt_core.monitors.readnoise.examples import NOISY_AMPLIFIER, example_arrays, reference_arrays
+from rdmt_core.monitors.readnoise.examples import (
+    NOISY_AMPLIFIER,
+    REFERENCE_BORDER,
+    example_arrays,
+    reference_arrays,
+)
 from rdmt_core.monitors.readnoise.metrics import readnoise_metrics
-from rdmt_core.records import FileIdentity, Status
-from rdmt_core.results import file_result
+
+from .reference_checks import FULL_SIZE_DETECTORS, check_deliveries, evaluate, fails
 
 MONITOR = get_monitor("readnoise")
 # Percentiles are exact; the clipped moments are summed from float32 deviations (rdmt_core.measure.clipped)
@@ -51,7 +52,16 @@ def _clipped(values: np.ndarray, sigma: float = 3.0, maxiters: int = 5) -> tuple
     return kept.mean(), np.median(kept), kept.std()
 
 
+def _without_border(frame: np.ndarray, border: int = REFERENCE_BORDER) -> np.ndarray:
+    """A copy of ``frame`` with NaN (skipped by every plain statistic below) in the reference border."""
+    out = np.full_like(frame, np.nan)
+    out[border:-border, border:-border] = frame[border:-border, border:-border]
+    return out
+
+
 def _plain(frame: np.ndarray, noisy_factor: float) -> dict[str, dict[str, np.ndarray]]:
+    """Each metric at each scale by loops over the amplifier strips and super-pixel blocks (border left out)."""
+    frame = _without_border(frame)
     finite = frame[np.isfinite(frame)]
     threshold = noisy_factor * np.median(finite)
     out: dict[str, dict[str, np.ndarray]] = {}
@@ -86,7 +96,7 @@ def test_metrics_at_the_three_scales_match_plain_numpy(side, detector, seed):
 def test_nan_and_infinite_pixels_are_left_out_and_an_empty_cell_is_nan():
     frame = reference_arrays("WFI05", 256, 2)["data"]
     frame[0:8, 0:8] = np.nan  # super-pixel 0 empty
-    frame[100, 100], frame[101, 101], frame[200, 3] = np.inf, -np.inf, np.nan
+    frame[100, 100], frame[101, 101], frame[200, 5] = np.inf, -np.inf, np.nan
     got = _values(readnoise_metrics(frame, ReadnoiseOptions(noisy_factor=1.5)))
     for scale, metrics in _plain(frame, 1.5).items():
         for name, expected in metrics.items():
@@ -96,8 +106,28 @@ def test_nan_and_infinite_pixels_are_left_out_and_an_empty_cell_is_nan():
                 value, expected = value[1:], expected[1:]
             np.testing.assert_allclose(value, expected, rtol=RTOL[name], err_msg=f"{name} {scale}")
     assert got["n_noisy_pixels"].superpixel[0] == 0
-    n_finite = np.count_nonzero(np.isfinite(frame))
-    assert readnoise_metrics(frame, ReadnoiseOptions()).notes["finite pixels"] == f"{n_finite} of {256 * 256}"
+    n_finite = np.count_nonzero(np.isfinite(_without_border(frame)))
+    assert readnoise_metrics(frame, ReadnoiseOptions()).notes["finite pixels"] == f"{n_finite} of {248 * 248}"
+
+
+@pytest.mark.parametrize("side", [256, 512])
+def test_the_reference_border_changes_no_metric(side):
+    """A border of 0, NaN or inf gives the metrics of the frame with a normal border; without the option, not."""
+    frame = reference_arrays("WFI08", side, 1)["data"]
+    border = np.isnan(_without_border(np.zeros_like(frame)))
+    assert (frame[border] == 0).all()  # the examples' reference pixels
+    normal = frame.copy()
+    normal[border] = np.nanmedian(frame[~border])  # a border like the science pixels
+    expected = _values(readnoise_metrics(normal, ReadnoiseOptions()))
+    for fill in (0.0, np.nan, np.inf, 1.0e4):
+        odd = normal.copy()
+        odd[border] = fill
+        got = _values(readnoise_metrics(odd, ReadnoiseOptions()))
+        for name, values in expected.items():
+            for scale in ("detector", "amplifier", "superpixel"):
+                np.testing.assert_array_equal(got[name].at(scale), values.at(scale), err_msg=f"{fill} {name} {scale}")
+    unbordered = _values(readnoise_metrics(frame, ReadnoiseOptions(reference_border=0)))
+    assert unbordered["readnoise_median"].superpixel[0] < 0.97 * expected["readnoise_median"].superpixel[0]
 
 
 def test_the_noisy_amplifier_is_found_where_it_is_injected():
@@ -108,9 +138,9 @@ def test_the_noisy_amplifier_is_found_where_it_is_injected():
     assert np.delete(ratio, NOISY_AMPLIFIER - 1) == pytest.approx(1.0)
     assert np.argmax(noisy["readnoise_median"].amplifier) == NOISY_AMPLIFIER - 1
     assert noisy["readnoise_amp_spread"].detector > 1.5 > 0.9 * 1.5 > clean["readnoise_amp_spread"].detector
-    result = _evaluate("WFI01", 512, 3, anomaly=True)
+    result = evaluate("readnoise", "WFI01", 512, 3, anomaly=True)
     failing_amps = {
-        int(c) for b in result.evaluations if b.scale == "amplifier" for c in b.cells[_fails(b)]
+        int(c) for b in result.evaluations if b.scale == "amplifier" for c in b.cells[fails(b)]
     }  # fmt: skip
     assert failing_amps <= {NOISY_AMPLIFIER}
 
@@ -121,45 +151,18 @@ def test_delivery_structure_is_fixed_and_noise_is_not():
     assert a.dtype == np.float32 and a.shape == (256, 256)
     np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
     assert not np.array_equal(np.isnan(a), np.isnan(other))
-    ratio = b[np.isfinite(a)] / a[np.isfinite(a)]
+    measured = np.isfinite(a) & (a > 0)  # the reference border holds 0
+    ratio = b[measured] / a[measured]
     assert 0.01 < ratio.std() < 0.05  # the 2 % estimation scatter of each delivery, twice
     assert 5.0 <= np.nanmedian(a) <= 7.5
 
 
-def _fails(block) -> np.ndarray:
-    return np.asarray(block.status, dtype=str) == Status.FAIL.value
-
-
-def _evaluate(detector: str, side: int, seed: int, anomaly: bool = False, history: History | None = None):
-    identity = FileIdentity(f"/x/{detector}.asdf", "READNOISE", detector, datetime(2027, 1, 1 + seed, tzinfo=UTC))
-    arrays = reference_arrays(detector, side, seed, anomaly)
-    return file_result(MONITOR, arrays, identity, load_config(), history or History(), "test")
-
-
-def _failing(result) -> set[str]:
-    return {f"{b.evaluator}/{b.metric}/{b.scale}" for b in result.evaluations if _fails(b).any()}
-
-
-def _as_history(result) -> History:
-    return History({(m.spec.name, s): m.values.at(s)[None, :] for m in result.metrics for s in m.spec.scales})
-
-
-def check_deliveries(side: int) -> None:
-    """Clean deliveries 1 and 2 of every detector fail nothing (empty history, and 2 against 1), the anomaly fails."""
-    for detector in DETECTORS:
-        first = _evaluate(detector, side, 1)
-        second = _evaluate(detector, side, 2, history=_as_history(first))
-        assert not _failing(first) and not _failing(second), (detector, _failing(first), _failing(second))
-        assert any(
-            b.evaluator == "change" and (np.asarray(b.status) == Status.PASS.value).all() for b in second.evaluations
-        )
-    assert f"soc/{MONITOR.anomaly.metric}/detector" in _failing(_evaluate("WFI01", side, 1, anomaly=True))
-
-
 def test_clean_deliveries_pass_and_the_anomaly_fails_at_512():
-    check_deliveries(512)
+    check_deliveries("readnoise", 512, "detector", change_passes=True)
 
 
 @pytest.mark.slow
 def test_clean_deliveries_pass_and_the_anomaly_fails_at_full_size():
-    check_deliveries(4096)
+    # three detectors at full size; all 18 are checked at full size by `RDMT_REFERENCE_SIDE=4096
+    # RDMT_REFERENCE_DETECTORS=all pytest tests/integration/test_reference_deliveries.py` and the demo
+    check_deliveries("readnoise", 4096, "detector", FULL_SIZE_DETECTORS, change_passes=True)

@@ -6,7 +6,11 @@ Seeded numpy data shaped like a WFI gain reference file (e/DN):
   amplifier levels within a few percent of it (sd 1 %, at most 2.5 %), a 1 % pixel-to-pixel
   spread, NaN on 0.01 % of the pixels (no measurement) and 0 on 0.002 % (a failed fit);
 * per delivery (``delivery_seed``): a 0.5 % estimation scatter on every pixel;
-* with ``anomaly``: amplifier :data:`JUMP_AMPLIFIER`'s gain :data:`JUMP` times higher.
+* with ``anomaly``: amplifier :data:`JUMP_AMPLIFIER`'s gain :data:`JUMP` times higher;
+* the reference pixels, a :data:`REFERENCE_BORDER`-pixel border on every edge at any size, hold 0:
+  they see no light, so a gain file has no measured gain there. 0 (rather than NaN) is the worst
+  case for a monitor that did not leave them out: a finite value that drags ``gain_p1`` of the edge
+  cells and of amplifiers 1 and 32 to 0 and counts as a bad gain (65,408 pixels at 4096).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from ...geometry import N_AMPLIFIERS
 
 JUMP_AMPLIFIER = 20  # 1-based, as in the reports
 JUMP = 1.10
+REFERENCE_BORDER = 4  # pixels: the reference-pixel border of a WFI frame
+REFERENCE_VALUE = 0.0  # e/DN: what the examples hold there
 
 
 def _detector_number(detector: str) -> int:
@@ -51,6 +57,8 @@ def reference_arrays(detector: str, side: int, delivery_seed: int, anomaly: bool
     if anomaly:
         cell = side // N_AMPLIFIERS
         data[:, (JUMP_AMPLIFIER - 1) * cell : JUMP_AMPLIFIER * cell] *= np.float32(JUMP)
+    b = REFERENCE_BORDER
+    data[:b, :] = data[-b:, :] = data[:, :b] = data[:, -b:] = REFERENCE_VALUE
     return {"data": data}
 
 

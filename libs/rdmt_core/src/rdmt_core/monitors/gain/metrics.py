@@ -1,6 +1,8 @@
 """Gain metrics of a GAIN reference file: a pure function of ``data``.
 
-Reads ``data``, the gain of each pixel in e/DN. The super-pixels are sorted once; the percentiles
+Reads ``data``, the gain of each pixel in e/DN, of the whole frame; the ``reference_border`` pixels
+at each edge (the reference pixels) are left out of every metric and count (:mod:`.border`). The
+super-pixels are sorted once; the percentiles
 of the amplifier strips and of the detector (unions of super-pixel rows) are read from those sorted
 rows, exactly (:mod:`rdmt_core.measure.grouped`).
 """
@@ -10,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from ...measure.blockstats import ScaleValues
-from ...measure.grouped import SortedRows, percentiles_at_scales, sum_at_scales
+from ...measure.grouped import percentiles_at_scales, sum_at_scales
 from ...records import Metric
 from ..base import MonitorResult
+from .border import border_pixels_per_superpixel, sorted_superpixels
 from .options import METRICS, GainOptions
 
 PERCENTILES = (1.0, 50.0, 99.0)
@@ -24,16 +27,20 @@ def gain_metrics(data: np.ndarray, options: GainOptions) -> MonitorResult:
     Parameters
     ----------
     data : ndarray
-        Gain in e/DN, a square frame (side divisible by 32). Non-finite pixels are left out of the
-        statistics and counted in ``n_bad_gain``.
+        Gain in e/DN, a square frame (side divisible by 32) including its reference pixels. Non-finite
+        pixels are left out of the statistics and counted in ``n_bad_gain``; the reference border is
+        left out of both.
     options : GainOptions
-        The largest physical gain.
+        The largest physical gain and the width of the reference border.
     """
-    cells = SortedRows.of_superpixels(data)
+    border = options.reference_border
+    cells = sorted_superpixels(data, border)
     p = percentiles_at_scales(cells, PERCENTILES)
     n_finite = int(cells.n_valid.sum())
-    # bad: not finite (the cell's pixels minus its finite ones), <= 0, or above max_gain; counted in the sorted rows
-    not_finite = cells.rows.shape[1] - cells.n_valid
+    in_border = border_pixels_per_superpixel(data.shape[0], border)
+    # bad: not finite (the cell's science pixels minus its finite ones), <= 0, or above max_gain; counted in the
+    # sorted rows, where the border is NaN
+    not_finite = cells.rows.shape[1] - in_border - cells.n_valid
     not_positive = cells.count_below(0.0, inclusive=True)
     too_high = cells.n_valid - cells.count_below(options.max_gain, inclusive=True)
     bad = sum_at_scales(not_finite + not_positive + too_high)
@@ -52,6 +59,7 @@ def gain_metrics(data: np.ndarray, options: GainOptions) -> MonitorResult:
     }
     notes = {
         "bad gain": f"NaN, infinite, <= 0 or > {options.max_gain:g} e/DN",
-        "finite pixels": f"{n_finite} of {data.size}",
+        "finite pixels": f"{n_finite} of {data.size - int(in_border.sum())}",
+        "reference border": f"{border} pixels at each edge left out ({int(in_border.sum())} pixels)",
     }
     return MonitorResult([Metric(spec, values[spec.name]) for spec in METRICS], notes)

@@ -7,7 +7,11 @@ Seeded numpy data shaped like a WFI read-noise reference file (CDS-like noise in
   a tail of noisy (random-telegraph-like) pixels at 2.5-6 times their amplifier level on 0.3 % of
   the pixels, and NaN on 0.01 % (pixels without a measurement);
 * per delivery (``delivery_seed``): a 2 % estimation scatter on every pixel;
-* with ``anomaly``: amplifier :data:`NOISY_AMPLIFIER` at :data:`NOISY_SCALE` times its read noise.
+* with ``anomaly``: amplifier :data:`NOISY_AMPLIFIER` at :data:`NOISY_SCALE` times its read noise;
+* the reference pixels, a :data:`REFERENCE_BORDER`-pixel border on every edge at any size, hold 0
+  (no read noise measured for them in a read-noise file). 0 (rather than NaN, which the statistics
+  skip anyway) is the worst case for a monitor that did not leave them out: a finite value that
+  pulls down the median, clipped mean and std of the edge cells and of amplifiers 1 and 32.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from ...geometry import N_AMPLIFIERS
 
 NOISY_AMPLIFIER = 12  # 1-based, as in the reports
 NOISY_SCALE = 1.5
+REFERENCE_BORDER = 4  # pixels: the reference-pixel border of a WFI frame
+REFERENCE_VALUE = 0.0  # DN: what the examples hold there
 
 
 def _detector_number(detector: str) -> int:
@@ -53,6 +59,8 @@ def reference_arrays(detector: str, side: int, delivery_seed: int, anomaly: bool
     if anomaly:
         cell = side // N_AMPLIFIERS
         data[:, (NOISY_AMPLIFIER - 1) * cell : NOISY_AMPLIFIER * cell] *= np.float32(NOISY_SCALE)
+    b = REFERENCE_BORDER
+    data[:b, :] = data[-b:, :] = data[:, :b] = data[:, -b:] = REFERENCE_VALUE
     return {"data": data}
 
 

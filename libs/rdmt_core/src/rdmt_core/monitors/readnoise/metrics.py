@@ -1,6 +1,8 @@
 """Read-noise metrics of a READNOISE reference file: a pure function of ``data``.
 
-Reads ``data``, the read noise of each pixel in DN. The super-pixels are sorted once; an amplifier
+Reads ``data``, the read noise of each pixel in DN, of the whole frame; the ``reference_border``
+pixels at each edge (the reference pixels) are left out of every metric and count
+(:mod:`rdmt_core.monitors.gain.border`). The super-pixels are sorted once; an amplifier
 strip is the union of its 32 super-pixel rows and the detector the union of all 1,024, and the
 percentiles and sigma-clipped statistics (astropy's rules) of every cell of the three scales are
 read from those sorted rows, exactly (:mod:`rdmt_core.measure.grouped`).
@@ -12,9 +14,10 @@ import numpy as np
 
 from ...geometry import N_SUPERPIXELS
 from ...measure.blockstats import ScaleValues
-from ...measure.grouped import SortedRows, clip, percentiles, sum_at_scales, superpixel_scales, to_scales
+from ...measure.grouped import clip, percentiles, sum_at_scales, superpixel_scales, to_scales
 from ...records import Metric
 from ..base import MonitorResult
+from ..gain.border import border_pixels_per_superpixel, sorted_superpixels
 from .options import METRICS, ReadnoiseOptions
 
 PERCENTILES = (50.0, 99.0)
@@ -26,11 +29,13 @@ def readnoise_metrics(data: np.ndarray, options: ReadnoiseOptions) -> MonitorRes
     Parameters
     ----------
     data : ndarray
-        Read noise in DN, a square frame (side divisible by 32). Non-finite pixels are ignored.
+        Read noise in DN, a square frame (side divisible by 32) including its reference pixels.
+        Non-finite pixels and the reference border are ignored.
     options : ReadnoiseOptions
-        Noisy-pixel factor and sigma-clipping settings.
+        Noisy-pixel factor, sigma-clipping settings and the width of the reference border.
     """
-    cells = SortedRows.of_superpixels(data)
+    border = options.reference_border
+    cells = sorted_superpixels(data, border)
     scales, parts = superpixel_scales()
     p = {q: to_scales(v, parts) for q, v in percentiles(cells, scales, PERCENTILES).items()}
     clipped = clip(cells, scales, options.clip_sigma, options.clip_maxiters)
@@ -41,6 +46,7 @@ def readnoise_metrics(data: np.ndarray, options: ReadnoiseOptions) -> MonitorRes
     else:
         noisy = _nan_counts()
     del cells
+    n_border = int(border_pixels_per_superpixel(data.shape[0], border).sum())
     amp_medians = p[50.0].amplifier
     spread = float(np.nanmax(amp_medians) - np.nanmin(amp_medians)) if np.isfinite(amp_medians).any() else np.nan
     values = {
@@ -53,7 +59,8 @@ def readnoise_metrics(data: np.ndarray, options: ReadnoiseOptions) -> MonitorRes
     }
     notes = {
         "noisy pixels": f"read noise > {options.noisy_factor:g} x detector median = {threshold:.4g} DN",
-        "finite pixels": f"{n_finite} of {data.size}",
+        "finite pixels": f"{n_finite} of {data.size - n_border}",
+        "reference border": f"{border} pixels at each edge left out ({n_border} pixels)",
     }
     return MonitorResult([Metric(spec, values[spec.name]) for spec in METRICS], notes)
 

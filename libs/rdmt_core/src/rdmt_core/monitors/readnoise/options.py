@@ -26,10 +26,17 @@ class ReadnoiseOptions(BaseModel):
         3.0, gt=0, description="Sigma-clipping bound (standard deviations) of the clipped mean and std."
     )
     clip_maxiters: int = Field(5, ge=1, le=20, description="Largest number of sigma-clipping iterations.")
+    reference_border: int = Field(
+        4,
+        ge=0,
+        le=64,
+        description="Pixels at each edge of the frame left out as reference pixels (the WFI's 4-pixel border; "
+        "the same number of pixels at any frame size).",
+    )
 
 
 METRICS = (
-    MetricSpec("readnoise_median", UNIT, "Median read noise of finite pixels"),
+    MetricSpec("readnoise_median", UNIT, "Median read noise of finite pixels (reference border left out)"),
     MetricSpec("readnoise_mean", UNIT, "Sigma-clipped mean read noise of finite pixels (clip_sigma, clip_maxiters)"),
     MetricSpec("readnoise_std", UNIT, "Sigma-clipped standard deviation (ddof=0) of the read noise of finite pixels"),
     MetricSpec("readnoise_p99", UNIT, "99th percentile of the read noise (linear interpolation)"),

@@ -9,7 +9,10 @@ Seeded numpy data shaped like a WFI saturation reference file (DN):
   flagged DO_NOT_USE (NaN) on 0.01 %;
 * per delivery (``delivery_seed``): a 0.3 % estimation scatter on every pixel;
 * with ``anomaly``: a square of side/8, a quarter of the way into the frame (whole super-pixels at
-  any size), whose level dropped to :data:`DROP` of its value.
+  any size), whose level dropped to :data:`DROP` of its value;
+* the reference pixels, a :data:`REFERENCE_BORDER`-pixel border on every edge at any size: level 0
+  (they do not saturate like light-sensitive pixels; a finite value that a monitor which did not
+  leave them out would count as low saturation) and flagged REFERENCE_PIXEL.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from ...geometry import N_AMPLIFIERS
 
 DROP = 0.5
 ADC_MAX = 65535.0
+REFERENCE_BORDER = 4  # pixels: the reference-pixel border of a WFI frame, flagged REFERENCE_PIXEL
 
 
 def _detector_number(detector: str) -> int:
@@ -64,6 +68,9 @@ def reference_arrays(detector: str, side: int, delivery_seed: int, anomaly: bool
     if anomaly:
         start, size = side // 4, side // 8
         data[start : start + size, start : start + size] *= np.float32(DROP)
+    b = REFERENCE_BORDER
+    data[:b, :] = data[-b:, :] = data[:, :b] = data[:, -b:] = 0.0
+    dq[:b, :] = dq[-b:, :] = dq[:, :b] = dq[:, -b:] = dqflags.pixel.REFERENCE_PIXEL  # that flag alone
     return {"data": data, "dq": dq}
 
 
