@@ -106,9 +106,8 @@ def bad_inputs(tmp_path: Path, two_deliveries) -> dict[str, Path]:
     files["not_asdf"].write_text("this is not ASDF\n")
     files["no_roman"] = bad / "plain.asdf"
     asdf.AsdfFile({"data": np.arange(4)}).write_to(files["no_roman"])
-    files["unsupported"] = bad / "flat.asdf"  # no monitor for flats (yet)
-    flat = dm.FlatRefModel.create_fake_data(shape=(64, 64))
-    flat.save(files["unsupported"])
+    files["unsupported"] = bad / "apcorr.asdf"  # no monitor for aperture corrections
+    dm.ApcorrRefModel.create_fake_data().save(files["unsupported"])
     files["truncated"] = bad / "truncated.asdf"
     shutil.copy(good, files["truncated"])
     with open(files["truncated"], "r+b") as handle:
@@ -144,7 +143,7 @@ def bad_inputs(tmp_path: Path, two_deliveries) -> dict[str, Path]:
         ("missing", "file not found"),
         ("not_asdf", "not a readable ASDF file"),
         ("no_roman", "no Roman metadata"),
-        ("unsupported", "no enabled monitor handles kind 'FLAT'"),
+        ("unsupported", "no enabled monitor handles kind 'APCORR'"),
         ("truncated", "the file looks truncated or damaged: its array 'dark_slope' cannot be read"),
         ("wrong_shape", "side divisible by 32"),
         ("wrong_dtype", "array 'dq' has dtype float32"),
@@ -204,9 +203,9 @@ def test_unknown_metric_in_history(store_url):
     )
     assert code == 2 and "no metric 'nope'" in err
     code, _, err = _run(
-        "history", "--store", store_url, "--monitor", "bias", "--metric", "x", "--detector", "WFI01"
+        "history", "--store", store_url, "--monitor", "biass", "--metric", "x", "--detector", "WFI01"
     )
-    assert code == 2 and "unknown monitor 'bias'" in err
+    assert code == 2 and "unknown monitor 'biass'" in err
 
 
 def test_rdmt_is_a_real_command(tmp_path, store_url, two_deliveries):
