@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 import pytest
 
 from rdmt_core.config import load_config
@@ -63,5 +64,16 @@ def test_full_size_hot_cluster_and_clean_detector(tmp_path):
     assert _fails(hot, "soc", "superpixel") == {340, 341}
     assert _fails(hot, "mission", "superpixel") == {340}
     assert _fails(hot, "change", "superpixel") >= {340, 341}
-    assert _fails(hot, "soc", "amplifier") == {21}  # 8448 > 100000/32 = 3125; amplifier 22 gets only 768
-    assert 0 not in _fails(hot, "soc", "detector")
+    # amplifier 21: n_hot_pixels 8448 > 100000/32 = 3125; amplifier 22 gets only 768 hot pixels, but all of them
+    # new (n_new_hot's soc limit is 50 per amplifier)
+    assert _fails(hot, "soc", "amplifier") == {21, 22}
+    # At the detector scale the 9,216 hot pixels are within the count limit; only the pixel change sees them:
+    # the cluster's pixels are new since the previous file (soc limit 200 new hot pixels per detector).
+    failing_metrics = {
+        b.metric
+        for b in hot.evaluations
+        if b.evaluator == "soc" and b.scale == "detector" and (b.status == "fail").any()
+    }
+    assert failing_metrics == {"n_new_hot"}
+    n_new = next(m for m in hot.metrics if m.spec.name == "n_new_hot").values
+    assert n_new.detector >= 96 * 96 * 0.99 and set(np.flatnonzero(n_new.superpixel)) == touched
