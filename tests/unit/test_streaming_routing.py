@@ -208,7 +208,8 @@ def test_settings_from_file_section_and_environment_never_show_the_password() ->
                "routing": {"exposure_types": {"WFI_DARK": ["dark"]}}}
     settings = streaming_settings(section, env)
     assert settings.topic_prefix == "test42"
-    assert settings.routing.reftypes == {"DARK": ["dark"]}
+    # reference types route by the registry (the section sets only exposure types)
+    assert settings.routing.reftypes["DARK"] == ["dark"] and settings.routing.reftypes["FLAT"] == ["flat"]
     conf = settings.kafka.consumer("g", "c")
     assert conf["bootstrap.servers"] == "k1:9093,k2:9093" and conf["sasl.password"] == "hunter2"
     assert conf["enable.auto.offset.store"] is False and conf["max.poll.interval.ms"] >= 600_000
