@@ -120,7 +120,8 @@ def test_poison_inputs_end_in_dead_letter_or_unrouted_and_good_ones_are_processe
     truncated.write_bytes(data[: len(data) * 2 // 3])  # the tree is intact, the array blocks are cut
     vanished.unlink()
     second = crds_delivery("CRDS-B", "roman_0002.pmap", files[5:])
-    second["files"].append({"uri": "/data/flat.asdf", "reftype": "FLAT", "detector": "WFI06", "useafter": USEAFTER})
+    # a reference type no monitor reads (aperture corrections)
+    second["files"].append({"uri": "/data/apcorr.asdf", "reftype": "APCORR", "detector": "WFI06", "useafter": USEAFTER})
     unknown = archive_event(files[0], monitor="nosuch")
 
     services.start("ingest")
@@ -156,7 +157,7 @@ def test_poison_inputs_end_in_dead_letter_or_unrouted_and_good_ones_are_processe
 
     reasons = sorted(r["error"] for r in unrouted)
     assert len(reasons) == 2
-    assert "no monitor for reftype 'FLAT'" in reasons[0] and "/data/flat.asdf" in reasons[0]
+    assert "no monitor for reftype 'APCORR'" in reasons[0] and "/data/apcorr.asdf" in reasons[0]
     assert f"unknown monitor 'nosuch' (known: {', '.join(sorted(registered_monitors()))})" in reasons[1]
     assert {r["topic"] for r in unrouted} == {crds, archive}
 
